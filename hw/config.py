@@ -1,0 +1,180 @@
+"""The one accelerator configuration shared by the RTL, the simulator, the compiler and the estimator.
+
+:class:`TernConfig` is frozen and validates itself on construction, so an invalid machine can never be
+elaborated, simulated or compiled for. Everything that depends on the configuration (widths, latencies,
+stream geometry) is derived here, once, as a read-only property.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+__all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE"]
+
+#: Hardware weight stream formats (SPEC section 4) and the ternary codes each byte carries.
+WEIGHT_FORMATS = ("2bit", "base3")
+TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+
+
+class ConfigError(ValueError):
+    """An invalid accelerator configuration. The message names the field and the bad value."""
+
+
+def _check_int(name, value, lo, hi, *, power_of_two=False):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, not {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+    if power_of_two and value & (value - 1):
+        raise ConfigError(f"{name} must be a power of two, not {value}")
+
+
+@dataclass(frozen=True)
+class TernConfig:
+    """Accelerator configuration.
+
+    Parameters
+    ----------
+    rows : int
+        Number of ternary dot units (PE rows); output features computed in parallel. 1..256.
+    lanes : int
+        int8 activation lanes per dot unit; input features consumed per cycle. 1..256.
+    acc_width : int
+        Width in bits of each row's signed accumulator. Must hold at least one full dot product
+        (``dot_width``); at most 64.
+    weight_format : str
+        Weight stream format, ``"2bit"`` (4 codes per byte) or ``"base3"`` (5 trits per byte).
+    bus_bytes : int
+        Width in bytes of the weight stream (one beat per cycle at most). 1..256.
+    act_depth : int
+        Activation buffer depth in words of ``lanes`` int8 values. Power of two, 16..65536.
+    wgt_depth : int
+        Depth of each of the two weight buffer banks, in words of ``rows * lanes`` codes; bounds the
+        number of ``lanes``-chunks of K one MATMUL may use. Power of two, 4..65536.
+    out_depth : int
+        Output FIFO depth in result vectors (``rows`` accumulators each). 2..65536.
+    tree_reg_every : int
+        The dot unit's adder tree has a pipeline register after every ``tree_reg_every`` adder levels
+        (0: purely combinational tree). 0..16.
+    """
+
+    rows: int = 16
+    lanes: int = 64
+    acc_width: int = 32
+    weight_format: str = "2bit"
+    bus_bytes: int = 16
+    act_depth: int = 4096
+    wgt_depth: int = 512
+    out_depth: int = 64
+    tree_reg_every: int = 2
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, 256)
+        _check_int("lanes", self.lanes, 1, 256)
+        _check_int("bus_bytes", self.bus_bytes, 1, 256)
+        _check_int("act_depth", self.act_depth, 16, 65536, power_of_two=True)
+        _check_int("wgt_depth", self.wgt_depth, 4, 65536, power_of_two=True)
+        _check_int("out_depth", self.out_depth, 2, 65536)
+        _check_int("tree_reg_every", self.tree_reg_every, 0, 16)
+        if self.weight_format not in WEIGHT_FORMATS:
+            raise ConfigError(f"weight_format must be one of {', '.join(WEIGHT_FORMATS)}, "
+                              f"not {self.weight_format!r}")
+        _check_int("acc_width", self.acc_width, self.dot_width, 64)
+
+    # -- derived geometry -------------------------------------------------------------------------
+
+    @property
+    def dot_width(self) -> int:
+        """Signed width that holds any dot product of ``lanes`` int8 values with ternary weights
+        (range ``[-128 * lanes, 128 * lanes]``)."""
+        return (128 * self.lanes).bit_length() + 1
+
+    @property
+    def tree_levels(self) -> int:
+        """Adder levels in the dot unit's reduction tree."""
+        return max(0, math.ceil(math.log2(self.lanes))) if self.lanes > 1 else 0
+
+    @property
+    def trits_per_byte(self) -> int:
+        return TRITS_PER_BYTE[self.weight_format]
+
+    @property
+    def trits_per_beat(self) -> int:
+        """Ternary codes carried by one weight stream beat."""
+        return self.bus_bytes * self.trits_per_byte
+
+    @property
+    def word_trits(self) -> int:
+        """Codes in one weight word: one ``lanes``-chunk of K for every row."""
+        return self.rows * self.lanes
+
+    @property
+    def beats_per_word(self) -> int:
+        """Weight stream beats that carry one weight word (the last beat may be partly padding)."""
+        return -(-self.word_trits // self.trits_per_beat)
+
+    @property
+    def stream_efficiency(self) -> float:
+        """Fraction of the weight stream's codes that are payload rather than word padding."""
+        return self.word_trits / (self.beats_per_word * self.trits_per_beat)
+
+    @property
+    def max_k(self) -> int:
+        """Largest K (input features) one MATMUL can cover: one full weight bank."""
+        return self.wgt_depth * self.lanes
+
+    def max_k_exact(self) -> int:
+        """Largest K whose dot products provably fit the accumulator: ``128 * K < 2**(acc_width-1)``
+        (so ``-128 * K >= -2**(acc_width-1)`` and ``127 * K <= 2**(acc_width-1) - 1``)."""
+        return (2 ** (self.acc_width - 1) - 1) // 128
+
+    # -- serialization ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes) -> "TernConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict, *, source: str = "configuration") -> "TernConfig":
+        """Build from a mapping (JSON, TOML, CLI flags); unknown keys are rejected by name."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a table of settings, not {type(values).__name__}")
+        known = set(cls.field_names())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting {unknown[0]!r} "
+                              f"(known: {', '.join(sorted(known))})")
+        try:
+            return cls(**values)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_toml(cls, path) -> "TernConfig":
+        """Read a TOML file whose top level (or ``[accelerator]`` table) holds the settings."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        if "accelerator" in data and isinstance(data["accelerator"], dict):
+            data = data["accelerator"]
+        return cls.from_dict(data, source=str(path))
