@@ -1,0 +1,156 @@
+"""The ``tern`` command line (SPEC section 5).
+
+Exit codes: 0 success; 1 a verification mismatch; 2 bad input or usage (one line on stderr, no
+traceback, no partial output file). Every command takes the accelerator configuration as flags or as
+``--config FILE.toml`` (flags override the file). ``--json`` prints one JSON object on stdout.
+
+Set ``TERN_DEBUG=1`` to see the traceback behind a bad-input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from hw.config import ConfigError, TernConfig
+
+__all__ = ["main", "UsageError"]
+
+
+class UsageError(ValueError):
+    """Bad input from the command line; reported as one line with exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2 (argparse prints the whole usage otherwise)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# -- accelerator configuration flags ----------------------------------------------------------------
+
+_CONFIG_FLAGS = {
+    # flag name: (TernConfig field, type, help)
+    "rows": (int, "PE rows (output features in parallel)"),
+    "lanes": (int, "int8 activation lanes per row (input features per cycle)"),
+    "acc-width": (int, "accumulator width in bits"),
+    "weight-format": (str, "weight stream format: 2bit or base3"),
+    "bus-bytes": (int, "weight stream bytes per beat"),
+    "act-depth": (int, "activation buffer depth in words"),
+    "wgt-depth": (int, "weight buffer bank depth in words"),
+    "out-depth": (int, "output FIFO depth in result vectors"),
+    "tree-reg-every": (int, "adder-tree register every N levels (0: combinational)"),
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser):
+    g = p.add_argument_group("accelerator configuration")
+    g.add_argument("--config", metavar="FILE.toml", help="read the configuration from a TOML file")
+    for flag, (typ, help_) in _CONFIG_FLAGS.items():
+        g.add_argument(f"--{flag}", type=typ, default=None, help=help_)
+
+
+def config_from_args(args) -> TernConfig:
+    """The configuration named by ``--config`` and the individual flags (flags win)."""
+    values = {}
+    if args.config:
+        values = TernConfig.from_toml(args.config).to_dict()
+    for flag in _CONFIG_FLAGS:
+        v = getattr(args, flag.replace("-", "_"))
+        if v is not None:
+            values[flag.replace("-", "_")] = v
+    return TernConfig.from_dict(values, source="--config/flags" if args.config else "flags")
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+def _cmd_rtl(args) -> int:
+    from hw.rtl.export import write_verilog
+
+    cfg = config_from_args(args)
+    out = Path(args.output)
+    if out.suffix != ".v":
+        raise UsageError(f"tern rtl: output file must end in .v, not {out.name!r}")
+    if not out.parent.is_dir():
+        raise UsageError(f"tern rtl: output folder {str(out.parent)!r} does not exist")
+    info = write_verilog(cfg, out)
+    result = {"verilog": str(out), "config": str(out.with_suffix(".json"))}
+    if isinstance(info, dict):
+        result.update(info)
+    _emit(args, result, f"wrote {out} and {out.with_suffix('.json')}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from sw.demo import run_demo
+
+    if args.problems < 1 or args.problems > 10000:
+        raise UsageError(f"tern demo: --problems must be between 1 and 10000, not {args.problems}")
+    result = run_demo(n_problems=args.problems, seed=args.seed, quiet=args.json)
+    _emit(args, result, None)
+    return 0 if result.get("match", False) else 1
+
+
+def _emit(args, result: dict, text: str | None):
+    if args.json:
+        print(json.dumps(result, default=_json_default))
+    elif text:
+        print(text)
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tern", description="tern: an open accelerator toolkit for BitNet b1.58 models")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    d = sub.add_parser("demo", help="run the embedded demo model and check it against the reference")
+    d.add_argument("--problems", type=int, default=8, help="held-out problems to solve (default 8)")
+    d.add_argument("--seed", type=int, default=0, help="which held-out problems (default 0)")
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flags(d)
+    d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("rtl", help="write Verilog of the top level for a configuration")
+    r.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file to write")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flags(r)
+    r.set_defaults(func=_cmd_rtl)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.func(args)
+    except (UsageError, ConfigError, ValueError, OSError) as e:
+        if os.environ.get("TERN_DEBUG"):
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if not msg.startswith("tern"):
+            msg = f"tern: error: {msg}"
+        print(msg, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tern: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
