@@ -67,14 +67,13 @@ def config_from_args(args) -> TernConfig:
 # -- commands --------------------------------------------------------------------------------------
 
 def _cmd_rtl(args) -> int:
-    from hw.rtl.export import write_verilog
-
     cfg = config_from_args(args)
     out = Path(args.output)
     if out.suffix != ".v":
         raise UsageError(f"tern rtl: output file must end in .v, not {out.name!r}")
     if not out.parent.is_dir():
         raise UsageError(f"tern rtl: output folder {str(out.parent)!r} does not exist")
+    from hw.rtl.export import write_verilog
     info = write_verilog(cfg, out)
     result = {"verilog": str(out), "config": str(out.with_suffix(".json"))}
     if isinstance(info, dict):
