@@ -1,0 +1,315 @@
+"""Controller: dispatch checks, weight-bank scoreboard, in-order execution, output credits, counters.
+
+The controller is simulated alone; the testbench plays the buffers (dict models updated at the clock
+edge, reads see writes of earlier cycles only), the decoder (a stream of numbered words) and the
+output path (a result may leave one cycle after its ``pe_last``). Every issue is checked against the
+program-order semantics of docs/ISA.md.
+"""
+
+import random
+
+import pytest
+from amaranth.hdl import ClockDomain, Module
+from amaranth.sim import Simulator
+
+from hw.config import TernConfig
+from hw.isa import FIELD_MAX, Instr, Op
+from hw.program import instr_is_valid
+from hw.rtl.controller import PERF_COUNTERS, Controller
+
+
+class _Gap:
+    """Seeded geometric gaps before each transfer (probability p of one more idle cycle)."""
+
+    def __init__(self, rng, p):
+        self.rng, self.p, self.left = rng, p, None
+
+    def ready_now(self):
+        if self.left is None:
+            self.left = 0
+            while self.p and self.rng.random() < self.p:
+                self.left += 1
+        if self.left:
+            self.left -= 1
+            return False
+        return True
+
+    def consumed(self):
+        self.left = None
+
+
+def _act_value(i, lanes):
+    return [((i * 7 + l * 3 + 1) % 256) - 128 for l in range(lanes)]
+
+
+def _word_value(g, rows, lanes):
+    return [[(g + r * 5 + l) % 4 for l in range(lanes)] for r in range(rows)]
+
+
+def expected_issues(cfg, instrs):
+    """The (act beat id, weight word id, first, last) of every PE issue, in program order."""
+    act = {}
+    beat = 0
+    word = 0
+    out = []
+    for ins in instrs:
+        if not instr_is_valid(cfg, ins):
+            continue
+        if ins.op == Op.LOAD_ACT:
+            for i in range(ins.b):
+                act[ins.a + i] = beat
+                beat += 1
+        elif ins.op == Op.MATMUL:
+            kw, tokens = ins.b, ins.c
+            for t in range(tokens):
+                for k in range(kw):
+                    out.append((act.get(ins.a + t * kw + k), word + k, k == 0, k == kw - 1))
+            word += kw
+    return out, beat, word
+
+
+def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_pop=0.0,
+                   max_cycles=4000, extra_data=True):
+    """Simulate; returns a dict of traces. Streams offer one extra beat/word after the program's data
+    (``extra_data``) to show that nothing beyond the program's data is taken."""
+    rng = random.Random(seed)
+    exp_issues, n_beats, n_words = expected_issues(cfg, instrs)
+    dut = Controller(cfg)
+    m = Module()
+    m.domains.sync = cd = ClockDomain()
+    m.submodules.dut = dut
+    res = {"accept": [], "act_w": [], "wgt_w": [], "issues": [], "pops": [], "max_reserved": 0,
+           "cycles": None}
+
+    async def tb(ctx):
+        gi, ga, gw, gp = (_Gap(rng, p) for p in (p_instr, p_act, p_word, p_pop))
+        ii = ai = wi = 0
+        act_mem, wgt_mem = {}, {}
+        pending = []          # cycles at which results become poppable
+        outstanding = 0       # results reserved (last issued) and not popped
+        prev_issue = None
+        idle_run = 0
+        for cycle in range(max_cycles):
+            # drive inputs
+            iv = ii < len(instrs) and gi.ready_now()
+            ctx.set(dut.instr.valid, iv)
+            if iv:
+                ctx.set(dut.instr.payload.as_value(), instrs[ii].word)
+            lim_a = n_beats + (1 if extra_data else 0)
+            av = ai < lim_a and ga.ready_now()
+            ctx.set(dut.act.valid, av)
+            ctx.set(dut.act.payload, _act_value(ai, cfg.lanes))
+            lim_w = n_words + (1 if extra_data else 0)
+            wv = wi < lim_w and gw.ready_now()
+            ctx.set(dut.words.valid, wv)
+            ctx.set(dut.words.payload, _word_value(wi, cfg.rows, cfg.lanes))
+            pop = bool(pending) and pending[0] <= cycle and gp.ready_now()
+            ctx.set(dut.out_pop, pop)
+            ctx.set(dut.wgt_beat, 0)
+            # observe (combinational, this cycle)
+            if prev_issue is not None:
+                assert ctx.get(dut.pe_valid), f"seed={seed} cycle={cycle}"
+                res["issues"].append(prev_issue + (bool(ctx.get(dut.pe_first)),
+                                                   bool(ctx.get(dut.pe_last))))
+                if ctx.get(dut.pe_last):
+                    pending.append(cycle + 1)
+            else:
+                assert not ctx.get(dut.pe_valid), f"seed={seed} cycle={cycle}: pe_valid without issue"
+            busy0 = ctx.get(dut.perf_busy)
+            i_xfer = iv and ctx.get(dut.instr.ready)
+            a_xfer = av and ctx.get(dut.act.ready)
+            w_xfer = wv and ctx.get(dut.words.ready)
+            assert ctx.get(dut.act_w_en) == a_xfer, f"seed={seed} cycle={cycle}"
+            assert ctx.get(dut.wgt_w_en) == w_xfer, f"seed={seed} cycle={cycle}"
+            act_r = ctx.get(dut.act_r_addr)
+            wgt_r = (ctx.get(dut.wgt_r_bank), ctx.get(dut.wgt_r_addr))
+            writes = []
+            if a_xfer:
+                assert ai < n_beats, f"seed={seed} cycle={cycle}: took an activation beat beyond the program"
+                assert [ctx.get(dut.act_w_data[l]) for l in range(cfg.lanes)] == _act_value(ai, cfg.lanes)
+                writes.append((act_mem, ctx.get(dut.act_w_addr), ai))
+                res["act_w"].append(cycle)
+            if w_xfer:
+                assert wi < n_words, f"seed={seed} cycle={cycle}: took a weight word beyond the program"
+                writes.append((wgt_mem, (ctx.get(dut.wgt_w_bank), ctx.get(dut.wgt_w_addr)), wi))
+                res["wgt_w"].append(cycle)
+            if i_xfer:
+                res["accept"].append(cycle)
+            await ctx.tick()
+            # the edge: did this cycle issue? (busy counter counts issues)
+            issued = ctx.get(dut.perf_busy) - busy0
+            assert issued in (0, 1)
+            prev_issue = (act_mem.get(act_r), wgt_mem.get(wgt_r)) if issued else None
+            if issued:
+                res["issue_cycles"] = res.get("issue_cycles", []) + [cycle]
+            for mem, addr, val in writes:
+                mem[addr] = val
+            ii += i_xfer
+            ai += a_xfer
+            wi += w_xfer
+            if a_xfer:
+                ga.consumed()
+            if w_xfer:
+                gw.consumed()
+            if i_xfer:
+                gi.consumed()
+            if pop:
+                pending.pop(0)
+                gp.consumed()
+                res["pops"].append(cycle)
+                outstanding -= 1
+            if prev_issue is not None and ctx.get(dut.pe_last):
+                outstanding += 1
+            res["max_reserved"] = max(res["max_reserved"], outstanding)
+            if ii == len(instrs) and ctx.get(dut.idle) and not pending and prev_issue is None:
+                idle_run += 1
+                if idle_run == 4:
+                    res["cycles"] = cycle + 1
+                    break
+            else:
+                idle_run = 0
+        res["counters"] = {n: ctx.get(getattr(dut, f"perf_{n}")) for n in PERF_COUNTERS}
+        res["error"] = ctx.get(dut.error)
+        res["n_beats_taken"], res["n_words_taken"] = ai, wi
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert res["cycles"] is not None, f"seed={seed}: program did not finish in {max_cycles} cycles"
+    assert res["issues"] == exp_issues, f"seed={seed}: issue sequence differs from program order"
+    assert res["n_beats_taken"] == n_beats and res["n_words_taken"] == n_words, f"seed={seed}"
+    assert res["max_reserved"] <= cfg.out_depth, f"seed={seed}: output credits exceeded"
+    bad = any(not instr_is_valid(cfg, i) for i in instrs)
+    assert res["error"] == int(bad), f"seed={seed}: error={res['error']}, expected bad={bad}"
+    c = res["counters"]
+    assert c["busy"] == len(exp_issues), f"seed={seed}"
+    assert c["act_beats"] == n_beats, f"seed={seed}"
+    parts = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
+    assert sum(c[p] for p in parts) == c["cycles"], f"seed={seed}: counters do not partition cycles"
+    return res
+
+
+def _random_program(rng, cfg, n):
+    instrs = []
+    loaded = set()
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.3 or not loaded:
+            cnt = rng.randint(1, min(8, cfg.act_depth))
+            addr = rng.randrange(cfg.act_depth - cnt + 1)
+            instrs.append(Instr(Op.LOAD_ACT, addr, cnt))
+            loaded.update(range(addr, addr + cnt))
+        elif r < 0.85:
+            kw = rng.randint(1, cfg.wgt_depth)
+            tokens = rng.randint(1, max(1, min(3, cfg.act_depth // kw)))
+            addr = rng.randrange(cfg.act_depth - kw * tokens + 1)
+            instrs.append(Instr(Op.MATMUL, addr, kw, tokens))
+        elif r < 0.9:
+            instrs.append(Instr(Op.SYNC))
+        elif r < 0.95:
+            instrs.append(Instr(Op.NOP))
+        else:
+            instrs.append(rng.choice([Instr(Op.MATMUL, 0, cfg.wgt_depth + 1, 1),
+                                      Instr(Op.LOAD_ACT, cfg.act_depth, 1), Instr(9, 1, 2, 3)]))
+    return instrs
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_programs_random_stalls(seed):
+    rng = random.Random(1000 + seed)
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4,
+                     out_depth=rng.choice([2, 3, 5]))
+    instrs = _random_program(rng, cfg, 14)
+    run_controller(cfg, instrs, seed=seed, p_instr=rng.choice([0, 0.3]), p_act=rng.choice([0, 0.5]),
+                   p_word=rng.choice([0, 0.3, 0.7]), p_pop=rng.choice([0, 0.5, 0.8]))
+
+
+def test_exact_timing_small_program():
+    """Hand-derived cycles (docs/ARCHITECTURE.md): instructions accepted in cycles 0 and 1; the
+    LOAD_ACT is current from cycle 3 and takes beats in 3..6; the loader holds the MATMUL from cycle 4
+    and writes words 0, 1 in cycles 4, 5; the MATMUL is current from cycle 7 and issues in 7..10."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
+    res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2)], seed=0)
+    assert res["accept"] == [0, 1]
+    assert res["act_w"] == [3, 4, 5, 6]
+    assert res["wgt_w"] == [4, 5]
+    assert res["issue_cycles"] == [7, 8, 9, 10]
+    # the testbench's output path: poppable one cycle after pe_last (issue 8 -> 10, issue 10 -> 12)
+    assert res["pops"] == [10, 12]
+    c = res["counters"]
+    assert (c["cycles"], c["busy"], c["act_beats"], c["stall_weight"]) == (res["cycles"], 4, 4, 0)
+
+
+def test_issue_waits_for_word_and_streams_behind_loader():
+    """Decode-like MATMUL (tokens=1): word k written in cycle w_k is issued in cycle
+    max(w_k + 1, previous issue + 1) — the execute engine follows the loader with no extra bubble."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=8, out_depth=4)
+    res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 8), Instr(Op.MATMUL, 0, 8, 1)], seed=11,
+                         p_word=0.6)
+    prev = None
+    for w, i in zip(res["wgt_w"], res["issue_cycles"]):
+        expect = w + 1 if prev is None else max(w + 1, prev + 1)
+        expect = max(expect, 3 + 8)  # the MATMUL is current only after the LOAD_ACT's beats 3..10
+        assert i == expect, f"seed=11: words written {res['wgt_w']}, issues {res['issue_cycles']}"
+        prev = i
+
+
+def test_credits_limit_results_in_flight():
+    """k_words=1, many tokens, out_depth=2, slow consumer: never more than 2 results reserved, and the
+    last-k issue waits (stall_out) instead of overrunning."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=2)
+    res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 16), Instr(Op.MATMUL, 0, 1, 16)], seed=5,
+                         p_pop=0.7)
+    assert res["max_reserved"] == 2
+    assert res["counters"]["stall_out"] > 0
+
+
+def test_sync_waits_for_results():
+    """The instruction after a SYNC is accepted exactly one cycle after the last earlier result left
+    (instructions always valid, consumer stalling randomly)."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
+    prog = [Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2), Instr(Op.SYNC),
+            Instr(Op.MATMUL, 0, 4, 1), Instr(Op.SYNC), Instr(Op.NOP)]
+    res = run_controller(cfg, prog, seed=7, p_pop=0.6)
+    assert len(res["pops"]) == 3
+    # accept[3] is the MATMUL after the first SYNC: one cycle after the 2nd pop
+    assert res["accept"][3] == res["pops"][1] + 1
+    assert res["accept"][5] == res["pops"][2] + 1
+
+
+# Hand-chosen boundary operands for act_depth=16, wgt_depth=4 (validity worked out by hand).
+_VALIDITY = [
+    (Instr(Op.LOAD_ACT, 0, 16), True), (Instr(Op.LOAD_ACT, 1, 16), False),
+    (Instr(Op.LOAD_ACT, 15, 1), True), (Instr(Op.LOAD_ACT, 16, 1), False),
+    (Instr(Op.LOAD_ACT, 3, 0), False), (Instr(Op.LOAD_ACT, FIELD_MAX, FIELD_MAX), False),
+    (Instr(Op.LOAD_ACT, 0, 17), False),
+    (Instr(Op.MATMUL, 0, 4, 4), True), (Instr(Op.MATMUL, 1, 4, 4), False),
+    (Instr(Op.MATMUL, 0, 5, 1), False), (Instr(Op.MATMUL, 0, 0, 1), False),
+    (Instr(Op.MATMUL, 0, 1, 0), False), (Instr(Op.MATMUL, 0, 1, 16), True),
+    (Instr(Op.MATMUL, 0, 1, 17), False), (Instr(Op.MATMUL, 12, 2, 2), True),
+    (Instr(Op.MATMUL, 13, 2, 2), False), (Instr(Op.MATMUL, 10, 3, 2), True),
+    (Instr(Op.MATMUL, 0, 3, 6), False), (Instr(Op.MATMUL, 15, 1, 1), True),
+    (Instr(Op.MATMUL, 0, 4, 1 + (1 << 17)), False), (Instr(Op.MATMUL, 0, 4 + (1 << 17), 1), False),
+    (Instr(Op.MATMUL, FIELD_MAX, FIELD_MAX, FIELD_MAX), False),
+    (Instr(Op.NOP, 5, 6, 7), True), (Instr(Op.SYNC, 1, 1, 1), True),
+] + [(Instr(op, 0, 1, 1), False) for op in range(4, 16)]
+
+
+def test_reference_validity_table():
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4)
+    for instr, ok in _VALIDITY:
+        assert instr_is_valid(cfg, instr) == ok, str(instr)
+
+
+@pytest.mark.parametrize("case", range(0, len(_VALIDITY), 4))
+def test_operand_checks_in_hardware(case):
+    """Each boundary instruction (a few per simulation, each followed by a SYNC): valid ones run and
+    consume exactly their data, invalid ones set error bit 0 and consume nothing."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
+    for instr, ok in _VALIDITY[case:case + 4]:
+        prog = [instr, Instr(Op.SYNC)]
+        if ok and instr.op == Op.MATMUL:
+            prog = [Instr(Op.LOAD_ACT, 0, 16)] + prog
+        res = run_controller(cfg, prog, seed=case, max_cycles=400)
+        assert res["error"] == (0 if ok else 1), str(instr)
