@@ -271,6 +271,9 @@ def simulate_program(config: TernConfig, programs, *, seed: int = 0, p_instr: fl
                     waits["o"] = gap(p_out)
                 elif waits["o"]:
                     waits["o"] -= 1
+            if limit is None and res.idle_cycle is None:
+                raise RuntimeError(f"simulate_program: program {pi} did not finish within {max_cycles} "
+                                   f"cycles (seed={seed}; {len(res.outputs)} of {n_out} outputs)")
             res.cycles = res.out_cycles[-1] + 1 if res.out_cycles else 0
             results.append(res)
             if pi + 1 < len(programs):
