@@ -1,0 +1,123 @@
+"""PE array: ``rows`` ternary dot units sharing one broadcast activation vector, each followed by a
+wrapping accumulator. Additions and subtractions only; there is no multiplier.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.data import ArrayLayout
+from amaranth.lib.wiring import In, Out
+
+from hw.config import TernConfig
+from hw.rtl.dot import TernaryDotUnit, dot_latency
+
+__all__ = ["PEArray"]
+
+
+class PEArray(wiring.Component):
+    """``R`` ternary dot units of ``L`` lanes and ``R`` signed ``A``-bit accumulators.
+
+    Parameters
+    ----------
+    config : TernConfig
+        Uses ``rows`` (R), ``lanes`` (L), ``acc_width`` (A) and ``tree_reg_every``.
+
+    Ports (``sync`` domain; no stall, no handshake)
+    ------------------------------------------------
+    valid : In(1)
+        The inputs of this cycle are a step to accumulate. Inputs with ``valid = 0`` are ignored
+        (bubbles may appear anywhere, also inside an accumulation).
+    first : In(1)
+        With ``valid``: this step starts a new accumulation (``acc_r = d_r``).
+    last : In(1)
+        With ``valid``: this step ends an accumulation; its result is emitted. ``first`` and ``last``
+        may both be set (a one-step accumulation).
+    act : In(ArrayLayout(signed(8), L))
+        Activation vector, broadcast to every row.
+    codes : In(ArrayLayout(ArrayLayout(unsigned(2), L), R))
+        ``codes[r][l]`` is row ``r``'s weight code for lane ``l`` (2: +1, 0: -1, 1 or 3: 0).
+    result_valid : Out(1)
+        High for exactly one cycle, :attr:`latency` cycles after a step with ``valid & last``.
+    result : Out(ArrayLayout(signed(A), R))
+        The finished accumulators while ``result_valid`` is high (otherwise the running
+        accumulators; do not use). ``result[r] = sum over the accumulation's steps of d_r``, wrapped
+        to ``A`` bits two's complement, where ``d_r = sum_l t[r][l] * act[l]``.
+
+    Timing: the step presented in cycle ``c`` reaches the accumulator stage in cycle
+    ``c + dot_latency`` (``valid/first/last`` travel through a matching delay line); the accumulators
+    are registers updated at the end of that cycle, so ``result``/``result_valid`` are registered
+    outputs visible in cycle ``c + latency`` with ``latency = dot_latency + 1``.
+
+    Internal signals: ``dot{r}_*`` (the dot units), ``d_r{r}`` (row r's dot product at the
+    accumulator stage), ``acc_r{r}`` (row r's accumulator register), ``valid_p{i}/first_p{i}/
+    last_p{i}`` (the flag delay line, stage ``i``), ``acc_valid/acc_first/acc_last`` (the flags at the
+    accumulator stage).
+    """
+
+    def __init__(self, config: TernConfig):
+        if not isinstance(config, TernConfig):
+            self._MustUse__used = True
+            raise TypeError(f"PEArray: config must be a hw.config.TernConfig, not {config!r}")
+        self._config = config
+        R, L, A = config.rows, config.lanes, config.acc_width
+        super().__init__({
+            "valid": In(1),
+            "first": In(1),
+            "last": In(1),
+            "act": In(ArrayLayout(signed(8), L)),
+            "codes": In(ArrayLayout(ArrayLayout(2, L), R)),
+            "result_valid": Out(1),
+            "result": Out(ArrayLayout(signed(A), R)),
+        })
+
+    @property
+    def config(self) -> TernConfig:
+        return self._config
+
+    @property
+    def dot_latency(self) -> int:
+        """Register stages inside each dot unit."""
+        return dot_latency(self._config.lanes, self._config.tree_reg_every)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a step with ``valid & last`` to its ``result_valid`` (dot latency + 1)."""
+        return self.dot_latency + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        R, A = cfg.rows, cfg.acc_width
+
+        # Flag delay line matching the dot units' pipeline.
+        valid, first, last = self.valid, self.first, self.last
+        for i in range(self.dot_latency):
+            v = Signal(name=f"valid_p{i}")
+            f = Signal(name=f"first_p{i}")
+            la = Signal(name=f"last_p{i}")
+            m.d.sync += [v.eq(valid), f.eq(first), la.eq(last)]
+            valid, first, last = v, f, la
+        acc_valid = Signal(name="acc_valid")
+        acc_first = Signal(name="acc_first")
+        acc_last = Signal(name="acc_last")
+        m.d.comb += [acc_valid.eq(valid), acc_first.eq(first), acc_last.eq(last)]
+
+        result_valid = Signal(name="result_valid_r")
+        m.d.sync += result_valid.eq(acc_valid & acc_last)
+        m.d.comb += self.result_valid.eq(result_valid)
+
+        for r in range(R):
+            dot = TernaryDotUnit(cfg.lanes, cfg.tree_reg_every, name_prefix=f"dot{r}")
+            m.submodules[f"dot{r}"] = dot
+            m.d.comb += [dot.act.eq(self.act), dot.codes.eq(self.codes[r])]
+            d = Signal(signed(A), name=f"d_r{r}")          # sign-extended dot product
+            acc = Signal(signed(A), name=f"acc_r{r}")
+            m.d.comb += d.eq(dot.sum)
+            with m.If(acc_valid):
+                with m.If(acc_first):
+                    m.d.sync += acc.eq(d)
+                with m.Else():
+                    m.d.sync += acc.eq(acc + d)           # truncated to A bits: wraps
+            m.d.comb += self.result[r].eq(acc)
+        return m

@@ -1,0 +1,159 @@
+"""PEArray: random configurations and step schedules against a numpy int64 reference with explicit
+A-bit wrapping; result_valid timing checked cycle by cycle."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.config import TernConfig
+from hw.rtl.dot import dot_latency
+from hw.rtl.pe_array import PEArray
+
+CODE_TO_T = np.array([-1, 0, 1, 0], dtype=np.int64)
+
+
+def pack(values, bits):
+    v = 0
+    for i, x in enumerate(np.asarray(values).reshape(-1).tolist()):
+        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
+    return v
+
+
+def unpack_signed(v, bits, n):
+    out = []
+    for i in range(n):
+        x = (v >> (bits * i)) & ((1 << bits) - 1)
+        out.append(x - (1 << bits) if x >> (bits - 1) else x)
+    return out
+
+
+def wrap(x, bits):
+    x = np.asarray(x, dtype=np.int64) & ((1 << bits) - 1)
+    return np.where(x >= 1 << (bits - 1), x - (1 << bits), x)
+
+
+def make_schedule(cfg, rng, n_tokens, k_words, p_bubble):
+    """Per-cycle inputs (valid, first, last, act (L,), codes (R, L)) and the expected results:
+    a list of (cycle of the token's last step, (R,) int64 result)."""
+    R, L = cfg.rows, cfg.lanes
+    cycles, expected = [], []
+    for _ in range(n_tokens):
+        acc = np.zeros(R, dtype=np.int64)
+        kw = k_words if k_words else rng.randint(1, 5)
+        for k in range(kw):
+            while rng.random() < p_bubble:  # bubble: random garbage that must be ignored
+                cycles.append((0, rng.randint(0, 1), rng.randint(0, 1),
+                               np.array([rng.randint(-128, 127) for _ in range(L)]),
+                               np.array([[rng.randint(0, 3) for _ in range(L)] for _ in range(R)])))
+            act = np.array([rng.randint(-128, 127) for _ in range(L)], dtype=np.int64)
+            codes = np.array([[rng.randint(0, 3) for _ in range(L)] for _ in range(R)])
+            if rng.random() < 0.1:
+                act[:] = rng.choice([-128, 127])
+                codes[:] = rng.choice([0, 2])
+            d = (CODE_TO_T[codes] * act[None, :]).sum(axis=1)  # (R,)
+            acc = d if k == 0 else acc + d
+            cycles.append((1, int(k == 0), int(k == kw - 1), act, codes))
+            if k == kw - 1:
+                expected.append((len(cycles) - 1, wrap(acc, cfg.acc_width)))
+    return cycles, expected
+
+
+def run(cfg, cycles):
+    """Drives the schedule; returns [(cycle, result list)] for every cycle with result_valid."""
+    dut = PEArray(cfg)
+    lat = dut.latency
+    R, A = cfg.rows, cfg.acc_width
+    got = []
+
+    async def tb(ctx):
+        for i in range(len(cycles) + lat + 3):
+            if i < len(cycles):
+                v, f, la, act, codes = cycles[i]
+            else:
+                v, f, la, act, codes = 0, 1, 1, [0] * cfg.lanes, [0] * (cfg.rows * cfg.lanes)
+            ctx.set(dut.valid, v)
+            ctx.set(dut.first, f)
+            ctx.set(dut.last, la)
+            ctx.set(dut.act.as_value(), pack(act, 8))
+            ctx.set(dut.codes.as_value(), pack(codes, 2))
+            if ctx.get(dut.result_valid):
+                got.append((i, unpack_signed(ctx.get(dut.result.as_value()), A, R)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    return got, lat
+
+
+def check(cfg, seed, n_tokens, k_words, p_bubble):
+    rng = random.Random(seed)
+    cycles, expected = make_schedule(cfg, rng, n_tokens, k_words, p_bubble)
+    got, lat = run(cfg, cycles)
+    msg = f"seed={seed} config={cfg}"
+    assert lat == dot_latency(cfg.lanes, cfg.tree_reg_every) + 1, msg
+    assert [c for c, _ in got] == [c + lat for c, _ in expected], msg
+    for (_, g), (_, e) in zip(got, expected):
+        assert np.array_equal(np.array(g, dtype=np.int64), e), msg
+
+
+def random_config(rng):
+    rows = rng.randint(1, 16)
+    lanes = rng.choice([4, 5, 8, 13, 16, 32, 64])
+    tre = rng.randint(0, 3)
+    base = TernConfig(rows=rows, lanes=lanes, tree_reg_every=tre)
+    return base.replace(acc_width=rng.choice([base.dot_width, base.dot_width + 2, 32]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_configs_with_bubbles(seed):
+    rng = random.Random(seed)
+    cfg = random_config(rng)
+    check(cfg, seed, n_tokens=12, k_words=0, p_bubble=0.3)
+
+
+@pytest.mark.parametrize("tre", [0, 1, 2, 3])
+def test_back_to_back_no_bubbles(tre):
+    """Tokens of 3 steps back to back: a result every 3 cycles, none lost."""
+    cfg = TernConfig(rows=4, lanes=16, tree_reg_every=tre)
+    check(cfg, 100 + tre, n_tokens=10, k_words=3, p_bubble=0.0)
+
+
+@pytest.mark.parametrize("tre", [0, 1, 3])
+def test_first_and_last_same_cycle(tre):
+    """k_words = 1: every step is first & last, a result every cycle."""
+    cfg = TernConfig(rows=3, lanes=8, tree_reg_every=tre)
+    check(cfg, 200 + tre, n_tokens=20, k_words=1, p_bubble=0.0)
+    check(cfg, 300 + tre, n_tokens=20, k_words=1, p_bubble=0.5)
+
+
+@pytest.mark.parametrize("lanes", [4, 7])
+def test_wraparound_small_accumulator(lanes):
+    """acc_width = dot_width: long accumulations of extreme values wrap two's complement."""
+    base = TernConfig(rows=2, lanes=lanes, tree_reg_every=1)
+    cfg = base.replace(acc_width=base.dot_width)
+    R, L = cfg.rows, cfg.lanes
+    cycles, acc = [], np.zeros(R, dtype=np.int64)
+    steps = 9
+    for k in range(steps):
+        act = np.full(L, -128 if k % 3 else 127)
+        codes = np.array([[2] * L, [0] * L])
+        acc = acc + (CODE_TO_T[codes] * act[None, :]).sum(axis=1)
+        cycles.append((1, int(k == 0), int(k == steps - 1), act, codes))
+    assert np.abs(acc).max() >= 2 ** (cfg.acc_width - 1)  # the test really wraps
+    got, lat = run(cfg, cycles)
+    assert [c for c, _ in got] == [steps - 1 + lat]
+    assert np.array_equal(np.array(got[0][1]), wrap(acc, cfg.acc_width))
+
+
+def test_large_default_config():
+    cfg = TernConfig()  # 16 rows x 64 lanes
+    check(cfg, 7, n_tokens=4, k_words=0, p_bubble=0.2)
+
+
+def test_bad_config():
+    with pytest.raises(TypeError, match="TernConfig"):
+        PEArray({"rows": 4})
