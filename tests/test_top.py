@@ -230,7 +230,7 @@ def prefill_cycles(cfg, n_mm, kw, tokens):
 
 
 _DECODE_CASES = [
-    TernConfig(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=4),
+    TernConfig(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=6),
     TernConfig(rows=2, lanes=8, acc_width=20, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=8,
                weight_format="base3", tree_reg_every=0),
     TernConfig(rows=3, lanes=5, acc_width=20, bus_bytes=8, act_depth=64, wgt_depth=8, out_depth=8,
@@ -238,12 +238,16 @@ _DECODE_CASES = [
 ]
 
 
-@pytest.mark.parametrize("ci", range(len(_DECODE_CASES)))
-@pytest.mark.parametrize("n_mm,kw", [(6, 8), (9, 3), (5, 1)])
+# the closed form's conditions: k_words * beats_per_word >= 2 and floor((P+2)/k_words) < out_depth
+_DECODE_RUNS = [(ci, n_mm, kw) for ci, cfg in enumerate(_DECODE_CASES)
+                for n_mm, kw in [(6, 8), (9, 3), (5, 1), (4, 2)] if kw * cfg.beats_per_word >= 2]
+
+
+@pytest.mark.parametrize("ci,n_mm,kw", _DECODE_RUNS)
 def test_decode_cycles_closed_form(ci, n_mm, kw):
     cfg = _DECODE_CASES[ci]
-    if kw * cfg.beats_per_word < 2:
-        pytest.skip("closed form needs k_words * beats_per_word >= 2")
+    ld, p = _latencies(cfg)
+    assert (p + 2) // kw < cfg.out_depth, "case outside the closed form's conditions"
     prog = decode_program(cfg, n_mm, kw)
     res = simulate_program(cfg, prog)
     check(cfg, prog, res, 0)
