@@ -52,7 +52,8 @@ def weight_quant(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     w = _as_float32(w, "weight")
     gamma = w.abs().mean().clamp(min=GAMMA_FLOOR)
-    t = torch.clamp(torch.round(w * (1.0 / gamma)), -1, 1).to(torch.int8)
+    inv = torch.ones_like(gamma) / gamma          # 1/gamma, one IEEE division
+    t = torch.clamp(torch.round(w * inv), -1, 1).to(torch.int8)
     return t, gamma.reshape(())
 
 
@@ -66,7 +67,9 @@ def act_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x.dim() == 0:
         raise ValueError("activation must have at least one dimension")
     amax = x.abs().amax(dim=-1, keepdim=True).clamp(min=AMAX_FLOOR)
-    s_x = 127.0 / amax
+    # a true IEEE division: torch's ``127.0 / amax`` (Python scalar on the left) computes
+    # ``reciprocal(amax) * 127`` with two roundings, which is off by one ulp for some amax
+    s_x = torch.full_like(amax, 127.0) / amax
     q = torch.clamp(torch.round(x * s_x), ACT_QMIN, ACT_QMAX).to(torch.int8)
     return q, s_x
 

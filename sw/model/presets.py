@@ -1,0 +1,133 @@
+"""Shape presets of real BitNet b1.58 models, with random ternary weights of the real sizes.
+
+| name   | model                              | hidden | interm. | layers | heads | kv | head_dim | vocab  | act   |
+|--------|------------------------------------|--------|---------|--------|-------|----|----------|--------|-------|
+| 2b4t   | microsoft/bitnet-b1.58-2B-4T       | 2560   | 6912    | 30     | 20    | 5  | 128      | 128256 | relu2 |
+| 700m   | 1bitLLM/bitnet_b1_58-large         | 1536   | 4096    | 24     | 16    | 16 | 96       | 32002  | silu  |
+| 1.3b   | 1bitLLM/bitnet_b1_58-xl            | 2048   | 5460    | 24     | 32    | 32 | 64       | 32002  | silu  |
+| 3b     | 1bitLLM/bitnet_b1_58-3B            | 3200   | 8640    | 26     | 32    | 32 | 100      | 32002  | silu  |
+
+Random weights are deterministic in ``(seed, layer_index)``: ternary codes uniform over {-1, 0, +1},
+``w_scale`` uniform in [0.5, 1.5) / sqrt(in_features) (keeps activations O(1) through the stack), RMSNorm
+weights ``1 + 0.1 * N(0, 1)``. A full 2b4t model holds ~2.1 GB of int8 ternary weights plus a 1.3 GB
+float32 embedding, so :func:`random_model` builds its layers **lazily** (each one generated from its
+seed when used, never stored), and :func:`random_layer` builds a single layer cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import torch
+
+from .bitlinear import BitLinear
+from .config import ModelConfig
+from .layers import DecoderLayer
+from .model import CausalLM
+
+__all__ = ["PRESETS", "preset_config", "random_layer", "random_model", "LazyLayers", "resolve_config"]
+
+PRESETS: dict[str, ModelConfig] = {
+    "2b4t": ModelConfig(vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
+                        num_attention_heads=20, num_key_value_heads=5, max_position_embeddings=4096,
+                        rms_norm_eps=1e-5, rope_theta=500000.0, hidden_act="relu2", sub_norms=True,
+                        tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
+                        model_type="bitnet"),
+    "700m": ModelConfig(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=24,
+                        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
+                        rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
+                        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
+                        model_type="llama"),
+    "1.3b": ModelConfig(vocab_size=32002, hidden_size=2048, intermediate_size=5460, num_hidden_layers=24,
+                        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
+                        rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
+                        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
+                        model_type="llama"),
+    "3b": ModelConfig(vocab_size=32002, hidden_size=3200, intermediate_size=8640, num_hidden_layers=26,
+                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
+                      rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
+                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
+                      model_type="llama"),
+}
+
+
+def preset_config(name: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a shape preset (``2b4t``, ``700m``, ``1.3b``, ``3b``)."""
+    if not isinstance(name, str) or name.lower() not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r} (choose from {', '.join(PRESETS)})")
+    return PRESETS[name.lower()]
+
+
+def resolve_config(name_or_config) -> ModelConfig:
+    return name_or_config if isinstance(name_or_config, ModelConfig) else preset_config(name_or_config)
+
+
+def _generator(seed: int, salt: int) -> torch.Generator:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative integer")
+    return torch.Generator().manual_seed((seed * 1_000_003 + salt) % (2**63))
+
+
+def random_layer(name, layer_index: int, seed: int = 0) -> DecoderLayer:
+    """One decoder layer of preset ``name`` (or a :class:`ModelConfig`) with random weights.
+
+    Deterministic in ``(seed, layer_index)``; ``layer_index`` must be < num_hidden_layers.
+    """
+    c = resolve_config(name)
+    if not isinstance(layer_index, int) or isinstance(layer_index, bool) or not 0 <= layer_index < c.num_hidden_layers:
+        raise ValueError(f"layer_index={layer_index!r} must be in [0, {c.num_hidden_layers})")
+    g = _generator(seed, 1 + layer_index)
+    layer = DecoderLayer(c, layer_index)
+    with torch.no_grad():
+        for norm in (layer.input_layernorm, layer.post_attention_layernorm,
+                     layer.self_attn.attn_sub_norm, layer.mlp.ffn_sub_norm):
+            if norm is not None:
+                norm.weight.copy_(1.0 + 0.1 * torch.randn(norm.weight.shape, generator=g))
+        for bl in [m for m in layer.modules() if isinstance(m, BitLinear)]:
+            bl.T.copy_(torch.randint(-1, 2, bl.T.shape, generator=g, dtype=torch.int8))
+            u = float(torch.rand((), generator=g))
+            bl.w_scale.fill_((0.5 + u) / math.sqrt(bl.in_features))
+    return layer
+
+
+class LazyLayers(Sequence):
+    """A read-only sequence of random layers generated on access (nothing is kept)."""
+
+    def __init__(self, config: ModelConfig, seed: int):
+        self.config, self.seed = config, seed
+
+    def __len__(self) -> int:
+        return self.config.num_hidden_layers
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        return random_layer(self.config, i, self.seed)
+
+
+def random_model(name, seed: int = 0, *, num_layers: Optional[int] = None, lazy: bool = True) -> CausalLM:
+    """A :class:`CausalLM` of preset ``name`` with random weights.
+
+    ``num_layers`` keeps only the first layers (a cheaper model of the same layer shapes). With
+    ``lazy=True`` (default) layers are regenerated from the seed each time they are used, so memory
+    holds one layer at a time plus the embeddings (vocab x hidden float32; tied for all presets).
+    """
+    c = resolve_config(name)
+    if num_layers is not None:
+        if not isinstance(num_layers, int) or not 1 <= num_layers <= c.num_hidden_layers:
+            raise ValueError(f"num_layers={num_layers!r} must be in [1, {c.num_hidden_layers}]")
+        c = c.replace(num_hidden_layers=num_layers)
+    layers = LazyLayers(c, seed) if lazy else torch.nn.ModuleList(random_layer(c, i, seed)
+                                                                  for i in range(c.num_hidden_layers))
+    model = CausalLM(c, layers=layers)
+    g = _generator(seed, 0)
+    with torch.no_grad():
+        model.embed_tokens.weight.copy_(torch.randn(model.embed_tokens.weight.shape, generator=g))
+        model.norm.weight.copy_(1.0 + 0.1 * torch.randn(model.norm.weight.shape, generator=g))
+        if model.lm_head_weight is not None:
+            model.lm_head_weight.copy_(torch.randn(model.lm_head_weight.shape, generator=g)
+                                       / math.sqrt(c.hidden_size))
+    return model
