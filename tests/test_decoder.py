@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hw.config import TernConfig
@@ -91,28 +92,67 @@ def test_every_base3_byte_in_every_lane(bus_bytes):
 
 @pytest.mark.parametrize("fmt", ["base3", "2bit"])
 def test_invalid_bytes_raise_sticky_error(fmt):
-    cfg = TernConfig(rows=2, lanes=5, bus_bytes=2, weight_format=fmt)  # base3: 2 bytes, 2bit: 3 bytes
-    rng = random.Random(3)
+    """Every invalid byte value in every byte lane (payload and padding lanes): the flag rises in the
+    cycle after the beat is accepted, stays set through later clean words, and only reset clears it.
+    The decoded words (invalid input -> zero weights) match hw.formats' lax decoder."""
+    # base3: 10 trits -> 2 bytes, B=3 -> 1 beat with one padding byte (lane 2).
+    # 2bit: 10 codes -> 3 bytes, B=2 -> 2 beats, the last with one padding byte (lane 1 of beat 1).
+    cfg = TernConfig(rows=2, lanes=5, bus_bytes=3 if fmt == "base3" else 2, weight_format=fmt)
+    bpw = cfg.beats_per_word
     bad_values = list(range(243, 256)) if fmt == "base3" else [
         b for b in range(256) if any((b >> (2 * q)) & 3 == 3 for q in range(4))]
-    for lane in range(cfg.bus_bytes):
-        for bad in bad_values[::3] + [bad_values[-1]]:
-            words = random_words(rng, cfg, 4)
+    assert len(bad_values) == (13 if fmt == "base3" else 256 - 81)
+    rng = random.Random(3)
+    cases = [(beat, lane, bad) for beat in range(bpw) for lane in range(cfg.bus_bytes)
+             for bad in bad_values]
+    top = Module()
+    top.domains.sync = cd = ClockDomain()
+    top.submodules.dut = dut = WeightDecoder(cfg)
+    pack = lambda beat: [int(x) for x in beat]
+
+    async def tb(ctx):
+        ctx.set(dut.words.ready, 1)
+        for beat_i, lane, bad in cases:
+            msg = f"fmt={fmt} beat={beat_i} lane={lane} bad={bad}"
+            words = random_words(rng, cfg, 3)
             beats = weight_words_to_stream(words, cfg)
-            pos = 2 * cfg.beats_per_word - 1           # the last beat of word 1 (maybe padding)
+            pos = bpw + beat_i                          # in word 1
             beats[pos, lane] = bad
-            got, word_cycles, beat_cycles, errors = run(cfg, beats, extra_cycles=3)
-            msg = f"fmt={fmt} lane={lane} bad={bad}"
             expect = stream_to_weight_words(beats, cfg, strict=False).astype(np.int64) + 1
-            assert np.array_equal(got, expect), msg
-            assert stream_error(beats, cfg)
-            # errors[c] is the flag during cycle c; beat `pos` was accepted in beat_cycles[pos]
-            hit = beat_cycles[pos]
-            assert not any(errors[:hit + 1]), msg
-            assert all(errors[hit + 1:]), msg  # set from the next cycle on and never cleared
-    # a clean stream never raises it
-    beats = weight_words_to_stream(random_words(rng, cfg, 5), cfg)
-    assert not any(run(cfg, beats, extra_cycles=3)[3])
+            got = []
+            for i, beat in enumerate(beats):
+                ctx.set(dut.beats.valid, 1)
+                ctx.set(dut.beats.payload, pack(beat))
+                assert ctx.get(dut.beats.ready), msg
+                assert ctx.get(dut.error) == (i > pos), msg
+                if ctx.get(dut.words.valid):
+                    got.append(codes_of(ctx.get(dut.words.payload).as_value().value, cfg))
+                await ctx.tick()
+            ctx.set(dut.beats.valid, 0)
+            assert ctx.get(dut.error) == 1, msg
+            got.append(codes_of(ctx.get(dut.words.payload).as_value().value, cfg))
+            assert np.array_equal(np.array(got), expect), msg
+            await ctx.tick()
+            assert ctx.get(dut.error) == 1, msg            # sticky while idle
+            ctx.set(cd.rst, 1)
+            await ctx.tick()
+            ctx.set(cd.rst, 0)
+            assert ctx.get(dut.error) == 0, msg            # cleared by reset only
+
+    sim = Simulator(top)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_clean_stream_never_raises_error():
+    rng = random.Random(4)
+    for fmt in ("2bit", "base3"):
+        cfg = TernConfig(rows=3, lanes=7, bus_bytes=2, weight_format=fmt)
+        beats = weight_words_to_stream(random_words(rng, cfg, 6), cfg)
+        assert not stream_error(beats, cfg)
+        got, _, _, errors = run(cfg, beats, p_in=0.3, p_out=0.3, seed=4, extra_cycles=3)
+        assert not any(errors), fmt
 
 
 def random_config(rng):
@@ -142,7 +182,7 @@ def test_random_words_with_stalls(seed):
     (1, 4, 1, "2bit"),      # bpw = 1
     (1, 5, 1, "base3"),     # bpw = 1
     (2, 16, 4, "2bit"),     # bpw = 2
-    (3, 7, 2, "base3"),     # bpw = 3 (21 trits in 6 bytes: 3 padding trits... and 0 pad bytes)
+    (3, 7, 2, "base3"),     # bpw = 3: 21 trits in 5 bytes (4 padding trits) + 1 padding byte
     (16, 64, 16, "2bit"),   # default: bpw = 16
     (16, 64, 16, "base3"),  # bpw = 13
 ])
