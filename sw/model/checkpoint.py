@@ -112,6 +112,7 @@ class _Tensors:
                         raise CheckpointError(f"{f}: tensor {name} also appears in {self.where[name].name}")
                     self.where[name] = f
         self._handles: dict[Path, Any] = {}
+        self.files = sorted({p.name for p in self.where.values()})
 
     def _keys(self, path: Path) -> list[str]:
         try:
@@ -128,7 +129,9 @@ class _Tensors:
 
     def label(self, name: str) -> str:
         f = self.where.get(name)
-        return f"{f if f is not None else self.folder}: tensor {name}"
+        if f is None:   # not in any file: name the folder and the files searched
+            return f"{self.folder} [{', '.join(self.files)}]: tensor {name}"
+        return f"{f}: tensor {name}"
 
     def __getitem__(self, name: str) -> torch.Tensor:
         path = self.where[name]
