@@ -175,7 +175,7 @@ class SimResult:
 
 def simulate_program(config: TernConfig, programs, *, seed: int = 0, p_instr: float = 0.0,
                      p_act: float = 0.0, p_wgt: float = 0.0, p_out: float = 0.0,
-                     reset_after=(), max_cycles: int = 200_000) -> SimResult:
+                     reset_after=(), max_cycles: int = 50_000) -> SimResult:
     """Run one or more :class:`hw.program.Program` s on :class:`TernCore` in Amaranth's simulator.
 
     All four streams are driven from cycle 0; before each transfer a stream waits a geometric number
