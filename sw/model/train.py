@@ -52,8 +52,9 @@ DEMO_ARCH = dict(
     hidden_size=128,
     intermediate_size=256,
     num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
+    num_attention_heads=8,
+    num_key_value_heads=4,
+    head_dim=16,
     max_position_embeddings=32,
     rms_norm_eps=1e-5,
     rope_theta=10000.0,
@@ -64,16 +65,25 @@ DEMO_ARCH = dict(
 
 # -- fake quantizers with straight-through estimators (SPEC section 3 formulas) -----------------------
 
-def _weight_fake_quant(w: torch.Tensor) -> torch.Tensor:
+def weight_dequant(w: torch.Tensor) -> torch.Tensor:
+    """``T * gamma``: the absmean-ternarized weight the forward pass uses (no gradient path)."""
     gamma = w.abs().mean().clamp(min=1e-5)
-    wq = torch.clamp(torch.round(w * (1.0 / gamma)), -1, 1) * gamma
-    return w + (wq - w).detach()
+    return torch.clamp(torch.round(w * (1.0 / gamma)), -1, 1) * gamma
+
+
+def act_dequant(x: torch.Tensor) -> torch.Tensor:
+    """``q / s_x``: the per-token int8 absmax fake-quantized activation (no gradient path)."""
+    amax = x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+    s = torch.full_like(amax, 127.0) / amax   # a true IEEE division, as sw.model.quant.act_quant
+    return torch.clamp(torch.round(x * s), -128, 127) / s
+
+
+def _weight_fake_quant(w: torch.Tensor) -> torch.Tensor:
+    return w + (weight_dequant(w) - w).detach()   # straight-through estimator
 
 
 def _act_fake_quant(x: torch.Tensor) -> torch.Tensor:
-    s = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
-    xq = torch.clamp(torch.round(x * s), -128, 127) / s
-    return x + (xq - x).detach()
+    return x + (act_dequant(x) - x).detach()      # straight-through estimator
 
 
 class QATBitLinear(nn.Linear):
@@ -105,7 +115,7 @@ class _Attention(nn.Module):
     def __init__(self, c: dict):
         super().__init__()
         self.n_heads, self.n_kv = c["num_attention_heads"], c["num_key_value_heads"]
-        self.head_dim = c["hidden_size"] // self.n_heads
+        self.head_dim = c["head_dim"]
         h = c["hidden_size"]
         self.q_proj = QATBitLinear(h, self.n_heads * self.head_dim)
         self.k_proj = QATBitLinear(h, self.n_kv * self.head_dim)
@@ -169,7 +179,7 @@ class QATBitNetForCausalLM(nn.Module):
         self.c = dict(c)
         self.model = _Backbone(c)
         self.lm_head = nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
-        hd = c["hidden_size"] // c["num_attention_heads"]
+        hd = c["head_dim"]
         inv_freq = 1.0 / (c["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         std = 0.02
@@ -291,14 +301,45 @@ def train(args: TrainArgs, *, log=print) -> tuple[QATBitNetForCausalLM, dict, di
 
 # -- export and evaluation with the reference ternary inference model ---------------------------
 
+def to_reference(model: QATBitNetForCausalLM, cfg: dict):
+    """The reference ternary :class:`~sw.model.model.CausalLM` of the trained latent weights.
+
+    The float master weights are ternarized by :func:`sw.model.quant.weight_quant` (the formula the
+    fake quantizer used in training), norms/embeddings/LM head are copied as float32."""
+    from .checkpoint import model_from_state_dict
+    from .config import ModelConfig
+
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in model.state_dict().items()}
+    return model_from_state_dict(ModelConfig.from_hf_dict(cfg), state, source="trained QAT model")
+
+
 def export(model: QATBitNetForCausalLM, cfg: dict, out: Path, tokenizer: CharTokenizer) -> None:
     """Writes config.json, model.safetensors (packed ternary layout) and tokenizer.json to ``out``."""
-    raise NotImplementedError  # filled in once sw/model/checkpoint.py lands
+    from .checkpoint import save_checkpoint
+
+    save_checkpoint(to_reference(model, cfg), out, packed=True)
+    tokenizer.save(Path(out) / "tokenizer.json")
 
 
-def reference_accuracy(out: Path, problems) -> float:
-    """Exact-match accuracy of the reference ternary inference model loaded from ``out``."""
-    raise NotImplementedError
+def reference_generate_fn(ref_model):
+    """``generate(prompts, max_new_tokens)`` of a reference CausalLM, for :func:`demo_task.evaluate`."""
+    def generate(prompts, max_new_tokens):
+        return ref_model.generate_greedy(prompts, max_new_tokens).tolist()
+    return generate
+
+
+def reference_accuracy(out: Path, problems, batch: int = 500) -> float:
+    """Exact-match accuracy of the reference ternary inference model loaded back from ``out``."""
+    from .checkpoint import load_checkpoint
+
+    ref = load_checkpoint(out)
+    tok = CharTokenizer.from_file(Path(out) / "tokenizer.json")
+    gen = reference_generate_fn(ref)
+    correct = 0.0
+    for i in range(0, len(problems), batch):
+        chunk = problems[i:i + batch]
+        correct += demo_task.evaluate(gen, chunk, tok) * len(chunk)
+    return correct / len(problems)
 
 
 def main(argv=None) -> int:
