@@ -13,7 +13,6 @@ import pytest
 from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import ProgramBuilder, linear_program, outputs_to_matrix, reference_matmul
-from hw.rtl.controller import PERF_COUNTERS
 from hw.rtl.top import TernCore, simulate_program
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
