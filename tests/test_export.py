@@ -1,6 +1,7 @@
 """Verilog export: files, port list, configuration sidecar, atomic writes, CLI."""
 
 import json
+import os
 import re
 
 import pytest
@@ -54,6 +55,9 @@ def test_write_verilog_and_sidecar(tmp_path):
     products = re.findall(r"([\\\w$.:]+|\))\s*\*\s*([\\\w$.:']+|\()", code.replace("@*", ""))
     assert [p for p in products if not (re.fullmatch(const, p[0]) or re.fullmatch(const, p[1]))] == []
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_bad_arguments_leave_nothing(tmp_path):

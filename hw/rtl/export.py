@@ -41,12 +41,15 @@ def port_list(core) -> list[dict]:
 def _atomic_write(targets: dict[Path, str]):
     """Write every (path -> text) via temporary files in the same folders, then rename them all."""
     temps = []
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for path, text in targets.items():
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append((tmp, path))
             with os.fdopen(fd, "w") as f:
                 f.write(text)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         for tmp, path in temps:
             os.replace(tmp, path)
         temps = []
