@@ -138,3 +138,172 @@ def test_qat_model_matches_transformers_bitnet_architecture(monkeypatch):
         ours = qat(ids)
         theirs = hf(input_ids=ids).logits
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5), (ours - theirs).abs().max()
+
+
+# -- training quantizers are the SPEC section 3 quantizers ------------------------------------------
+
+def test_training_fake_quant_equals_reference_quantizers():
+    from sw.model import train as tr
+    from sw.model.quant import act_quant, weight_quant
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(64, 128), (5, 7), (256, 128)]:
+        w = torch.randn(shape, generator=g) * 0.03
+        t, scale = weight_quant(w)
+        assert torch.equal(tr.weight_dequant(w), t.to(torch.float32) * scale)
+        x = torch.randn(3, 9, shape[1], generator=g) * 4
+        q, s_x = act_quant(x)
+        assert torch.equal(tr.act_dequant(x), q.to(torch.float32) / s_x)
+    # straight-through estimators: the gradient passes unchanged
+    w = torch.randn(8, 16, generator=g, requires_grad=True)
+    x = torch.randn(4, 16, generator=g, requires_grad=True)
+    (tr._weight_fake_quant(w) * 3.0).sum().backward()
+    (tr._act_fake_quant(x) * 2.0).sum().backward()
+    assert torch.equal(w.grad, torch.full_like(w, 3.0)) and torch.equal(x.grad, torch.full_like(x, 2.0))
+
+
+def test_short_training_run_exports_a_loadable_packed_checkpoint(tmp_path):
+    from safetensors import safe_open
+
+    from sw.model import train as tr
+    from sw.model.checkpoint import load_checkpoint
+    from sw.model.packing import unpack_ternary
+    from sw.model.quant import weight_quant
+
+    model, cfg, stats = tr.train(tr.TrainArgs(seed=3, steps=3, batch_size=16, log_every=1000),
+                                 log=lambda *_: None)
+    tok = demo_task.make_tokenizer()
+    tr.export(model, cfg, tmp_path, tok)
+    ref = load_checkpoint(tmp_path)
+    latent = model.state_dict()
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        for name, w in latent.items():
+            if not name.endswith("_proj.weight"):
+                assert torch.equal(f.get_tensor(name), w), name
+                continue
+            packed = f.get_tensor(name)
+            assert packed.dtype == torch.uint8 and packed.shape == ((w.shape[0] + 3) // 4, w.shape[1])
+            t, scale = weight_quant(w)
+            assert torch.equal(unpack_ternary(packed, w.shape[0]), t), name
+            assert torch.equal(f.get_tensor(name + "_scale"), scale.reshape(1)), name
+    blq = ref.layers[1].mlp.down_proj
+    assert torch.equal(blq.T, weight_quant(latent["model.layers.1.mlp.down_proj.weight"])[0])
+    assert CharTokenizer.from_file(tmp_path / "tokenizer.json").to_dict() == tok.to_dict()
+
+
+# -- the committed demo model -------------------------------------------------------------------------
+
+def test_committed_demo_files():
+    from safetensors import safe_open
+
+    from sw.model.checkpoint import read_config
+
+    for f in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (DEMO_DIR / f).is_file(), f
+    size = (DEMO_DIR / "model.safetensors").stat().st_size
+    assert size <= 5 * 1024 * 1024, size
+    raw, cfg = read_config(DEMO_DIR)
+    assert raw["quantization_config"]["quant_method"] == "bitnet"
+    assert cfg.model_type == "bitnet" and cfg.sub_norms and cfg.hidden_act == "relu2"
+    assert cfg.hidden_size % 64 == 0 and cfg.intermediate_size % 64 == 0
+    assert CharTokenizer.from_file(DEMO_DIR / "tokenizer.json").to_dict() == demo_task.make_tokenizer().to_dict()
+    with safe_open(str(DEMO_DIR / "model.safetensors"), "pt") as f:
+        for i in range(cfg.num_hidden_layers):
+            for suffix, (out_f, in_f) in cfg.projection_shapes().items():
+                w = f.get_tensor(f"model.layers.{i}.{suffix}.weight")
+                assert w.dtype == torch.uint8 and tuple(w.shape) == ((out_f + 3) // 4, in_f)
+
+
+def test_demo_model_held_out_accuracy():
+    """>= 95% exact match on 500 held-out additions, with the reference ternary inference model
+    (exact integer core + SPEC epilogue) loaded from the committed packed checkpoint; the expected
+    answers are Python's a + b."""
+    from sw.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(DEMO_DIR)
+    tok = CharTokenizer.from_file(DEMO_DIR / "tokenizer.json")
+    problems = demo_task.held_out_problems(500, seed=2024)
+    prompts = [tok.encode(f"{p.a:03d}+{p.b:03d}=") for p in problems]
+    out = model.generate_greedy(prompts, 5).tolist()
+    correct = 0
+    for p, o in zip(problems, out):
+        want = [int(c) for c in str(p.a + p.b).zfill(4)[::-1]] + [tok.eos_id]
+        correct += o == want
+    assert correct / len(problems) >= 0.95, correct
+
+
+# -- run_demo ----------------------------------------------------------------------------------------
+
+class _CoreBackend:
+    """A backend that runs the model with an independent integer core (int64 numpy matmul)."""
+    name = "numpy-core"
+
+    def __init__(self, corrupt: bool = False):
+        from sw.demo import load_demo_model
+        self.model, _ = load_demo_model()
+        self.corrupt = corrupt
+        self.stats = {"core_calls": 0}
+
+    def _core(self, q, t, linear):
+        import numpy as np
+        self.stats["core_calls"] += 1
+        return torch.from_numpy(q.numpy().astype(np.int64) @ t.numpy().astype(np.int64).T)
+
+    def generate(self, prompts, max_new_tokens):
+        out = self.model.generate_greedy(prompts, max_new_tokens, core=self._core).tolist()
+        if self.corrupt:  # a faulty accelerator: one wrong token in the third answer
+            out[2][1] = (out[2][1] + 1) % 10
+        return out
+
+
+def test_run_demo_reference_and_backends():
+    from sw.demo import run_demo
+
+    r = run_demo(n_problems=6, seed=1, quiet=True)
+    probs = demo_task.held_out_problems(6, seed=1)
+    assert r["problems"] == [f"{p.a}+{p.b}" for p in probs]
+    assert r["backend"] == "reference" and r["match"] is True
+    assert r["tokens"] == r["reference_tokens"] and len(r["tokens"]) == 6
+    assert r["expected"] == [p.a + p.b for p in probs]
+    assert r["accuracy"] == sum(a == e for a, e in zip(r["answers"], r["expected"])) / 6
+
+    b = _CoreBackend()
+    r2 = run_demo(n_problems=6, seed=1, backend=b, quiet=True)
+    # 2 layers x 7 projections x 5 generation steps (prefill + 4 cached decodes)
+    assert r2["match"] is True and r2["tokens"] == r["reference_tokens"] and r2["core_calls"] == 70
+
+    r3 = run_demo(n_problems=6, seed=1, backend=_CoreBackend(corrupt=True), quiet=True)
+    assert r3["reference_tokens"] == r["reference_tokens"]
+    assert r3["match"] is False and r3["correct"][2] is False
+
+
+def test_run_demo_prints_a_table_and_rejects_bad_arguments():
+    from rich.console import Console
+
+    from sw.demo import run_demo
+
+    console = Console(record=True, width=120)
+    r = run_demo(n_problems=3, seed=0, console=console)
+    text = console.export_text()
+    for p, a in zip(r["problems"], r["answers"]):
+        assert p in text and str(a) in text
+    with pytest.raises(ValueError, match="n_problems=0"):
+        run_demo(n_problems=0, quiet=True)
+    with pytest.raises(TypeError, match="backend"):
+        run_demo(n_problems=1, backend=42, quiet=True)
+
+
+def test_run_demo_accepts_an_integer_core_backend():
+    import numpy as np
+
+    from sw.demo import run_demo
+
+    class CoreOnly:
+        name = "core-only"
+
+        def core(self, q, t, linear):
+            return torch.from_numpy(q.numpy().astype(np.int64) @ t.numpy().astype(np.int64).T)
+
+    ref = run_demo(n_problems=4, seed=5, quiet=True)
+    r = run_demo(n_problems=4, seed=5, backend=CoreOnly(), quiet=True)
+    assert r["backend"] == "core-only" and r["match"] is True and r["tokens"] == ref["reference_tokens"]

@@ -1,0 +1,177 @@
+"""``tern demo``: the embedded BitNet b1.58 model adds numbers.
+
+:func:`run_demo` loads the committed demo model (``sw/model/demo``: a 2-layer ternary transformer
+trained by ``python -m sw.model.train``), picks held-out 3-digit additions it never saw in training,
+generates the answers greedily with the PyTorch reference ternary inference model, and, when a
+``backend`` is given, generates them again through that backend and compares the token ids exactly.
+
+A backend is any object with a method ``generate(prompts, max_new_tokens) -> list[list[int]]``
+(greedy continuation of each prompt, newly generated ids only), or with an integer core
+``core(q, T, linear) -> D`` (see :mod:`sw.model.bitlinear`; the reference model then runs with that
+core in place of the exact host matmul), or a plain callable with the ``generate`` signature. If it also has a ``stats`` attribute (a dict, e.g. ``cycles``, ``utilization``,
+``tokens_per_s`` of the last ``generate``), those figures are copied into the result.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from sw.model import demo_task
+
+__all__ = ["run_demo", "load_demo_model", "demo_model_dir", "reference_generate_fn"]
+
+
+def demo_model_dir() -> Path:
+    """Folder of the embedded demo model (config.json, model.safetensors, tokenizer.json)."""
+    return demo_task.default_model_dir()
+
+
+def load_demo_model(model_dir: str | Path | None = None):
+    """(reference CausalLM, CharTokenizer) of the embedded demo model (or of ``model_dir``)."""
+    from sw.model.checkpoint import load_checkpoint
+    from sw.model.tokenizer import CharTokenizer
+
+    d = Path(model_dir) if model_dir is not None else demo_model_dir()
+    if not (d / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{d}: no model.safetensors (the demo model is missing from this install)")
+    model = load_checkpoint(d)
+    tok = CharTokenizer.from_file(d / "tokenizer.json")
+    if tok.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{d}: tokenizer has {tok.vocab_size} tokens, model vocab_size is "
+                         f"{model.config.vocab_size}")
+    return model, tok
+
+
+def reference_generate_fn(model):
+    """``generate(prompts, max_new_tokens)`` with the PyTorch reference (exact host integer core)."""
+    def generate(prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        return model.generate_greedy(prompts, max_new_tokens).tolist()
+    return generate
+
+
+def _backend_generate(backend, model):
+    gen = getattr(backend, "generate", None)
+    if callable(gen):
+        return gen
+    core = getattr(backend, "core", None)
+    if callable(core):  # an integer core: the reference model runs with its D = q @ T^T
+        return lambda prompts, n: model.generate_greedy(prompts, n, core=core).tolist()
+    if callable(backend):
+        return backend
+    raise TypeError(f"backend must have a generate(prompts, max_new_tokens) or core(q, T, linear) "
+                    f"method, or be callable, not {type(backend).__name__}")
+
+
+def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_dir: str | Path | None = None,
+             console=None, quiet: bool = False) -> dict:
+    """Solves ``n_problems`` held-out additions with the demo model and reports them.
+
+    Returns a dict with: ``match`` (the backend's tokens equal the reference's, ``torch.equal``-strict;
+    True when no backend is given and the reference itself is used), ``tokens`` (generated ids per
+    problem, from the backend or the reference), ``reference_tokens``, ``answers`` (parsed integers or
+    None), ``correct`` (per problem), ``accuracy``, ``problems`` (``"a+b"`` strings), ``backend``, the
+    backend's ``stats`` when it has any (``cycles``, ``utilization``, ``tokens_per_s`` are always
+    present: None unless the backend reports them), and ``seconds`` (wall time of the reference and
+    backend generation).
+    """
+    if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems < 1:
+        raise ValueError(f"n_problems={n_problems!r} must be a positive integer")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed={seed!r} must be an integer")
+    model, tok = load_demo_model(model_dir)
+    problems = demo_task.held_out_problems(n_problems, seed=seed)
+
+    t0 = time.perf_counter()
+    ref_tokens, _ = demo_task.solve(reference_generate_fn(model), problems, tok)
+    t_ref = time.perf_counter() - t0
+    if backend is None:
+        tokens, backend_name, t_backend = ref_tokens, "reference", None
+        stats: dict = {}
+    else:
+        t0 = time.perf_counter()
+        tokens, _ = demo_task.solve(_backend_generate(backend, model), problems, tok)
+        t_backend = time.perf_counter() - t0
+        backend_name = getattr(backend, "name", type(backend).__name__)
+        stats = dict(getattr(backend, "stats", None) or {})
+    match = tokens == ref_tokens
+
+    answers, correct = [], []
+    for p, toks in zip(problems, tokens):
+        ans = demo_task.parse_answer(tok.decode(toks, skip_special=True, stop_at_eos=True))
+        ok = toks == tok.encode(p.target, add_bos=False, add_eos=True)
+        answers.append(ans)
+        correct.append(ok)
+    accuracy = sum(correct) / len(problems)
+    result = {
+        "match": match,
+        "tokens": tokens,
+        "reference_tokens": ref_tokens,
+        "problems": [str(p) for p in problems],
+        "prompts": [p.prompt for p in problems],
+        "answers": answers,
+        "expected": [p.answer for p in problems],
+        "correct": correct,
+        "accuracy": accuracy,
+        "backend": backend_name,
+        "seed": seed,
+        "model_dir": str(Path(model_dir) if model_dir is not None else demo_model_dir()),
+        "seconds": {"reference": round(t_ref, 4),
+                    **({"backend": round(t_backend, 4)} if t_backend is not None else {})},
+        # accelerator figures (SPEC section 5): None until a backend reports them in its ``stats``
+        "cycles": None,
+        "utilization": None,
+        "tokens_per_s": None,
+        **stats,
+    }
+    if not quiet:
+        _print_report(result, tok, console)
+    return result
+
+
+def _print_report(r: dict, tok, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=f"tern demo: a ternary BitNet b1.58 adds 3-digit numbers ({r['backend']})")
+    table.add_column("problem", justify="right")
+    table.add_column("prompt")
+    table.add_column("generated")
+    table.add_column("model answer", justify="right")
+    table.add_column("a + b", justify="right")
+    table.add_column("correct?", justify="center")
+    if r["backend"] != "reference":
+        table.add_column("= reference?", justify="center")
+    for i, prob in enumerate(r["problems"]):
+        gen = tok.decode(r["tokens"][i], skip_special=False)
+        ans = "?" if r["answers"][i] is None else str(r["answers"][i])
+        row = [prob, r["prompts"][i], gen, ans, str(r["expected"][i]),
+               "[green]yes[/]" if r["correct"][i] else "[red]no[/]"]
+        if r["backend"] != "reference":
+            row.append("[green]yes[/]" if r["tokens"][i] == r["reference_tokens"][i] else "[red]NO[/]")
+        table.add_row(*row)
+    console.print(table)
+    n = len(r["problems"])
+    if r["backend"] == "reference":
+        tail = "reference ternary model (exact integer core); no accelerator backend"
+    else:
+        tail = f"{r['backend']} tokens {'match' if r['match'] else 'DO NOT match'} the reference"
+    console.print(f"accuracy {sum(r['correct'])}/{n} (answers are generated least-significant digit "
+                  f"first); {tail}")
+
+
+def main(argv=None) -> int:
+    """``python -m sw.demo [--problems N] [--seed S]`` (the reference path; ``tern demo`` is the CLI)."""
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m sw.demo", description="the embedded demo model adds numbers")
+    p.add_argument("--problems", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    r = run_demo(n_problems=a.problems, seed=a.seed)
+    return 0 if r["match"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
