@@ -307,3 +307,21 @@ def test_run_demo_accepts_an_integer_core_backend():
     ref = run_demo(n_problems=4, seed=5, quiet=True)
     r = run_demo(n_problems=4, seed=5, backend=CoreOnly(), quiet=True)
     assert r["backend"] == "core-only" and r["match"] is True and r["tokens"] == ref["reference_tokens"]
+
+
+def test_demo_checkpoint_also_works_in_transformers():
+    """The committed file is a real Hugging Face packed BitNet checkpoint: transformers'
+    BitNetForCausalLM (its own unpacking and float fake-quant kernels) loads it and solves held-out
+    problems too."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    model = transformers.BitNetForCausalLM.from_pretrained(str(DEMO_DIR), dtype=torch.float32).eval()
+    tok = demo_task.make_tokenizer()
+    problems = demo_task.held_out_problems(200, seed=7)
+    ids = torch.tensor([tok.encode(p.prompt) for p in problems])
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=5, do_sample=False, eos_token_id=None,
+                             pad_token_id=tok.pad_id)[:, ids.shape[1]:]
+    correct = sum(o.tolist() == [int(c) for c in str(p.a + p.b).zfill(4)[::-1]] + [tok.eos_id]
+                  for p, o in zip(problems, out))
+    assert correct / len(problems) >= 0.95, correct
