@@ -35,7 +35,8 @@ def load_demo_model(model_dir: str | Path | None = None):
 
     d = Path(model_dir) if model_dir is not None else demo_model_dir()
     if not (d / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{d}: no model.safetensors (the demo model is missing from this install)")
+        raise ValueError(f"{d}: no model.safetensors (not a demo model folder, or the demo model is missing "
+                         "from this install)")
     model = load_checkpoint(d)
     tok = CharTokenizer.from_file(d / "tokenizer.json")
     if tok.vocab_size != model.config.vocab_size:

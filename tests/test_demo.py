@@ -325,3 +325,10 @@ def test_demo_checkpoint_also_works_in_transformers():
     correct = sum(o.tolist() == [int(c) for c in str(p.a + p.b).zfill(4)[::-1]] + [tok.eos_id]
                   for p, o in zip(problems, out))
     assert correct / len(problems) >= 0.95, correct
+
+
+def test_run_demo_bad_model_dir(tmp_path):
+    from sw.demo import run_demo
+
+    with pytest.raises(ValueError, match="no model.safetensors"):
+        run_demo(n_problems=1, model_dir=tmp_path, quiet=True)
