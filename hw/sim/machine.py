@@ -25,7 +25,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.config import TernConfig
-from hw.formats import stream_to_weight_words
 from hw.isa import FIELD_MAX, Op
 from hw.program import wrap_signed
 from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
@@ -180,8 +179,6 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
 
     # ---- machine state
     actbuf = np.zeros((AD, L), dtype=np.int8)
-    words = (stream_to_weight_words(st.wgt_beats, cfg, strict=False) if n_words
-             else np.zeros((0, R, L), dtype=np.int8))
     outputs = np.zeros((n_out, R), dtype=np.int64)
     x_word = np.zeros(n_words, dtype=np.int64)       # cycle each weight word is written
     tok_end = np.zeros(n_out, dtype=np.int64)        # cycle of each token's last issue
@@ -201,7 +198,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     ev = {"tokens": 0, "neg_terms": 0, "nonzero_terms": 0}
 
     def flush():
-        _compute_results(cfg, pending, actbuf, words, outputs, ev)
+        _compute_results(cfg, pending, actbuf, st.wgt_beats, outputs, ev)
         pending.clear()
 
     gaps_i = 1 + timing.gaps("instr", len(st.words))
@@ -339,8 +336,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     cnt["idle"] = cycles - current_cycles
     error = int(is_bad.any())
     if n_wgt:
-        from hw.formats import stream_error
-        error |= 2 * int(stream_error(st.wgt_beats, cfg))
+        error |= 2 * int(_stream_has_invalid(cfg, st.wgt_beats))
     res = RunResult(backend="sim", config=cfg, outputs=outputs, cycles=cycles, counters=cnt,
                     error=error, instr_cycles=ins_t, act_cycles=s_a.t, wgt_cycles=s_w.t,
                     out_cycles=s_o.t)
@@ -355,10 +351,42 @@ def _outputs_chain(s_o: _Stream, n0: int, n1: int, tok_end: np.ndarray, rl: int)
     s_o.t[n0:n1] = _chain(int(s_o.t[n0 - 1]) if n0 else -1, s_o.s, n0, e)
 
 
-def _compute_results(cfg, jobs, actbuf, words, outputs, ev):
+def _stream_has_invalid(cfg, beats) -> bool:
+    """Whether any byte of the weight stream is invalid (2bit: a code 3; base3: a byte >= 243)."""
+    b = np.asarray(beats, dtype=np.uint8)
+    if cfg.weight_format == "2bit":
+        return bool((b & (b >> 1) & 0x55).any())
+    return bool((b >= 243).any())
+
+
+_LUTS: dict = {}
+
+
+def _trit_lut(fmt: str, dtype) -> np.ndarray:
+    """(256, trits_per_byte) table: the weights a stream byte carries (invalid codes/bytes read 0),
+    in the byte's code order (docs/RTL_CONTRACT.md)."""
+    key = (fmt, np.dtype(dtype).str)
+    lut = _LUTS.get(key)
+    if lut is None:
+        b = np.arange(256)
+        if fmt == "2bit":
+            codes = np.stack([(b >> (2 * q)) & 3 for q in range(4)], axis=1)
+            lut = np.where(codes == 3, 0, codes - 1)
+        else:
+            from hw.formats import BASE3_TABLE
+            lut = np.zeros((256, 5), dtype=np.int64)
+            lut[:243] = BASE3_TABLE.astype(np.int64) - 1
+        lut = lut.astype(dtype)
+        _LUTS[key] = lut
+    return lut
+
+
+def _compute_results(cfg, jobs, actbuf, wgt_beats, outputs, ev):
     """Result vectors of the MATMULs in ``jobs`` (addr, kw, T, first word, first output); consecutive
-    MATMULs over the same activation words share one matrix product."""
-    R, L = cfg.rows, cfg.lanes
+    MATMULs over the same activation words share one matrix product. The weight words are decoded
+    from the stream here with a byte -> weights table (invalid codes read as 0, as in the RTL
+    decoder), directly into the float type of the (exact) matrix product."""
+    R, L, bpw, B = cfg.rows, cfg.lanes, cfg.beats_per_word, cfg.bus_bytes
     i = 0
     while i < len(jobs):
         addr, kw, T, g0, n0 = jobs[i]
@@ -366,24 +394,25 @@ def _compute_results(cfg, jobs, actbuf, words, outputs, ev):
         while j < len(jobs) and jobs[j][:3] == (addr, kw, T):
             j += 1
         group = jobs[i:j]
+        G = len(group)
         K = kw * L
-        x = actbuf[addr:addr + kw * T].reshape(T, K)
-        w = np.stack([words[gg:gg + kw] for (_, _, _, gg, _) in group])   # (G, kw, R, L)
-        wt = w.transpose(1, 3, 0, 2).reshape(K, len(group) * R)            # (K, G*R)
-        if 128 * K < (1 << 24):
-            d = (x.astype(np.float32) @ wt.astype(np.float32)).astype(np.int64)
-        elif 128 * K < (1 << 53):
-            d = (x.astype(np.float64) @ wt.astype(np.float64)).astype(np.int64)
-        else:  # pragma: no cover - beyond any configuration's K
-            d = x.astype(np.int64) @ wt.astype(np.int64)
-        d = wrap_signed(d, cfg.acc_width).reshape(T, len(group), R)
+        # |partial sums| <= 128 * K: exact in float32 below 2**24, in float64 below 2**53
+        dt = np.float32 if 128 * K < (1 << 24) else np.float64
+        x = actbuf[addr:addr + kw * T].reshape(T, K).astype(dt)
+        # the group's words are consecutive in the weight stream
+        raw = wgt_beats[g0 * bpw:(g0 + kw * G) * bpw].reshape(G * kw, bpw * B)
+        w = _trit_lut(cfg.weight_format, dt)[raw].reshape(G * kw, -1)[:, :R * L]
+        w = w.reshape(G, kw, R, L)
+        wt = w.transpose(1, 3, 0, 2).reshape(K, G * R)                    # (K, G*R)
+        d = (x @ wt).astype(np.int64)
+        d = wrap_signed(d, cfg.acc_width).reshape(T, G, R)
         for gi, (_, _, _, _, nn) in enumerate(group):
             outputs[nn:nn + T] = d[:, gi]
-        nz = np.count_nonzero(w)
-        neg = np.count_nonzero(w < 0)
-        ev["tokens"] += T * len(group)
-        ev["nonzero_terms"] += T * int(nz)
-        ev["neg_terms"] += T * int(neg)
+        nz = int(np.count_nonzero(w))
+        neg = int(np.count_nonzero(w < 0))
+        ev["tokens"] += T * G
+        ev["nonzero_terms"] += T * nz
+        ev["neg_terms"] += T * neg
         i = j
 
 
