@@ -1,0 +1,15 @@
+"""Cycle-accurate Python simulator of the tern core (``docs/SIMULATOR.md``).
+
+    from hw.sim import simulate
+    res = simulate(config, program, timing)      # -> RunResult: outputs, cycles, counters, events
+
+Bit-exact and cycle-exact against :class:`hw.rtl.top.TernCore` for the same program and the same
+:class:`hw.timing.Timing` (checked by ``tests/test_differential.py`` and :func:`run_verify`).
+"""
+
+from hw.sim.machine import Latencies, SimError, adder_tree_widths, rtl_latencies, simulate
+from hw.sim.result import PERF_COUNTERS, RunResult, Streams
+from hw.sim.verify import run_verify
+
+__all__ = ["simulate", "run_verify", "RunResult", "Streams", "SimError", "Latencies", "rtl_latencies",
+           "adder_tree_widths", "PERF_COUNTERS"]
