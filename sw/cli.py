@@ -92,6 +92,49 @@ def _cmd_demo(args) -> int:
     return 0 if result.get("match", False) else 1
 
 
+def _config_flags_given(args) -> bool:
+    return bool(args.config) or any(getattr(args, f.replace("-", "_")) is not None for f in _CONFIG_FLAGS)
+
+
+def _cmd_verify(args) -> int:
+    from hw.sim.verify import BACKENDS, run_verify
+
+    if args.backend not in BACKENDS:
+        raise UsageError(f"tern verify: unknown backend {args.backend!r} "
+                         f"(choose from {', '.join(sorted(BACKENDS))})")
+    if not 1 <= args.programs <= 1_000_000:
+        raise UsageError(f"tern verify: --programs must be between 1 and 1000000, not {args.programs}")
+    if not 0 <= args.start <= 2**31:
+        raise UsageError(f"tern verify: --start must be between 0 and 2**31, not {args.start}")
+    if not 1 <= args.max_instr <= 1000:
+        raise UsageError(f"tern verify: --max-instr must be between 1 and 1000, not {args.max_instr}")
+    # With configuration flags, every program runs on that configuration; without, each program
+    # draws a small random one (rows 1..16, lanes 4..64, both weight formats, small buffers).
+    cfg = config_from_args(args) if _config_flags_given(args) else None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.console import Console
+
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                  disable=args.json or not sys.stderr.isatty()) as bar:
+        task = bar.add_task(f"verify {args.backend} vs sim", total=args.programs)
+        r = run_verify(args.backend, args.programs, args.seed, cfg, start=args.start,
+                       max_instr=args.max_instr,
+                       progress=lambda done, total: bar.update(task, completed=done))
+    ok = r["mismatches"] == 0 and r["cycle_mismatches"] == 0
+    text = (f"tern verify: {r['programs']} random programs on {args.backend} vs hw.sim vs the integer "
+            f"reference (seed {args.seed}): {r['mismatches']} output mismatches, "
+            f"{r['cycle_mismatches']} cycle mismatches, {r['cycles']} cycles in {r['wall_s']} s")
+    if not ok:
+        f = r["first_failure"]
+        text += (f"\nFIRST FAILURE (replay: tern verify --backend {args.backend} --seed {f['seed']} "
+                 f"--start {f['index']} --programs 1 --max-instr {args.max_instr}"
+                 f"{' (same configuration flags)' if cfg is not None else ''}): config {f['config']}\n  "
+                 + "\n  ".join(f["differences"]))
+    _emit(args, r, text)
+    return 0 if ok else 1
+
+
 def _emit(args, result: dict, text: str | None):
     if args.json:
         print(json.dumps(result, default=_json_default))
@@ -130,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flags(r)
     r.set_defaults(func=_cmd_rtl)
+
+    v = sub.add_parser("verify", help="random differential programs: RTL vs simulator vs reference")
+    v.add_argument("--backend", default="amaranth", help="RTL backend: amaranth (default) or verilator")
+    v.add_argument("--programs", type=int, default=100, help="random programs to run (default 100)")
+    v.add_argument("--seed", type=int, default=0, help="random seed; case i depends only on (seed, i)")
+    v.add_argument("--start", type=int, default=0, help="index of the first case (default 0)")
+    v.add_argument("--max-instr", type=int, default=10, help="longest random program (default 10)")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_config_flags(v)
+    v.set_defaults(func=_cmd_verify)
     return p
 
 

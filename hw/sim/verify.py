@@ -218,12 +218,15 @@ def check_case(case: Case, backend: str = "amaranth") -> dict:
     return {"output": out, "cycle": cyc, "rtl": rtl, "sim": sim}
 
 
-def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None = None) -> dict:
+def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None = None, *,
+               start: int = 0, max_instr: int = 10, progress=None) -> dict:
     """Run ``programs`` random differential cases from ``seed`` on ``backend`` vs the simulator vs the
     reference. Returns ``programs``, ``mismatches`` (cases whose outputs or error flags differ
     anywhere), ``cycle_mismatches`` (cases whose cycle count, counters or transfer cycles differ),
     ``first_failure`` (None, or seed/index/config/timing/program and the differences), ``cycles``
-    (total simulated cycles), ``wall_s``, ``backend``, ``seed``."""
+    (total simulated cycles), ``wall_s``, ``backend``, ``seed``. Cases ``start .. start+programs-1`` run
+    (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length.
+    ``progress``, if given, is called as ``progress(done, total)`` after every case."""
     if backend not in BACKENDS:
         raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(BACKENDS)})")
     if isinstance(programs, bool) or not isinstance(programs, int) or programs < 0:
@@ -235,8 +238,12 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     t0 = time.perf_counter()
     mism = cyc_mism = total_cycles = 0
     first = None
-    for i in range(programs):
-        case = random_case(seed, i, config)
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise VerifyError(f"start must be a non-negative integer, not {start!r}")
+    if isinstance(max_instr, bool) or not isinstance(max_instr, int) or max_instr < 1:
+        raise VerifyError(f"max_instr must be a positive integer, not {max_instr!r}")
+    for n, i in enumerate(range(start, start + programs)):
+        case = random_case(seed, i, config, max_instr=max_instr)
         r = check_case(case, backend)
         total_cycles += r["rtl"].cycles
         if r["output"]:
@@ -247,6 +254,8 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
             first = {"seed": seed, "index": i, "config": case.config.to_dict(),
                      "timing": case.timing.to_dict(), "program": [str(x) for x in case.program.instrs],
                      "differences": r["output"] + r["cycle"]}
+        if progress is not None:
+            progress(n + 1, programs)
     return {"backend": backend, "seed": seed, "programs": programs, "mismatches": mism,
             "cycle_mismatches": cyc_mism, "first_failure": first, "cycles": total_cycles,
             "wall_s": round(time.perf_counter() - t0, 3)}
