@@ -104,8 +104,8 @@ def main(argv=None) -> int:
         print("\n2B4T decoder layer (7 projections, default config R16 L64 2bit B16) on hw.sim:")
         for r in layers:
             print(f"  T={r['T']:<4d} {r['cycles']:>10d} cycles in {r['seconds']:.2f} s "
-                  f"({r['cycles_per_s']:.3g} cycles/s); weight bus {100 * r["bus_utilization"]:.3f}%, "
-                  f"PE {100 * r["pe_utilization"]:.3f}%")
+                  f"({r['cycles_per_s']:.3g} cycles/s); weight bus {100 * r['bus_utilization']:.3f}%, "
+                  f"PE {100 * r['pe_utilization']:.3f}%")
     return 0 if all(r["equal"] for r in rows) else 1
 
 

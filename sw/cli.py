@@ -135,6 +135,45 @@ def _cmd_verify(args) -> int:
     return 0 if ok else 1
 
 
+def bench_dir() -> Path:
+    """The ``bench/`` folder of the source checkout this package runs from."""
+    return Path(__file__).resolve().parent.parent / "bench"
+
+
+def _cmd_bench(args) -> int:
+    import subprocess
+
+    folder = bench_dir()
+    scripts = sorted(folder.glob("bench_*.py")) if folder.is_dir() else []
+    if not scripts:
+        raise UsageError(f"tern bench: no benchmarks found in {folder} (the benchmarks live in the "
+                         f"source checkout's bench/ folder; install tern with pip install -e)")
+    names = {s.stem.removeprefix("bench_"): s for s in scripts}
+    chosen = args.only or list(names)
+    for n in chosen:
+        if n not in names:
+            raise UsageError(f"tern bench: unknown benchmark {n!r} (choose from {', '.join(names)})")
+    results, failed = {}, []
+    for n in chosen:
+        cmd = [sys.executable, str(names[n])] + (["--quick"] if args.quick else []) + \
+              (["--json"] if args.json else [])
+        if not args.json:
+            print(f"== {n}: {' '.join(cmd[1:])}", flush=True)
+        p = subprocess.run(cmd, stdout=subprocess.PIPE if args.json else None, text=True)
+        if p.returncode:
+            failed.append(n)
+        if args.json:
+            try:
+                results[n] = json.loads(p.stdout)
+            except (TypeError, ValueError):
+                results[n] = {"error": f"exit code {p.returncode}, no JSON"}
+    if args.json:
+        print(json.dumps({"benchmarks": results, "failed": failed}, default=_json_default))
+    elif failed:
+        print(f"tern bench: failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _emit(args, result: dict, text: str | None):
     if args.json:
         print(json.dumps(result, default=_json_default))
@@ -183,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     _add_config_flags(v)
     v.set_defaults(func=_cmd_verify)
+
+    b = sub.add_parser("bench", help="run the benchmark suite (bench/bench_*.py)")
+    b.add_argument("--quick", action="store_true", help="the short version of every benchmark")
+    b.add_argument("--only", action="append", metavar="NAME",
+                   help="run only this benchmark (repeatable), e.g. --only sim")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=_cmd_bench)
     return p
 
 

@@ -104,3 +104,22 @@ def test_verify_mismatch_exits_1_and_names_the_replay(capsys, monkeypatch):
     code, out, _ = run(capsys, *replay, "--json")
     r = json.loads(out)
     assert code == 1 and r["programs"] == 1 and r["cycle_mismatches"] == 1
+
+
+# -- tern bench --------------------------------------------------------------------------------------
+
+def test_bench_unknown_name(capsys):
+    assert_one_line_error(*run(capsys, "bench", "--only", "nope"), "unknown benchmark 'nope'")
+
+
+def test_bench_sim_quick_json(capfd):
+    """The simulator benchmark through ``tern bench``: identical results on both simulators, and a
+    speed ratio that is a measured number (its size is reported, not asserted)."""
+    code = main(["bench", "--only", "sim", "--quick", "--json"])
+    out, _ = capfd.readouterr()
+    r = json.loads(out)
+    assert code == 0 and r["failed"] == []
+    rows = r["benchmarks"]["sim"]["compare"]
+    assert len(rows) == 2 and all(x["equal"] and x["cycles"] > 0 and x["speedup"] > 0 for x in rows)
+    (layer,) = r["benchmarks"]["sim"]["layer_2b4t"]
+    assert layer["T"] == 1 and layer["cycles"] > 1_000_000
