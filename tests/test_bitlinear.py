@@ -8,15 +8,6 @@ from sw.model.bitlinear import BitLinear, reference_core
 from sw.model.quant import weight_quant
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is much faster on a busy machine (and avoids oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _np_reference(x: np.ndarray, t: np.ndarray, w_scale: np.float32):
     amax = np.maximum(np.abs(x).max(axis=-1, keepdims=True), np.float32(1e-5)).astype(np.float32)
     s = (np.float32(127) / amax).astype(np.float32)

@@ -10,15 +10,6 @@ from sw.model.layers import DecoderLayer, LayerKV, RMSNorm, RotaryEmbedding
 from sw.model.presets import random_layer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is much faster on a busy machine (and avoids oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(**kw):
     base = dict(vocab_size=32, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0)

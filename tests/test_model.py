@@ -5,17 +5,7 @@ import torch
 
 from sw.model.bitlinear import reference_core
 from sw.model.config import ConfigError, ModelConfig
-from sw.model.model import CausalLM
 from sw.model.presets import PRESETS, LazyLayers, preset_config, random_layer, random_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is much faster on a busy machine (and avoids oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(**kw):

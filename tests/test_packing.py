@@ -10,15 +10,6 @@ from sw.model.packing import PackingError, pack_ternary, packed_rows, unpack_ter
 hf_bitnet = pytest.importorskip("transformers.integrations.bitnet")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is much faster on a busy machine (and avoids oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(autouse=True)
 def _no_dynamo():
     # transformers wraps unpack_weights in torch.compile; run it eagerly (no C++ toolchain needed)

@@ -7,15 +7,6 @@ import torch
 from sw.model.quant import MAX_K, act_quant, epilogue, quantized_linear, ternary_matmul, weight_quant
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one intra-op thread is much faster on a busy machine (and avoids oversubscription)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _np_weight_quant(w: np.ndarray):
     """numpy float32 reference; exact when sum(|W|) is exact and n is a power of two (as used here)."""
     w = w.astype(np.float32)
