@@ -20,7 +20,6 @@ SYNC       3   -            -           -           wait until everything before
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from amaranth.lib import data, enum as hdl_enum

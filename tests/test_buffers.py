@@ -27,7 +27,6 @@ def test_act_buffer_random_read_write(seed):
     model = {}
 
     async def tb(ctx):
-        pending = None  # (addr, expected word) read issued last cycle
         for cycle in range(300):
             w_en = rng.random() < 0.5
             w_addr = rng.randrange(cfg.act_depth)

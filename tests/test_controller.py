@@ -76,7 +76,7 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
     exp_issues, n_beats, n_words = expected_issues(cfg, instrs)
     dut = Controller(cfg)
     m = Module()
-    m.domains.sync = cd = ClockDomain()
+    m.domains.sync = ClockDomain()
     m.submodules.dut = dut
     res = {"accept": [], "act_w": [], "wgt_w": [], "issues": [], "pops": [], "max_reserved": 0,
            "cycles": None}

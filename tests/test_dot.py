@@ -1,7 +1,6 @@
 """TernaryDotUnit: exhaustive and random vectors against an independent numpy integer reference,
 latency observed in simulation."""
 
-import random
 
 import numpy as np
 import pytest

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from amaranth.back import rtlil
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, signed
 from amaranth.hdl._ast import Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out

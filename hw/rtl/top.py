@@ -198,7 +198,7 @@ def simulate_program(config: TernConfig, programs, *, seed: int = 0, p_instr: fl
     m.domains.sync = cd = ClockDomain()
     m.submodules.core = core
     rng = random.Random(seed)
-    L, B, R, A = config.lanes, config.bus_bytes, config.rows, config.acc_width
+    R, A = config.rows, config.acc_width
     results = []
 
     def gap(p):
