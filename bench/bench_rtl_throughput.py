@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from hw.config import TernConfig
-from hw.program import ProgramBuilder
+from hw.program import decode_program, prefill_program
 from hw.rtl.top import TernCore, simulate_program
 
 
@@ -25,22 +25,6 @@ def _latencies(cfg):
     core = TernCore(cfg)
     core._MustUse__used = True
     return core.decoder_latency, core.pe_latency
-
-
-def decode_program(cfg, n_mm, kw, seed=0):
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), 1)
-    return b.build()
-
-
-def prefill_program(cfg, n_mm, kw, tokens, seed=0):
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (tokens * kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), tokens)
-    return b.build()
 
 
 def run(kind, cfg, n_mm, kw, tokens=1):

@@ -20,7 +20,7 @@ from hw.config import TernConfig
 from hw.isa import FIELD_MAX, Instr, Op
 
 __all__ = ["Program", "ProgramBuilder", "ProgramError", "instr_is_valid", "linear_program",
-           "outputs_to_matrix", "reference_matmul", "wrap_signed"]
+           "outputs_to_matrix", "reference_matmul", "wrap_signed", "decode_program", "prefill_program"]
 
 
 class ProgramError(ValueError):
@@ -234,3 +234,19 @@ def outputs_to_matrix(config: TernConfig, outputs, T: int, N: int) -> np.ndarray
     d = out.reshape(n_tiles, T, config.rows).transpose(1, 0, 2).reshape(T, n_tiles * config.rows)
     return d[:, :N]
 
+
+
+def decode_program(config: TernConfig, n_mm: int, kw: int, seed: int = 0) -> Program:
+    """A decode-like random program: one LOAD_ACT of ``kw`` words (one token), then ``n_mm`` MATMULs
+    (``k_words = kw``, one token) on it, each with its own random ternary tile."""
+    return prefill_program(config, n_mm, kw, 1, seed)
+
+
+def prefill_program(config: TernConfig, n_mm: int, kw: int, tokens: int, seed: int = 0) -> Program:
+    """A prefill-like random program: one LOAD_ACT of ``tokens * kw`` words, then ``n_mm`` MATMULs
+    (``k_words = kw``, ``tokens`` tokens) on it, each with its own random ternary tile."""
+    rng = np.random.default_rng(seed)
+    b = ProgramBuilder(config).load_act(0, rng.integers(-128, 128, (tokens * kw, config.lanes)))
+    for _ in range(n_mm):
+        b.matmul(0, rng.integers(-1, 2, (config.rows, kw * config.lanes)), tokens)
+    return b.build()

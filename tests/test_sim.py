@@ -18,7 +18,8 @@ import pytest
 from hw.config import TernConfig
 from hw.formats import stream_to_weight_words
 from hw.isa import Instr, Op
-from hw.program import ProgramBuilder, instr_is_valid, linear_program, outputs_to_matrix, reference_matmul, wrap_signed
+from hw.program import (ProgramBuilder, decode_program, instr_is_valid, linear_program, outputs_to_matrix,
+                        prefill_program, reference_matmul, wrap_signed)
 from hw.sim import SimError, adder_tree_widths, rtl_latencies, simulate
 from hw.sim.result import PERF_COUNTERS
 from hw.sim.verify import random_case
@@ -26,22 +27,6 @@ from hw.sim.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
 from hw.timing import Timing
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
-
-
-def _decode_prog(cfg, n_mm, kw, seed=0):
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), 1)
-    return b.build()
-
-
-def _prefill_prog(cfg, n_mm, kw, T, seed=0):
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (T * kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), T)
-    return b.build()
 
 
 CONFIGS = [
@@ -74,7 +59,7 @@ PREFILL_CASES = [(ci, n_mm, kw, T) for ci, cfg in enumerate(CONFIGS)
 def test_decode_closed_form(ci, n_mm, kw):
     cfg = CONFIGS[ci]
     P, Ld, bpw = _lat(cfg)
-    prog = _decode_prog(cfg, n_mm, kw)
+    prog = decode_program(cfg, n_mm, kw)
     r = simulate(cfg, prog)
     closed = max(4 + n_mm * kw * bpw + Ld, 2 + kw + n_mm * kw) + P + 3
     assert r.cycles == closed == r.last_out_cycle + 1
@@ -88,7 +73,7 @@ def test_decode_closed_form(ci, n_mm, kw):
 def test_prefill_closed_form(ci, n_mm, kw, T):
     cfg = CONFIGS[ci]
     P, Ld, bpw = _lat(cfg)
-    prog = _prefill_prog(cfg, n_mm, kw, T)
+    prog = prefill_program(cfg, n_mm, kw, T)
     r = simulate(cfg, prog)
     assert r.cycles == T * kw * (n_mm + 1) + P + 5
     assert np.array_equal(r.outputs, prog.expected)
@@ -108,7 +93,7 @@ def test_latencies_come_from_the_rtl_and_can_be_overridden():
     pe, dec = PEArray(cfg), WeightDecoder(cfg)
     pe._MustUse__used = dec._MustUse__used = True
     assert (lat.pe, lat.decoder) == (pe.latency, dec.latency)
-    prog = _decode_prog(cfg, 3, 2)
+    prog = decode_program(cfg, 3, 2)
     base = simulate(cfg, prog).cycles
     slower = simulate(cfg, prog, latencies=dataclasses.replace(lat, pe=lat.pe + 3)).cycles
     assert slower == base + 3
@@ -232,7 +217,7 @@ def test_event_counts():
 
 def test_stream_length_mismatch_and_bad_arguments():
     cfg = TernConfig(rows=2, lanes=4, act_depth=16, wgt_depth=4)
-    prog = _decode_prog(cfg, 2, 1)
+    prog = decode_program(cfg, 2, 1)
     with pytest.raises(SimError, match="weight stream holds"):
         simulate(cfg, prog, wgt_beats=prog.wgt_beats[:-1])
     with pytest.raises(SimError, match="act stream holds"):

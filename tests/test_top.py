@@ -12,7 +12,8 @@ import pytest
 
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from hw.program import ProgramBuilder, linear_program, outputs_to_matrix, reference_matmul
+from hw.program import (ProgramBuilder, decode_program, linear_program, outputs_to_matrix, prefill_program,
+                        reference_matmul)
 from hw.rtl.top import TernCore, simulate_program
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
@@ -189,23 +190,6 @@ def test_reset_mid_program(seed, reset_after):
 
 
 # ------------------------------------------------------------------ closed-form cycle counts
-
-def decode_program(cfg, n_mm, kw, seed=0):
-    """LOAD_ACT of kw words, then n_mm MATMULs (k_words=kw, tokens=1) on them."""
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), 1)
-    return b.build()
-
-
-def prefill_program(cfg, n_mm, kw, tokens, seed=0):
-    """LOAD_ACT of tokens*kw words, then n_mm MATMULs (k_words=kw, tokens) on them."""
-    rng = np.random.default_rng(seed)
-    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (tokens * kw, cfg.lanes)))
-    for _ in range(n_mm):
-        b.matmul(0, rng.integers(-1, 2, (cfg.rows, kw * cfg.lanes)), tokens)
-    return b.build()
 
 
 def decode_cycles(cfg, n_mm, kw):
