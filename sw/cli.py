@@ -87,7 +87,9 @@ def _cmd_demo(args) -> int:
 
     if args.problems < 1 or args.problems > 10000:
         raise UsageError(f"tern demo: --problems must be between 1 and 10000, not {args.problems}")
-    result = run_demo(n_problems=args.problems, seed=args.seed, quiet=args.json)
+    from sw.driver.cli import demo_kwargs
+    result = run_demo(n_problems=args.problems, seed=args.seed, quiet=args.json,
+                      **demo_kwargs(args, config_from_args(args)))
     _emit(args, result, None)
     return 0 if result.get("match", False) else 1
 
@@ -204,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--problems", type=int, default=8, help="held-out problems to solve (default 8)")
     d.add_argument("--seed", type=int, default=0, help="which held-out problems (default 0)")
     d.add_argument("--json", action="store_true", help="print one JSON object")
+    from sw.driver.cli import add_backend_flags, add_driver_commands
+    add_backend_flags(d)
     _add_config_flags(d)
     d.set_defaults(func=_cmd_demo)
+    add_driver_commands(sub, _add_config_flags, config_from_args, _emit)
 
     r = sub.add_parser("rtl", help="write Verilog of the top level for a configuration")
     r.add_argument("-o", "--output", required=True, metavar="OUT.v", help="Verilog file to write")

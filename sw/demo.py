@@ -5,7 +5,11 @@ trained by ``python -m sw.model.train``), picks held-out 3-digit additions it ne
 generates the answers greedily with the PyTorch reference ternary inference model, and, when a
 ``backend`` is given, generates them again through that backend and compares the token ids exactly.
 
-A backend is any object with a method ``generate(prompts, max_new_tokens) -> list[list[int]]``
+A backend is the name of an accelerator backend of the driver (``"sim"``, ``"amaranth"``,
+``"verilator"``: the model's seven projections per layer run on the tern core through
+:class:`sw.driver.models.DriverBackend`, configured by ``config`` and ``clock_mhz``), or any object with
+a method ``generate_with_model(model, prompts, max_new_tokens)`` (called with the demo model), or
+``generate(prompts, max_new_tokens) -> list[list[int]]``
 (greedy continuation of each prompt, newly generated ids only), or with an integer core
 ``core(q, T, linear) -> D`` (see :mod:`sw.model.bitlinear`; the reference model then runs with that
 core in place of the exact host matmul), or a plain callable with the ``generate`` signature. If it also has a ``stats`` attribute (a dict, e.g. ``cycles``, ``utilization``,
@@ -53,6 +57,9 @@ def reference_generate_fn(model):
 
 
 def _backend_generate(backend, model):
+    gen_model = getattr(backend, "generate_with_model", None)
+    if callable(gen_model):  # e.g. sw.driver.DriverBackend: generates with this model through a device
+        return lambda prompts, n: gen_model(model, prompts, n)
     gen = getattr(backend, "generate", None)
     if callable(gen):
         return gen
@@ -66,7 +73,8 @@ def _backend_generate(backend, model):
 
 
 def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_dir: str | Path | None = None,
-             console=None, quiet: bool = False) -> dict:
+             console=None, quiet: bool = False, config=None, clock_mhz: float | None = None,
+             progress: bool = False) -> dict:
     """Solves ``n_problems`` held-out additions with the demo model and reports them.
 
     Returns a dict with: ``match`` (the backend's tokens equal the reference's, ``torch.equal``-strict;
@@ -81,6 +89,10 @@ def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_d
         raise ValueError(f"n_problems={n_problems!r} must be a positive integer")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed={seed!r} must be an integer")
+    if isinstance(backend, str):  # an accelerator backend of the driver: "sim", "amaranth", "verilator"
+        from sw.driver.models import DriverBackend
+        from sw.driver.runtime import DEFAULT_CLOCK_MHZ
+        backend = DriverBackend(backend, config, clock_mhz=clock_mhz or DEFAULT_CLOCK_MHZ, progress=progress)
     model, tok = load_demo_model(model_dir)
     problems = demo_task.held_out_problems(n_problems, seed=seed)
 
@@ -161,6 +173,11 @@ def _print_report(r: dict, tok, console=None) -> None:
         tail = f"{r['backend']} tokens {'match' if r['match'] else 'DO NOT match'} the reference"
     console.print(f"accuracy {sum(r['correct'])}/{n} (answers are generated least-significant digit "
                   f"first); {tail}")
+    if r.get("breakdown"):  # an accelerator backend of the driver reported its figures
+        from sw.driver.report import breakdown_table, summary_lines
+        console.print(breakdown_table(r, title=f"{r['backend']}: per-projection breakdown"))
+        for line in summary_lines(r):
+            console.print(line)
 
 
 def main(argv=None) -> int:

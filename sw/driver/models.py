@@ -1,0 +1,207 @@
+"""Whole transformer layers and models through the accelerator (``docs/DRIVER.md``).
+
+The seven projections of every layer run on the device through the BitLinear integer-core hook
+(:meth:`sw.driver.runtime.Accelerator.core`); everything else (RMSNorm, activation quantization, the
+epilogue, RoPE, softmax attention, ReLU^2 / SwiGLU, residuals, the LM head) is the reference model's
+own code in :mod:`sw.model`, so a correct device gives outputs ``torch.equal`` to the reference.
+
+* :func:`load_model` resolves a model spec: ``demo``, a checkpoint folder, or a shape preset
+  (``2b4t``, ``700m``, ``1.3b``, ``3b``: random ternary weights of the real sizes, layers generated
+  lazily so a 2b4t model never holds all its weights);
+* :func:`load_layer` gives one decoder layer (a preset layer is generated alone);
+* :func:`layer_check` runs a layer through the device and through the reference;
+* :func:`generate` is greedy generation with the KV cache, step for step the loop of
+  :meth:`sw.model.model.CausalLM.generate_greedy`, with the accelerator's core and a callback per
+  step (progress bars, per-step statistics);
+* :class:`DriverBackend` plugs the accelerator into :func:`sw.demo.run_demo`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from hw.config import TernConfig
+from sw.driver.runtime import DEFAULT_CLOCK_MHZ, Accelerator
+
+__all__ = ["ModelSpecError", "LoadedModel", "load_model", "load_layer", "layer_input", "layer_check",
+           "LayerCheck", "generate", "DriverBackend", "PRESET_NAMES"]
+
+PRESET_NAMES = ("2b4t", "700m", "1.3b", "3b")
+
+
+class ModelSpecError(ValueError):
+    """A model spec that is not ``demo``, a preset name or a checkpoint folder."""
+
+
+@dataclass
+class LoadedModel:
+    """A model and, when it has one, its tokenizer (an object with ``encode``/``decode``)."""
+    spec: str
+    kind: str            # "demo", "preset" or "checkpoint"
+    model: object        # sw.model.model.CausalLM
+    tokenizer: object = None
+
+    @property
+    def config(self):
+        return self.model.config
+
+
+def _tokenizer_for(folder: Path):
+    p = folder / "tokenizer.json"
+    if not p.is_file():
+        return None
+    try:
+        import json
+        if json.loads(p.read_text()).get("type") == "char":
+            from sw.model.tokenizer import CharTokenizer
+            return CharTokenizer.from_file(p)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:  # a Hugging Face tokenizer saved next to the checkpoint (read locally, never downloaded)
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    except Exception:  # noqa: BLE001 - no usable tokenizer: prompts must be given as ids
+        return None
+
+
+def load_model(spec: str, seed: int = 0) -> LoadedModel:
+    """``demo``, a preset name (random weights from ``seed``) or a checkpoint folder."""
+    if not isinstance(spec, str) or not spec:
+        raise ModelSpecError(f"model must be 'demo', a preset ({', '.join(PRESET_NAMES)}) or a checkpoint "
+                             f"folder, not {spec!r}")
+    if spec == "demo":
+        from sw.demo import load_demo_model
+        model, tok = load_demo_model()
+        return LoadedModel(spec, "demo", model, tok)
+    if spec.lower() in PRESET_NAMES:
+        from sw.model.presets import random_model
+        return LoadedModel(spec, "preset", random_model(spec.lower(), seed=seed, lazy=True), None)
+    folder = Path(spec)
+    if not folder.exists():
+        raise ModelSpecError(f"model {spec!r}: no such checkpoint folder (and not 'demo' or a preset: "
+                             f"{', '.join(PRESET_NAMES)})")
+    if not folder.is_dir():
+        raise ModelSpecError(f"model {spec!r}: not a folder (a checkpoint is a folder with config.json and "
+                             f"*.safetensors)")
+    from sw.model.checkpoint import load_checkpoint
+    model = load_checkpoint(folder)
+    return LoadedModel(spec, "checkpoint", model, _tokenizer_for(folder))
+
+
+def num_layers(spec: str) -> int:
+    """Layers of the model ``spec`` (a preset's without building it)."""
+    if isinstance(spec, str) and spec.lower() in PRESET_NAMES:
+        from sw.model.presets import preset_config
+        return preset_config(spec.lower()).num_hidden_layers
+    return load_model(spec).config.num_hidden_layers
+
+
+def load_layer(spec: str, index: int, seed: int = 0):
+    """(decoder layer ``index`` of model ``spec``, its ModelConfig); a preset layer is generated alone."""
+    if isinstance(spec, str) and spec.lower() in PRESET_NAMES:
+        from sw.model.presets import preset_config, random_layer
+        cfg = preset_config(spec.lower())
+        _check_layer_index(index, cfg.num_hidden_layers, spec)
+        return random_layer(cfg, index, seed), cfg
+    lm = load_model(spec, seed)
+    _check_layer_index(index, lm.config.num_hidden_layers, spec)
+    return lm.model.layers[index], lm.config
+
+
+def _check_layer_index(index, n, spec):
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+        raise ModelSpecError(f"layer {index!r} is out of range: model {spec!r} has layers 0..{n - 1}")
+
+
+def layer_input(model_config, tokens: int, seed: int = 0) -> torch.Tensor:
+    """The input of a layer check: float32 (1, tokens, hidden) drawn from N(0, 1) with ``seed``."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn((1, tokens, model_config.hidden_size), generator=g, dtype=torch.float32)
+
+
+@dataclass
+class LayerCheck:
+    input: torch.Tensor
+    output: torch.Tensor
+    reference_output: torch.Tensor
+
+    @property
+    def bit_exact(self) -> bool:
+        return bool(torch.equal(self.output, self.reference_output))
+
+
+@torch.no_grad()
+def layer_check(acc: Accelerator, layer, x: torch.Tensor, start_pos: int = 0) -> LayerCheck:
+    """``layer(x)`` with the accelerator's core and with the reference core."""
+    out = layer(x, start_pos, None, acc.core)
+    ref = layer(x, start_pos, None, None)
+    return LayerCheck(x, out, ref)
+
+
+@torch.no_grad()
+def generate(model, ids, max_new_tokens: int, acc: Accelerator, *,
+             on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
+    """Greedy continuation through the accelerator with the KV cache; returns the new ids
+    (batch, max_new_tokens). Exactly the loop of ``CausalLM.generate_greedy`` (without early stop):
+    a prefill of the prompt, then one cached decode step per further token; ``acc.step`` tags every
+    call with its step and ``acc.generated_tokens`` counts the tokens."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be a non-negative integer")
+    ids = model._check_ids(ids)
+    if ids.shape[1] + max(0, max_new_tokens - 1) > model.config.max_position_embeddings:
+        raise ValueError(f"prompt of {ids.shape[1]} tokens + {max_new_tokens} new tokens exceeds "
+                         f"max_position_embeddings={model.config.max_position_embeddings}")
+    out = torch.empty(ids.shape[0], 0, dtype=torch.long)
+    if max_new_tokens == 0:
+        return out
+    cache = model.new_cache()
+    step_in = ids
+    new = []
+    first = acc.step + 1 if acc.records else 0
+    for s in range(max_new_tokens):
+        acc.step = first + s
+        logits = model.forward(step_in, cache, acc.core, last_only=True)[:, -1]
+        nxt = torch.argmax(logits, dim=-1)
+        new.append(nxt)
+        acc.generated_tokens += int(nxt.numel())
+        if on_step is not None:
+            on_step(s, nxt)
+        step_in = nxt[:, None]
+    return torch.stack(new, dim=1)
+
+
+class DriverBackend:
+    """A :func:`sw.demo.run_demo` backend that generates through an :class:`Accelerator`.
+
+    ``stats`` (after a ``generate``) holds the accelerator's figures: ``cycles``, ``utilization``,
+    ``bus_utilization``, ``tokens_per_s``, the per-projection ``breakdown``, ..."""
+
+    def __init__(self, backend: str = "sim", config: TernConfig | None = None, *, timing=None,
+                 clock_mhz: float = DEFAULT_CLOCK_MHZ, progress: bool = False):
+        self.acc = Accelerator(config, backend, timing, clock_mhz=clock_mhz)
+        self.progress = progress
+        self.stats: dict = {}
+
+    @property
+    def name(self) -> str:
+        return self.acc.backend
+
+    def core(self, q, T, linear=None):
+        return self.acc.core(q, T, linear)
+
+    def generate_with_model(self, model, prompts, max_new_tokens: int) -> list:
+        from sw.driver.report import progress
+        self.acc.reset_stats()
+        n_calls = max_new_tokens * model.config.num_hidden_layers * 7
+        with progress(self.progress, n_calls, f"{self.name}: generating") as bar:
+            self.acc.on_call = lambda rec: bar.advance()
+            try:
+                out = generate(model, prompts, max_new_tokens, self.acc)
+            finally:
+                self.acc.on_call = None
+        self.stats = self.acc.stats
+        return out.tolist()

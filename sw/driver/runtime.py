@@ -1,0 +1,260 @@
+"""Runtime: run compiled projections on a backend and account for every cycle (``docs/DRIVER.md``).
+
+    acc = Accelerator(TernConfig(), backend="sim")       # or "amaranth", "verilator"
+    D = acc.linear(q, T)                                  # int8 (tokens, K), ternary (N, K) -> int64 (tokens, N)
+    with model.using_core(acc.core): ...                  # every BitLinear of a model through the device
+    acc.stats                                             # cycles, utilization, bus utilization, ...
+
+Every call compiles the weights once (:class:`sw.driver.compiler.WeightCache`), builds one program
+(all K chunks and token groups of the call, then SYNC), runs it from reset on the backend, checks that
+the device reported no error and returned every result vector, adds the chunks' partial sums on the
+host in int64, and appends a :class:`CallRecord` (cycles and the eight performance counters) to
+``acc.records``.
+
+Backends (:data:`BACKENDS`): ``sim`` (:func:`hw.sim.simulate`, the default), ``amaranth``
+(:func:`hw.rtl.harness.run_rtl`, the RTL under Amaranth's simulator: small configurations and models
+only) and ``verilator`` (:func:`hw.rtl.verilator.run_verilator`, imported when first used).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from hw.config import TernConfig
+from hw.sim.result import PERF_COUNTERS
+from sw.driver.compiler import CompiledLinear, CompileError, WeightCache
+
+__all__ = ["Accelerator", "BACKENDS", "BackendError", "BackendUnavailable", "DeviceError", "CallRecord",
+           "get_backend", "projection_kind", "PROJECTIONS", "DEFAULT_CLOCK_MHZ"]
+
+#: The seven projections of a decoder layer, in execution order.
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DEFAULT_CLOCK_MHZ = 200.0
+
+
+class BackendError(ValueError):
+    """An unknown backend name, or a backend that cannot run this configuration."""
+
+
+class BackendUnavailable(BackendError):
+    """A known backend whose implementation is missing from this installation."""
+
+
+class DeviceError(RuntimeError):
+    """The device (simulator or RTL) flagged an error or returned the wrong number of results."""
+
+
+def _run_sim(config, prog, timing):
+    from hw.sim import simulate
+    return simulate(config, None, timing, words=prog.words, act_beats=prog.act_beats,
+                    wgt_beats=prog.wgt_beats)
+
+
+def _run_amaranth(config, prog, timing):
+    from hw.rtl.harness import run_rtl
+    return run_rtl(config, None, timing, words=prog.words, act_beats=prog.act_beats,
+                   wgt_beats=prog.wgt_beats)
+
+
+def _load_verilator():
+    try:
+        from hw.rtl.verilator import run_verilator
+    except ModuleNotFoundError as e:
+        if e.name in ("hw.rtl.verilator",):
+            raise BackendUnavailable("backend 'verilator' needs hw.rtl.verilator.run_verilator, which is not "
+                                     "in this installation") from None
+        raise
+    return run_verilator
+
+
+def _run_verilator(config, prog, timing):
+    run_verilator = _load_verilator()
+    return run_verilator(config, None, timing, words=prog.words, act_beats=prog.act_beats,
+                         wgt_beats=prog.wgt_beats)
+
+
+#: name -> function(config, CallProgram, timing) -> hw.sim.result.RunResult
+BACKENDS: dict[str, Callable] = {"sim": _run_sim, "amaranth": _run_amaranth, "verilator": _run_verilator}
+
+
+def get_backend(name: str) -> Callable:
+    """The run function of backend ``name``; :class:`BackendError` for an unknown name and
+    :class:`BackendUnavailable` when its implementation is not installed."""
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if name == "verilator":
+        _load_verilator()
+    return BACKENDS[name]
+
+
+_LAYER_RE = re.compile(r"layers\.(\d+)\.")
+
+
+def projection_kind(name: str) -> str:
+    """``"q_proj"`` for ``model.layers.3.self_attn.q_proj`` (the last dotted component)."""
+    return name.rsplit(".", 1)[-1] if name else "linear"
+
+
+@dataclass
+class CallRecord:
+    """One call: the projection's name, kind and layer (-1 if unknown), shape, the device's cycles and
+    counters, the program's size and the host wall time of the run."""
+    name: str
+    kind: str
+    layer: int
+    tokens: int
+    N: int
+    K: int
+    chunks: int
+    groups: int
+    cycles: int
+    counters: dict
+    instructions: int
+    wall_s: float
+    step: int = 0   # generation step (forward pass) the call belongs to, set by the caller
+
+    @property
+    def busy(self) -> int:
+        return self.counters["busy"]
+
+    @property
+    def wgt_beats(self) -> int:
+        return self.counters["wgt_beats"]
+
+
+@dataclass
+class _Totals:
+    calls: int = 0
+    cycles: int = 0
+    counters: dict = field(default_factory=lambda: dict.fromkeys(PERF_COUNTERS, 0))
+
+
+class Accelerator:
+    """The tern core behind one API, on a backend.
+
+    Parameters
+    ----------
+    config : TernConfig
+        The accelerator configuration (default: ``TernConfig()``).
+    backend : str
+        ``"sim"`` (default), ``"amaranth"`` or ``"verilator"``.
+    timing : hw.timing.Timing, optional
+        Stream timing for every run (default: ideal streams).
+    cache : WeightCache, optional
+        Compiled-weight cache (default: a new one per accelerator).
+    clock_mhz : float
+        Clock of the modelled device, for tokens/s and seconds in :attr:`stats`.
+    on_call : callable, optional
+        Called with each :class:`CallRecord` (progress bars).
+    """
+
+    def __init__(self, config: TernConfig | None = None, backend: str = "sim", timing=None, *,
+                 cache: WeightCache | None = None, clock_mhz: float = DEFAULT_CLOCK_MHZ,
+                 on_call: Callable | None = None, max_words: int | None = None):
+        config = TernConfig() if config is None else config
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"Accelerator: config must be a hw.config.TernConfig, not {config!r}")
+        self.config = config
+        self._run = get_backend(backend)
+        self.backend = backend
+        if timing is not None:
+            from hw.timing import Timing
+            if not isinstance(timing, Timing):
+                raise TypeError(f"Accelerator: timing must be a hw.timing.Timing, not {timing!r}")
+        self.timing = timing
+        self.cache = cache if cache is not None else WeightCache()
+        if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+                not np.isfinite(clock_mhz) or not 0 < clock_mhz <= 100_000:
+            raise ValueError(f"clock_mhz={clock_mhz!r} must be a number in (0, 100000]")
+        self.clock_mhz = float(clock_mhz)
+        self.on_call = on_call
+        self.max_words = max_words
+        self.records: list[CallRecord] = []
+        self.step = 0
+        self.generated_tokens = 0
+
+    @property
+    def name(self) -> str:
+        return self.backend
+
+    def reset_stats(self):
+        self.records.clear()
+        self.step = 0
+        self.generated_tokens = 0
+
+    # -- compute --------------------------------------------------------------------------------------
+
+    def compile(self, T, name: str = "") -> CompiledLinear:
+        """The compiled form of the weights ``T`` (cached)."""
+        return self.cache.get(self.config, T, name=name, max_words=self.max_words)
+
+    def run_compiled(self, comp: CompiledLinear, q, name: str = "") -> np.ndarray:
+        """Run ``comp`` on the activations ``q`` (tokens, K); returns ``D`` int64 (tokens, N)."""
+        prog = comp.program(q)
+        t0 = time.perf_counter()
+        res = self._run(self.config, prog, self.timing)
+        wall = time.perf_counter() - t0
+        label = name or comp.name or "projection"
+        if res.error:
+            raise DeviceError(f"{label}: the {self.backend} device raised error flags {res.error} "
+                              f"(bit 0: bad instruction, bit 1: invalid weight byte)")
+        D = comp.assemble(prog, res.outputs)
+        m = _LAYER_RE.search(label)
+        rec = CallRecord(name=label, kind=projection_kind(label), layer=int(m.group(1)) if m else -1,
+                         tokens=prog.tokens, N=comp.N, K=comp.K, chunks=len(comp.chunks),
+                         groups=len(prog.segments), cycles=int(res.cycles),
+                         counters={k: int(res.counters[k]) for k in PERF_COUNTERS},
+                         instructions=len(prog.words), wall_s=wall, step=self.step)
+        self.records.append(rec)
+        if self.on_call is not None:
+            self.on_call(rec)
+        return D
+
+    def linear(self, q, T, name: str = ""):
+        """``D = q @ T^T`` on the device: ``q`` int8 (tokens, K), ``T`` ternary (N, K), numpy arrays or
+        torch tensors. Returns int64 ``D`` (tokens, N) of the same kind (torch in, torch out)."""
+        is_torch = _is_torch(q)
+        qn = q.detach().cpu().numpy() if is_torch else np.asarray(q)
+        comp = self.compile(T, name)
+        if qn.ndim != 2 or qn.shape[1] != comp.K:
+            raise CompileError(f"{name or 'projection'}: activations of shape {qn.shape} do not match "
+                               f"weights (N={comp.N}, K={comp.K})")
+        D = self.run_compiled(comp, qn, name)
+        if is_torch:
+            import torch
+            return torch.from_numpy(D)
+        return D
+
+    def core(self, q, T, linear=None):
+        """The BitLinear integer-core hook: ``core(q int8 (tokens, K), T int8 (N, K), linear) -> D``."""
+        return self.linear(q, T, getattr(linear, "name", "") or "")
+
+    # -- statistics ---------------------------------------------------------------------------------------
+
+    def totals(self, records=None) -> dict:
+        recs = self.records if records is None else records
+        c = dict.fromkeys(PERF_COUNTERS, 0)
+        for r in recs:
+            for k in PERF_COUNTERS:
+                c[k] += r.counters[k]
+        return c
+
+    @property
+    def stats(self) -> dict:
+        """Figures of every call since the last :meth:`reset_stats` (see :func:`sw.driver.report.summarize`)."""
+        from sw.driver.report import summarize
+        return summarize(self.records, self.config, clock_mhz=self.clock_mhz,
+                         generated_tokens=self.generated_tokens, backend=self.backend)
+
+
+def _is_torch(x) -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(x, torch.Tensor)
