@@ -1,0 +1,193 @@
+"""sw.driver.runtime: one API on every backend (sim, Amaranth RTL, Verilator), statistics, errors.
+
+Results are checked against an independent torch int64 matmul; the RTL backends must also reproduce
+the simulator's cycle count and counters exactly for the same calls."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from hw.config import TernConfig
+from hw.sim import simulate
+from hw.sim.result import PERF_COUNTERS
+from hw.timing import StreamTiming, Timing
+from sw.driver.compiler import CompileError
+from sw.driver.runtime import (BACKENDS, Accelerator, BackendError, BackendUnavailable, DeviceError,
+                               get_backend, projection_kind)
+from sw.model.bitlinear import BitLinear
+
+
+def _verilator_present() -> bool:
+    return importlib.util.find_spec("hw.rtl.verilator") is not None
+
+
+def backend_param(name):
+    if name == "verilator" and not _verilator_present():
+        return pytest.param(name, marks=pytest.mark.skip(
+            reason="hw.rtl.verilator (run_verilator) is not in this tree yet"))
+    return name
+
+
+ALL = [backend_param(b) for b in BACKENDS]
+RTL = [backend_param("amaranth"), backend_param("verilator")]
+
+# small enough for the RTL backends: K split (acc 13 bits: one 16-lane word per chunk), N padded,
+# tokens in groups (act_depth 16)
+SMALL = TernConfig(rows=4, lanes=16, acc_width=13, act_depth=16, wgt_depth=4, out_depth=4)
+
+
+def torch_reference(q, t):
+    return torch.as_tensor(q).to(torch.int64) @ torch.as_tensor(t).to(torch.int64).T
+
+
+@pytest.mark.parametrize("backend", ALL)
+def test_linear_exact_on_every_backend(backend):
+    rng = np.random.default_rng(7)
+    acc = Accelerator(SMALL, backend)
+    cases = [(1, 6, 40), (5, 9, 33)]
+    for T, N, K in cases:
+        q = torch.from_numpy(rng.integers(-128, 128, size=(T, K), dtype=np.int8))
+        t = torch.from_numpy(rng.integers(-1, 2, size=(N, K), dtype=np.int8))
+        D = acc.linear(q, t, name="model.layers.3.mlp.up_proj")
+        assert isinstance(D, torch.Tensor) and D.dtype == torch.int64
+        assert torch.equal(D, torch_reference(q, t))
+    # numpy in, numpy out
+    qn = rng.integers(-128, 128, size=(2, 20), dtype=np.int8)
+    tn = rng.integers(-1, 2, size=(3, 20), dtype=np.int8)
+    Dn = acc.linear(qn, tn)
+    assert isinstance(Dn, np.ndarray) and np.array_equal(Dn, torch_reference(qn, tn).numpy())
+    assert len(acc.records) == 3
+    r = acc.records[1]
+    assert (r.kind, r.layer, r.tokens, r.N, r.K, r.chunks) == ("up_proj", 3, 5, 9, 33, 3)
+    assert r.groups == 3   # one LOAD_ACT per chunk: 16 one-word tokens fit act_depth=16
+
+
+@pytest.mark.parametrize("backend", RTL)
+def test_rtl_backends_reproduce_the_simulators_cycles(backend):
+    """Same calls, same timing: identical D, cycles and all eight counters on the RTL and the sim."""
+    rng = np.random.default_rng(3)
+    timing = Timing(wgt=StreamTiming(p_stall=0.3), out=StreamTiming(p_stall=0.2), seed=4)
+    sim = Accelerator(SMALL, "sim", timing)
+    rtl = Accelerator(SMALL, backend, timing)
+    q = rng.integers(-128, 128, size=(3, 45), dtype=np.int8)
+    t = rng.integers(-1, 2, size=(7, 45), dtype=np.int8)
+    assert np.array_equal(sim.linear(q, t), rtl.linear(q, t))
+    assert np.array_equal(rtl.linear(q, t), torch_reference(q, t).numpy())
+    a, b = sim.records[0], rtl.records[0]
+    assert a.cycles == b.cycles and a.counters == b.counters
+
+
+def test_records_are_the_devices_counters():
+    """A call's record is exactly what hw.sim.simulate reports for the compiled program."""
+    cfg = TernConfig(rows=4, lanes=8, act_depth=16, wgt_depth=4)
+    rng = np.random.default_rng(1)
+    q = rng.integers(-128, 128, size=(6, 50), dtype=np.int8)
+    t = rng.integers(-1, 2, size=(10, 50), dtype=np.int8)
+    acc = Accelerator(cfg)
+    acc.linear(q, t)
+    comp = acc.compile(t)
+    assert acc.cache.hits == 1 and acc.cache.misses == 1   # linear compiled it, compile() hit the cache
+    prog = comp.program(q)
+    res = simulate(cfg, words=prog.words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+    rec = acc.records[0]
+    assert rec.cycles == res.cycles and rec.counters == {k: res.counters[k] for k in PERF_COUNTERS}
+    assert rec.instructions == len(prog.words)
+    # busy = every MATMUL step: tokens x words x tiles over all chunks
+    assert rec.busy == 6 * -(-50 // 8) * -(-10 // 4)
+
+
+def test_stats_sum_the_records():
+    cfg = TernConfig(rows=4, lanes=8)
+    rng = np.random.default_rng(9)
+    acc = Accelerator(cfg, clock_mhz=100)
+    for i, (T, N, K) in enumerate([(1, 8, 16), (1, 12, 24), (4, 8, 16)]):
+        acc.step = i
+        acc.linear(rng.integers(-128, 128, size=(T, K), dtype=np.int8),
+                   rng.integers(-1, 2, size=(N, K), dtype=np.int8), name="model.layers.0.self_attn.q_proj")
+    acc.generated_tokens = 3
+    s = acc.stats
+    cyc = sum(r.cycles for r in acc.records)
+    busy = sum(r.counters["busy"] for r in acc.records)
+    beats = sum(r.counters["wgt_beats"] for r in acc.records)
+    assert s["cycles"] == cyc and s["calls"] == 3
+    assert s["utilization"] == busy / cyc and s["bus_utilization"] == beats / cyc
+    assert s["tokens_per_s"] == pytest.approx(3 / (cyc / 100e6), rel=1e-12)
+    assert s["prefill_cycles"] == acc.records[0].cycles
+    assert s["decode_cycles"] == acc.records[1].cycles + acc.records[2].cycles
+    assert s["breakdown"]["q_proj"]["calls"] == 3 and s["breakdown"]["q_proj"]["cycles"] == cyc
+    acc.reset_stats()
+    assert acc.stats["cycles"] == 0 and acc.stats["tokens_per_s"] is None
+
+
+def test_core_hook_in_a_bitlinear():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(21, 70, generator=g)
+    bl = BitLinear.from_float(w, name="model.layers.0.mlp.down_proj")
+    x = torch.randn(2, 3, 70, generator=g)
+    acc = Accelerator(TernConfig(rows=4, lanes=16, acc_width=14, act_depth=16, wgt_depth=4))
+    ref = bl.forward_exact(x)
+    got = bl.forward_exact(x, core=acc.core)
+    assert torch.equal(got.D, ref.D) and torch.equal(got.y, ref.y)
+    assert acc.records[0].name == "model.layers.0.mlp.down_proj" and acc.records[0].tokens == 6
+
+
+def test_timing_changes_cycles_not_results():
+    cfg = TernConfig(rows=4, lanes=8)
+    rng = np.random.default_rng(4)
+    q = rng.integers(-128, 128, size=(2, 40), dtype=np.int8)
+    t = rng.integers(-1, 2, size=(9, 40), dtype=np.int8)
+    fast = Accelerator(cfg)
+    slow = Accelerator(cfg, timing=Timing(wgt=StreamTiming(rate=0.25)))
+    assert np.array_equal(fast.linear(q, t), slow.linear(q, t))
+    assert slow.records[0].cycles > fast.records[0].cycles
+    assert slow.records[0].counters["stall_weight"] > fast.records[0].counters["stall_weight"]
+
+
+def test_backend_errors(monkeypatch):
+    with pytest.raises(BackendError, match="unknown backend 'fpga'"):
+        Accelerator(TernConfig(), "fpga")
+    monkeypatch.setitem(sys.modules, "hw.rtl.verilator", None)   # as if the module were not installed
+    with pytest.raises(BackendUnavailable, match="hw.rtl.verilator"):
+        get_backend("verilator")
+    with pytest.raises(TypeError, match="TernConfig"):
+        Accelerator({"rows": 4})
+    with pytest.raises(ValueError, match="clock_mhz"):
+        Accelerator(TernConfig(), clock_mhz=0)
+    with pytest.raises(TypeError, match="Timing"):
+        Accelerator(TernConfig(), timing="ideal")
+    acc = Accelerator(TernConfig(rows=2, lanes=4))
+    with pytest.raises(CompileError, match="do not match"):
+        acc.linear(np.zeros((1, 5), dtype=np.int8), np.zeros((2, 4), dtype=np.int8))
+
+
+def test_device_errors_are_reported(monkeypatch):
+    """A device that raises its error flags, or loses a result vector, is never trusted."""
+    cfg = TernConfig(rows=2, lanes=4)
+    real = BACKENDS["sim"]
+
+    def flagged(config, prog, timing):
+        r = real(config, prog, timing)
+        r.error = 2
+        return r
+
+    def lossy(config, prog, timing):
+        r = real(config, prog, timing)
+        r.outputs = r.outputs[:-1]
+        return r
+
+    q = np.ones((1, 4), dtype=np.int8)
+    t = np.ones((2, 4), dtype=np.int8)
+    monkeypatch.setitem(BACKENDS, "flagged", flagged)
+    monkeypatch.setitem(BACKENDS, "lossy", lossy)
+    with pytest.raises(DeviceError, match="error flags 2"):
+        Accelerator(cfg, "flagged").linear(q, t)
+    with pytest.raises(CompileError, match="result vectors"):
+        Accelerator(cfg, "lossy").linear(q, t)
+
+
+def test_projection_kind():
+    assert projection_kind("model.layers.12.self_attn.k_proj") == "k_proj"
+    assert projection_kind("") == "linear"
