@@ -123,13 +123,6 @@ def test_demo_on_amaranth(capsys):
     assert r["tokens"] == r["reference_tokens"] and r["cycles"] > 0
 
 
-@pytest.mark.skipif(not HAVE_VERILATOR, reason="hw.rtl.verilator (run_verilator) is not in this tree yet")
-def test_layer_on_verilator(capsys):
-    code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "0", "--tokens", "2", "--backend",
-                       "verilator", *RTL_FLAGS)
-    assert code == 0 and r["bit_exact"] is True
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_VERILATOR, reason="hw.rtl.verilator (run_verilator) is not in this tree yet")
 def test_demo_on_verilator(capsys):

@@ -18,6 +18,10 @@ from sw.model.presets import random_layer, random_model
 # (act_depth 16): every compiler rule is on the path of a real layer
 TIGHT = TernConfig(rows=3, lanes=16, acc_width=14, act_depth=16, wgt_depth=8, out_depth=4, bus_bytes=4)
 
+# the RTL backends' configuration in every driver test (one Verilator build): the demo's K in one-word
+# chunks (13-bit accumulator)
+RTL_SMALL = TernConfig(rows=4, lanes=16, acc_width=13, act_depth=16, wgt_depth=4, out_depth=4)
+
 SMALL_RELU2 = ModelConfig(vocab_size=50, hidden_size=40, intermediate_size=72, num_hidden_layers=2,
                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                           hidden_act="relu2", sub_norms=True, eos_token_id=1)
@@ -128,13 +132,13 @@ def test_bad_model_specs(tmp_path):
                     reason="hw.rtl.verilator (run_verilator) is not in this tree yet")
 def test_demo_layer_on_verilator():
     layer, mc = load_layer("demo", 0)
-    acc = Accelerator(TernConfig(rows=8, lanes=32, act_depth=64, wgt_depth=8, out_depth=8), "verilator")
+    acc = Accelerator(RTL_SMALL, "verilator")
     chk = layer_check(acc, layer, layer_input(mc, 2, seed=4))
     assert torch.equal(chk.output, chk.reference_output)
 
 
 def test_demo_layer_on_amaranth():
     layer, mc = load_layer("demo", 1)
-    acc = Accelerator(TernConfig(rows=8, lanes=32, act_depth=64, wgt_depth=8, out_depth=8), "amaranth")
+    acc = Accelerator(RTL_SMALL, "amaranth")
     chk = layer_check(acc, layer, layer_input(mc, 2, seed=4))
     assert torch.equal(chk.output, chk.reference_output)

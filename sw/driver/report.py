@@ -91,19 +91,17 @@ def _pct(x):
 
 
 def breakdown_table(stats: dict, title: str = "per-projection breakdown"):
-    """A rich Table of ``stats["breakdown"]``."""
+    """A rich Table of ``stats["breakdown"]`` (PE / bus: utilization; stall w: cycles waiting for weights)."""
     from rich.table import Table
     t = Table(title=title)
-    for col, just in (("projection", "left"), ("N x K", "right"), ("chunks", "right"), ("calls", "right"),
-                      ("cycles", "right"), ("share", "right"), ("PE util", "right"), ("bus util", "right"),
-                      ("stall wgt", "right"), ("stall out", "right")):
-        t.add_column(col, justify=just)
+    for col in ("proj", "N x K", "chunks", "calls", "cycles", "share", "PE", "bus", "stall w"):
+        t.add_column(col, justify="left" if col == "proj" else "right", no_wrap=True)
     for kind, k in stats["breakdown"].items():
-        t.add_row(kind, f"{k['N']} x {k['K']}", str(k["chunks"]), str(k["calls"]), f"{k['cycles']:,}",
-                  _pct(k["share"]), _pct(k["utilization"]), _pct(k["bus_utilization"]),
-                  f"{k['stall_weight']:,}", f"{k['stall_out']:,}")
+        t.add_row(kind.removesuffix("_proj"), f"{k['N']}x{k['K']}", str(k["chunks"]), str(k["calls"]),
+                  f"{k['cycles']:,}", _pct(k["share"]), _pct(k["utilization"]), _pct(k["bus_utilization"]),
+                  f"{k['stall_weight']:,}")
     t.add_row("total", "", "", str(stats["calls"]), f"{stats['cycles']:,}", "100%",
-              _pct(stats["utilization"]), _pct(stats["bus_utilization"]), "", "", style="bold")
+              _pct(stats["utilization"]), _pct(stats["bus_utilization"]), "", style="bold")
     return t
 
 
