@@ -41,7 +41,7 @@ from hw.config import TernConfig
 from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
 from hw.timing import Timing
 
-__all__ = ["run_verilator", "run_verilator_batch", "build_core", "core_verilog", "VerilatorCase",
+__all__ = ["run_verilator", "run_verilator_batch", "run_verify_batch", "build_core", "core_verilog", "VerilatorCase",
            "StreamSource", "StreamSink", "TB_MODULE"]
 
 #: The cocotb test module that drives the core (this module).
@@ -201,6 +201,37 @@ def run_verilator(config: TernConfig, program=None, timing: Timing | None = None
     if isinstance(r, Exception):
         raise r
     return r
+
+
+def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
+    """The batch backend of :func:`hw.sim.verify.run_verify`: runs ``hw.sim.verify.Case`` s grouped by
+    configuration (one build and one simulator invocation per configuration; up to ``workers``
+    configurations at once, default 2) and returns their results in the order given. A case that
+    does not finish raises its :class:`hw.rtl.harness.HarnessError` (as the Amaranth backend does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: dict = {}
+    for i, c in enumerate(cases):
+        groups.setdefault(c.config.to_json(), []).append(i)
+    out: list = [None] * len(cases)
+
+    def one(idx):
+        cfg = cases[idx[0]].config
+        return idx, run_verilator_batch(cfg, [(cases[i].program, cases[i].timing) for i in idx])
+
+    workers = workers or min(2, os.cpu_count() or 1)
+    if len(groups) == 1 or workers == 1:
+        done = [one(idx) for idx in groups.values()]
+    else:
+        with ThreadPoolExecutor(workers) as ex:
+            done = list(ex.map(one, groups.values()))
+    for idx, res in done:
+        for i, r in zip(idx, res):
+            if isinstance(r, Exception):
+                c = cases[i]
+                raise type(r)(f"{r} (seed={c.seed} index={c.index})")
+            out[i] = r
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ backend and on :func:`hw.sim.simulate`, and compares
   ``cycle_mismatches``.
 
 Case ``i`` depends only on ``(seed, i)``, so any failure replays from the seed and index printed in
-``first_failure``. Backends are looked up in :data:`BACKENDS` (``"amaranth"`` today; a
-``"verilator"`` backend registers a function with the signature of :func:`hw.rtl.harness.run_rtl`).
+``first_failure``. Backends are looked up in :data:`BACKENDS` (``"amaranth"``: :func:`hw.rtl.harness.run_rtl`;
+``"verilator"``: :func:`hw.rtl.verilator.run_verilator`, which also registers a batch runner in
+:data:`BATCH_BACKENDS` that runs the cases of each configuration in one Verilator invocation).
 """
 
 from __future__ import annotations
@@ -43,8 +44,23 @@ def _amaranth_backend(config, program, timing):
     return run_rtl(config, program, timing)
 
 
+def _verilator_backend(config, program, timing):
+    from hw.rtl.verilator import run_verilator
+    return run_verilator(config, program, timing)
+
+
+def _verilator_batch(cases):
+    from hw.rtl.verilator import run_verify_batch
+    return run_verify_batch(cases)
+
+
 #: RTL backends by name: ``fn(config, program, timing) -> hw.sim.result.RunResult``.
-BACKENDS = {"amaranth": _amaranth_backend}
+BACKENDS = {"amaranth": _amaranth_backend, "verilator": _verilator_backend}
+
+#: Backends that run many cases per call (one simulator invocation per configuration):
+#: ``fn(list[Case]) -> list[RunResult]`` in the same order; :func:`run_verify` uses them in chunks.
+BATCH_BACKENDS = {"verilator": _verilator_batch}
+_BATCH_CHUNK = 500
 
 
 def random_config(rng: random.Random, *, max_rows: int = 16, max_lanes: int = 64) -> TernConfig:
@@ -205,11 +221,13 @@ def _reference_diffs(case: Case, res) -> list[str]:
     return diffs
 
 
-def check_case(case: Case, backend: str = "amaranth") -> dict:
+def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
     """Run one case on ``backend`` and the simulator; returns ``{"output": [...], "cycle": [...]}``
-    (lists of difference descriptions, empty when everything matches)."""
+    (lists of difference descriptions, empty when everything matches). ``rtl``: the backend's
+    :class:`RunResult` of this case if it already ran (batch backends)."""
     from hw.sim.machine import simulate
-    rtl = BACKENDS[backend](case.config, case.program, case.timing)
+    if rtl is None:
+        rtl = BACKENDS[backend](case.config, case.program, case.timing)
     sim = simulate(case.config, case.program, case.timing)
     out = _reference_diffs(case, rtl) + _reference_diffs(case, sim)
     cyc = []
@@ -242,9 +260,16 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
         raise VerifyError(f"start must be a non-negative integer, not {start!r}")
     if isinstance(max_instr, bool) or not isinstance(max_instr, int) or max_instr < 1:
         raise VerifyError(f"max_instr must be a positive integer, not {max_instr!r}")
+    batch = BATCH_BACKENDS.get(backend)
+    chunk = 1 if batch is None else (_BATCH_CHUNK if config is not None else 8)
+    pending = []
     for n, i in enumerate(range(start, start + programs)):
-        case = random_case(seed, i, config, max_instr=max_instr)
-        r = check_case(case, backend)
+        if not pending:
+            cases = [random_case(seed, j, config, max_instr=max_instr)
+                     for j in range(i, min(i + chunk, start + programs))]
+            pending = list(zip(cases, batch(cases) if batch is not None else [None] * len(cases)))
+        case, rtl = pending.pop(0)
+        r = check_case(case, backend, rtl)
         total_cycles += r["rtl"].cycles
         if r["output"]:
             mism += 1

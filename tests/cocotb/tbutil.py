@@ -1,0 +1,59 @@
+"""Shared helpers of the cocotb testbenches in ``tests/cocotb``.
+
+* :func:`build_component` converts an Amaranth component to Verilog and builds it with Verilator
+  (one hashed build folder per parametrization, reused while the Verilog is unchanged, locked against
+  concurrent pytest-xdist workers: :func:`hw.cocotb_runner.build`).
+* :func:`run_tb` runs one of the cocotb modules beside this file (``tb_*.py``) with a JSON stimulus
+  and returns what it observed (:func:`hw.cocotb_runner.run_bench`).
+* :func:`seed` gives a test's seed: ``$TERN_SEED`` when set (to replay a failure), else the default;
+  every randomized assertion message names it.
+
+Waveforms: ``TERN_WAVES=1 python -m pytest tests/cocotb/... -k ...`` (see docs/VERIFICATION.md).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hw.cocotb_runner import build, run_bench
+
+HERE = Path(__file__).resolve().parent
+
+
+def build_component(component, name: str):
+    from amaranth.back import verilog
+    text = verilog.convert(component, name=name, emit_src=False)
+    return build(text, name, name)
+
+
+def run_tb(result, module: str, stimulus: dict, *, label: str = "") -> dict:
+    return run_bench(result, module, stimulus, module_dir=HERE, label=label)
+
+
+def seed(default: int) -> int:
+    env = os.environ.get("TERN_SEED", "").strip()
+    return int(env) if env else default
+
+
+def replay_hint(seed_value: int, nodeid: str = "") -> str:
+    where = f" {nodeid}" if nodeid else ""
+    return f"seed={seed_value} (replay: TERN_SEED={seed_value} python -m pytest{where})"
+
+
+def pack(values, bits: int) -> int:
+    """Little-endian packing of signed/unsigned fields (field 0 in the low bits)."""
+    v, mask = 0, (1 << bits) - 1
+    for i, x in enumerate(values):
+        v |= (int(x) & mask) << (bits * i)
+    return v
+
+
+def unpack(v: int, bits: int, n: int, signed: bool = False) -> list[int]:
+    out, mask = [], (1 << bits) - 1
+    for i in range(n):
+        x = (int(v) >> (bits * i)) & mask
+        if signed and x >> (bits - 1):
+            x -= 1 << bits
+        out.append(x)
+    return out
