@@ -15,8 +15,10 @@ use: it writes a JSON stimulus file into the run folder, runs the module (which 
 ``$TERN_TB_IN`` and writes its observations to ``$TERN_TB_OUT``) and returns the decoded output.
 
 Waveforms: ``waves=True`` or the environment variable ``TERN_WAVES=1`` (``WAVES=1`` also works) builds
-with FST tracing (``--trace-fst``, a separate build folder) and makes every run write ``dump.fst`` into
-its run folder (printed by :func:`run_bench` and kept; open it with ``gtkwave`` or ``surfer``).
+with tracing (a separate build folder) and makes every run write ``dump.vcd`` into its run folder (its
+path is printed by :func:`run_bench`, and the folder is kept; open it with ``gtkwave`` or ``surfer``).
+VCD is the default because the wheel's FST writer needs the system header ``lz4.h``; where that is
+installed, ``trace_fst=True`` (or ``TERN_WAVES=fst``) writes ``dump.fst`` instead.
 
 Build time: the Verilator runtime objects (``verilated*.o``, identical for every design built with the
 same tool versions and trace options) are compiled once into ``<build root>/_runtime-<hash>/`` and
@@ -168,13 +170,15 @@ def _tool_key() -> str:
     return f"{getattr(verilator, '__version__', '?')}|{cocotb.__version__}|{verilator_root()}"
 
 
-def build(verilog: str, toplevel: str, name: str, *, waves: bool | None = None, trace_fst: bool = True,
+def build(verilog: str, toplevel: str, name: str, *, waves: bool | None = None, trace_fst: bool | None = None,
           build_root: Path | None = None, extra_args: tuple[str, ...] = ()) -> BuildResult:
     """Compile ``verilog`` (text, top module ``toplevel``) with Verilator, reusing an earlier identical
     build. ``name`` names the folder (one per parametrization). Raises :class:`CocotbRunError` with
     the tail of ``build.log`` when Verilator or the C++ compiler fails."""
     setup_verilator()
     waves = waves_requested(waves)
+    if trace_fst is None:
+        trace_fst = os.environ.get("TERN_WAVES", "").strip().lower() == "fst"
     fst = waves and trace_fst
     args = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O2", *extra_args]
     root = Path(build_root) if build_root is not None else default_build_root()
@@ -316,6 +320,8 @@ def run_bench(result: BuildResult, test_module: str, stimulus: dict, *, module_d
         raise CocotbRunError(f"cocotb test {test_module} wrote no output ({dst}); log "
                              f"{run_dir / 'sim.log'}:\n{_tail(run_dir / 'sim.log')}")
     out = json.loads(dst.read_text())
+    if result.waves:
+        out["_waves"] = str(wave)
     if not result.waves and os.environ.get("TERN_KEEP_RUNS", "") in ("", "0"):
         shutil.rmtree(run_dir, ignore_errors=True)
     return out

@@ -21,10 +21,10 @@ from hw.cocotb_runner import build, run_bench
 HERE = Path(__file__).resolve().parent
 
 
-def build_component(component, name: str):
+def build_component(component, name: str, *, waves: bool | None = None):
     from amaranth.back import verilog
     text = verilog.convert(component, name=name, emit_src=False)
-    return build(text, name, name)
+    return build(text, name, name, waves=waves)
 
 
 def run_tb(result, module: str, stimulus: dict, *, label: str = "") -> dict:
