@@ -253,6 +253,15 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("tern: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        # the accelerator failed while running (error flags, a device that did not finish): a
+        # verification failure, exit 1 with one line; any other RuntimeError is a bug and shows its
+        # traceback
+        runtime = sys.modules.get("sw.driver.runtime")
+        if runtime is None or not isinstance(e, runtime.DeviceError) or os.environ.get("TERN_DEBUG"):
+            raise
+        print(f"tern: device error: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

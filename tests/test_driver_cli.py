@@ -214,3 +214,17 @@ def test_device_mismatch_exits_1(capsys, monkeypatch):
     code, r = run_json(capsys, "run", "--model", "demo", "--prompt", "123+045=", "--max-new-tokens", "5")
     # a one-unit error in one D value may or may not flip a token; the verdict must follow the tokens
     assert r["match"] == (r["tokens"] == r["reference_tokens"]) and code == (0 if r["match"] else 1)
+
+
+def test_device_error_in_demo_is_one_line_exit_1(capsys, monkeypatch):
+    """A device that raises its error flags mid-run: one line on stderr, exit 1, no traceback."""
+    from sw.driver import runtime
+
+    def broken(self, q, T, name=""):
+        raise runtime.DeviceError("q_proj: the sim device raised error flags 2 (invalid weight byte)")
+
+    monkeypatch.setattr(runtime.Accelerator, "linear", broken)
+    code, out, err = run(capsys, "demo", "--problems", "1")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "tern: device error: q_proj: the sim device raised error flags 2 (invalid weight byte)"]
