@@ -5,7 +5,7 @@ Both runs are checked before any figure is printed: the Verilator result vectors
 int64 reference, and its whole RunResult (cycles, counters, every transfer cycle) must equal hw.sim's.
 The Verilator figure counts the cocotb drive loop only (``RunResult.wall_s``); the one-off build and
 the simulator start-up (embedded Python, imports) are printed separately. The design's evaluation code
-is compiled with ``-O1`` here (``$TERN_VERILATOR_OPT``; the tests use ``-O0``, which builds faster).
+is compiled with ``$TERN_VERILATOR_OPT`` (default ``-O1``; try ``-O0`` to see the build/speed trade).
 
     python bench/bench_verilator.py [--quick] [--config small|real|default] [--tokens T] [--stalls] [--json]
 """
@@ -20,8 +20,7 @@ import time
 
 import numpy as np
 
-# the design's evaluation code at -O1 (unless set): ~9x faster than the tests' -O0 on a 12x24 core
-os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")
+os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")   # the default of hw.cocotb_runner, made explicit
 
 from hw.config import TernConfig  # noqa: E402
 from hw.program import linear_program  # noqa: E402
