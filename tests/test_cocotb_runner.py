@@ -123,3 +123,11 @@ def test_waveform_on_request(fresh, tb_dir, monkeypatch):
     fst = Path(out["_waves"])
     assert fst.name == "dump.vcd" and fst.stat().st_size > 100
     assert "$var" in fst.read_text() and "count" in fst.read_text()
+
+
+def test_setup_verilator_is_idempotent():
+    setup_verilator()
+    path = os.environ["PATH"]
+    setup_verilator()
+    assert os.environ["PATH"] == path
+    assert path.split(os.pathsep)[0] == str(verilator_root() / "bin")
