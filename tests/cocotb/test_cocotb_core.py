@@ -228,6 +228,40 @@ def test_run_verify_random_configs_matches_amaranth_backend():
 
 
 @pytest.mark.slow
+def test_bitnet_2b4t_projections_full_k(request):
+    """Slices of real-size BitNet b1.58 2B4T projections (sw.model.presets.random_layer: q_proj with
+    K = 2560, down_proj with K = 6912; the first 20 output features, not a multiple of 8 rows) on
+    SPEC-quantized activations with outliers."""
+    from sw.model.presets import random_layer
+    from sw.model.quant import act_quant, epilogue
+
+    cfg = TernConfig(rows=8, lanes=64, weight_format="base3", bus_bytes=16, act_depth=512, wgt_depth=128,
+                     out_depth=8, tree_reg_every=2, acc_width=32)
+    s = seed(61)
+    layer = random_layer("2b4t", 0, seed=s)
+    g = torch.Generator().manual_seed(s)
+    cases, meta = [], []
+    for lin in (layer.self_attn.q_proj, layer.mlp.down_proj):
+        x = torch.randn(4, lin.in_features, generator=g)
+        x[:, :: 97] *= 30.0   # outlier features, as in real activations
+        q, s_x = act_quant(x)
+        t = lin.T[:20]
+        prog = linear_program(cfg, q.numpy(), t.numpy())
+        for timing in _timings(s)[:2]:
+            cases.append((prog, timing))
+            meta.append((lin, x, q, s_x, t, prog, timing))
+    for (lin, x, q, s_x, t, prog, timing), res in zip(meta, run_verilator_batch(cfg, cases)):
+        hint = f"{lin.name}, " + replay_hint(s, request.node.nodeid)
+        assert not isinstance(res, Exception), f"{res}; {hint}"
+        d = outputs_to_matrix(cfg, res.outputs, 4, 20)
+        ref = q.numpy().astype(np.int64) @ t.numpy().astype(np.int64).T
+        assert np.array_equal(d, ref), hint
+        y = epilogue(torch.from_numpy(d).to(torch.int32), s_x, lin.w_scale)
+        assert torch.equal(y, lin(x)[:, :20]), hint
+        _assert_same_as_sim(cfg, prog, timing, res, hint)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("cfg", [CFG_SMALL, CFG_REAL,
                                  TernConfig(rows=16, lanes=64, weight_format="2bit", bus_bytes=16,
                                             act_depth=64, wgt_depth=8, out_depth=4, tree_reg_every=2,
