@@ -111,3 +111,27 @@ def test_run_verify_fixed_config_and_errors():
         run_verify("amaranth", -1, 0)
     with pytest.raises(VerifyError, match="config"):
         run_verify("amaranth", 1, 0, config={"rows": 2})
+
+
+def test_run_verify_counts_an_rtl_that_never_finishes(monkeypatch):
+    """An RTL run that hits its cycle limit is an output mismatch of that case (with the simulator's
+    cycle count in the message), not a crash of the whole run."""
+    import hw.sim.verify as verify
+    from hw.rtl.harness import HarnessError
+
+    real = verify.BACKENDS["amaranth"]
+    calls = []
+
+    def hangs_on_second(config, program, timing):
+        calls.append(1)
+        if len(calls) == 2:
+            raise HarnessError("run_rtl: no SYNC/done after 999 cycles")
+        return real(config, program, timing)
+
+    monkeypatch.setitem(verify.BACKENDS, "amaranth", hangs_on_second)
+    r = run_verify("amaranth", 3, 5)
+    assert (r["mismatches"], r["cycle_mismatches"]) == (1, 0)
+    f = r["first_failure"]
+    assert f["index"] == 1 and len(f["differences"]) == 1
+    assert f["differences"][0].startswith("amaranth did not finish (the simulator did, in ")
+    assert "no SYNC/done after 999 cycles" in f["differences"][0]

@@ -28,7 +28,7 @@ import numpy as np
 
 from hw.config import TernConfig
 from hw.isa import FIELD_MAX, Instr, Op
-from hw.program import Program, ProgramBuilder, instr_is_valid
+from hw.program import Program, ProgramBuilder
 from hw.timing import StreamTiming, Timing
 
 __all__ = ["run_verify", "random_config", "random_program", "random_timing", "random_case",
@@ -224,11 +224,20 @@ def _reference_diffs(case: Case, res) -> list[str]:
 def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
     """Run one case on ``backend`` and the simulator; returns ``{"output": [...], "cycle": [...]}``
     (lists of difference descriptions, empty when everything matches). ``rtl``: the backend's
-    :class:`RunResult` of this case if it already ran (batch backends)."""
+    :class:`RunResult` of this case if it already ran (batch backends), or the
+    :class:`hw.rtl.harness.HarnessError` it ended with. An RTL run that never finishes is an output
+    difference of the case (``"rtl"`` is then None)."""
+    from hw.rtl.harness import HarnessError
     from hw.sim.machine import simulate
     if rtl is None:
-        rtl = BACKENDS[backend](case.config, case.program, case.timing)
+        try:
+            rtl = BACKENDS[backend](case.config, case.program, case.timing)
+        except HarnessError as e:   # the RTL never finished: a failure of this case, not of the run
+            rtl = e
     sim = simulate(case.config, case.program, case.timing)
+    if isinstance(rtl, HarnessError):
+        return {"output": [f"{backend} did not finish (the simulator did, in {sim.cycles} cycles): "
+                           f"{str(rtl).splitlines()[0]}"], "cycle": [], "rtl": None, "sim": sim}
     out = _reference_diffs(case, rtl) + _reference_diffs(case, sim)
     cyc = []
     for d in sim.compare(rtl):
@@ -270,7 +279,7 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
             pending = list(zip(cases, batch(cases) if batch is not None else [None] * len(cases)))
         case, rtl = pending.pop(0)
         r = check_case(case, backend, rtl)
-        total_cycles += r["rtl"].cycles
+        total_cycles += r["rtl"].cycles if r["rtl"] is not None else 0
         if r["output"]:
             mism += 1
         if r["cycle"]:
