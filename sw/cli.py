@@ -124,7 +124,8 @@ def _cmd_verify(args) -> int:
                        max_instr=args.max_instr,
                        progress=lambda done, total: bar.update(task, completed=done))
     ok = r["mismatches"] == 0 and r["cycle_mismatches"] == 0
-    text = (f"tern verify: {r['programs']} random programs on {args.backend} vs hw.sim vs the integer "
+    plural = "" if r["programs"] == 1 else "s"
+    text = (f"tern verify: {r['programs']} random program{plural} on {args.backend} vs hw.sim vs the integer "
             f"reference (seed {args.seed}): {r['mismatches']} output mismatches, "
             f"{r['cycle_mismatches']} cycle mismatches, {r['cycles']} cycles in {r['wall_s']} s")
     if not ok:
