@@ -34,6 +34,7 @@ import itertools
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -42,7 +43,7 @@ from pathlib import Path
 
 from .toolchain import setup_verilator, verilator_root
 
-__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "default_build_root",
+__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "launch", "default_build_root",
            "waves_requested"]
 
 _STAMP = "tern-build.ok"
@@ -142,10 +143,14 @@ def _opt_args() -> list[str]:
     return [f"OPT_FAST={opt}", "OPT_SLOW=-O0"]
 
 
-def _runner(fst: bool, seed_from: Path | None = None):
+def _runner(fst: bool, seed_from: Path | None = None, pass_fds: tuple[int, ...] | None = None):
     """cocotb's Verilator runner with the make fix above, FST (instead of VCD) tracing and, with
     ``seed_from``, the Verilator runtime objects copied from a finished build between the Verilator
-    step and ``make`` (they depend on the freshly written ``Vtop.mk``, so they must be newer)."""
+    step and ``make`` (they depend on the freshly written ``Vtop.mk``, so they must be newer).
+
+    With ``pass_fds`` (launch mode, see :func:`launch`) the test command is started with
+    :class:`subprocess.Popen` (keeping those file descriptors open in the simulator) and not waited
+    for: ``runner.test`` returns at once and the process is ``runner.proc``."""
     from cocotb_tools.runner import Verilator
 
     extra_make = _pch_fix()
@@ -163,6 +168,14 @@ def _runner(fst: bool, seed_from: Path | None = None):
 
         def _waves_file(self):
             return "dump.fst" if fst else "dump.vcd"
+
+        def _execute_cmds(self, cmds, cwd, stdout=None):
+            if pass_fds is None:
+                return super()._execute_cmds(cmds, cwd, stdout)
+            (cmd,) = cmds
+            self.proc = subprocess.Popen(cmd, cwd=cwd, env=self.env, stdout=stdout,
+                                         stderr=None if stdout is None else subprocess.STDOUT,
+                                         pass_fds=pass_fds, start_new_session=True)
 
     return _TernVerilator()
 
@@ -276,6 +289,32 @@ def test(result: BuildResult, test_module: str, test_dir: Path | None = None, *,
     if not results.exists():
         raise CocotbRunError(f"simulation of {test_module} wrote no results; log {log}:\n{_tail(log)}")
     return _parse_results(results)
+
+
+def launch(result: BuildResult, test_module: str, *, env: dict | None = None, testcase: str | None = None,
+           pass_fds: tuple[int, ...] = (), run_dir: Path | None = None) -> tuple[subprocess.Popen, Path]:
+    """Start the cocotb ``test_module`` on a build in the background (a long-lived testbench such as
+    the server of :class:`hw.rtl.verilator.VerilatorSession`) and return ``(process, run_dir)``
+    without waiting: the simulator keeps ``pass_fds`` open (pipes to talk to the test), writes its
+    log to ``<run_dir>/sim.log`` and, when the test ends, ``results.xml``. The caller owns the
+    process (wait for it, kill it on a timeout)."""
+    setup_verilator()
+    run_dir = Path(run_dir) if run_dir is not None else new_run_dir(result)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runner = _runner(_built_with_fst(result), pass_fds=tuple(pass_fds))
+    extra = dict(env or {})
+    extra.setdefault("COCOTB_REDUCED_LOG_FMT", "1")
+    with _quiet_pytest():
+        runner.test(hdl_toplevel=result.toplevel, hdl_toplevel_lang="verilog", test_module=test_module,
+                    build_dir=result.build_dir, test_dir=run_dir, extra_env=extra, waves=result.waves,
+                    testcase=testcase, results_xml=str(run_dir / "results.xml"),
+                    log_file=run_dir / "sim.log")
+    return runner.proc, run_dir
+
+
+def tail(path: Path, n: int = 40) -> str:
+    """The last ``n`` lines of a log file (or a note that it is missing)."""
+    return _tail(path, n)
 
 
 def _built_with_fst(result: BuildResult) -> bool:

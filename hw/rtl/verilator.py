@@ -32,7 +32,13 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +47,8 @@ from hw.config import TernConfig
 from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
 from hw.timing import Timing
 
-__all__ = ["run_verilator", "run_verilator_batch", "run_verify_batch", "build_core", "core_verilog", "VerilatorCase",
-           "StreamSource", "StreamSink", "TB_MODULE"]
+__all__ = ["run_verilator", "run_verilator_batch", "run_verify_batch", "VerilatorSession", "build_core",
+           "core_verilog", "VerilatorCase", "StreamSource", "StreamSink", "TB_MODULE"]
 
 #: The cocotb test module that drives the core (this module).
 TB_MODULE = "hw.rtl.verilator"
@@ -176,7 +182,7 @@ def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None)
     if not entries:
         return []
     b = build_core(config, waves=waves)
-    out = run_bench(b, TB_MODULE, {"config": config.to_dict(), "cases": entries},
+    out = run_bench(b, TB_MODULE, {"config": config.to_dict(), "cases": entries}, testcase="tern_core_batch",
                     label=f"{len(owners)} case(s) of {_config_name(config)}")
     res = []
     for idx in owners:
@@ -201,6 +207,226 @@ def run_verilator(config: TernConfig, program=None, timing: Timing | None = None
     if isinstance(r, Exception):
         raise r
     return r
+
+
+class VerilatorSession:
+    """One Verilated simulator of ``config``, started once and kept running, that runs cases one at a
+    time on request (for dependent calls, where :func:`run_verilator_batch` cannot help and
+    :func:`run_verilator` would pay the simulator start-up, 1-2 s, on every call).
+
+    The simulator runs the cocotb test :func:`tern_core_server` (this module) in the background
+    (:func:`hw.cocotb_runner.launch`); requests and results travel as one JSON line each over two
+    pipes. Each case is run exactly as in a batch (:func:`run_case`: one reset cycle, then the case),
+    so a result is identical, field by field, to :func:`run_verilator` / :func:`hw.sim.simulate` of
+    the same case, whatever ran before it in the session (including a case that hit its cycle limit).
+
+    The simulator is started by the first :meth:`run` (or :meth:`start`) and ended by :meth:`close`,
+    by leaving a ``with`` block, when the session is garbage-collected, or at interpreter exit.
+    ``timeout`` bounds each :meth:`run` (and ``start_timeout`` the start-up) in seconds: a simulator
+    that does not answer in time is killed, and one that died raises
+    :class:`hw.cocotb_runner.CocotbRunError` quoting its log; the session is then closed (a later
+    :meth:`run` raises). Thread-safe (one case at a time).
+    """
+
+    def __init__(self, config: TernConfig, *, waves: bool | None = None, timeout: float = 600.0,
+                 start_timeout: float = 300.0):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"VerilatorSession: config must be a hw.config.TernConfig, not {config!r}")
+        for name, v in (("timeout", timeout), ("start_timeout", start_timeout)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"VerilatorSession: {name}={v!r} must be a positive number of seconds")
+        self.config = config
+        self.waves = waves
+        self.timeout = float(timeout)
+        self.start_timeout = float(start_timeout)
+        #: cases run so far, and the start-up time of the simulator (s, build excluded)
+        self.calls = 0
+        self.start_s = 0.0
+        self.run_dir = None
+        self._proc = None
+        self._fds = None  # (read fd of results, write fd of requests)
+        self._buf = b""
+        self._closed = False
+        self._lock = threading.Lock()
+        self._finalizer = None
+
+    # -- life cycle -------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called or the simulator failed (a later :meth:`run` raises)."""
+        return self._closed
+
+    @property
+    def running(self) -> bool:
+        """Whether the simulator process is up."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> "VerilatorSession":
+        """Build (if needed) and start the simulator; returns ``self``. Idempotent."""
+        with self._lock:
+            self._start()
+        return self
+
+    def _start(self):
+        from hw.cocotb_runner import launch
+
+        if self._closed:
+            raise RuntimeError("VerilatorSession: the session is closed")
+        if self._proc is not None:
+            return
+        b = build_core(self.config, waves=self.waves)
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        t0 = time.perf_counter()
+        try:
+            proc, run_dir = launch(b, TB_MODULE, testcase="tern_core_server", pass_fds=(req_r, res_w),
+                                   env={"TERN_SESSION_FDS": f"{req_r},{res_w}"})
+        except BaseException:
+            for fd in (req_r, req_w, res_r, res_w):
+                os.close(fd)
+            raise
+        os.close(req_r)
+        os.close(res_w)
+        self._proc, self.run_dir, self._fds = proc, run_dir, (res_r, req_w)
+        self._keep_runs = b.waves or os.environ.get("TERN_KEEP_RUNS", "") not in ("", "0")
+        self._finalizer = weakref.finalize(self, _end_session, proc, self._fds, run_dir, self._keep_runs)
+        msg = self._recv(self.start_timeout, "start")
+        if not msg.get("ready"):
+            self._fail(f"unexpected greeting {msg!r}")
+        self.start_s = time.perf_counter() - t0
+        if b.waves:
+            import sys
+            print(f"waveform of session {_config_name(self.config)}: "
+                  f"{run_dir / ('dump.fst' if 'fst' in os.environ.get('TERN_WAVES', '') else 'dump.vcd')}",
+                  file=sys.stderr)
+
+    def close(self):
+        """End the simulator (asks the test to finish, kills it after 10 s) and remove its run folder
+        (kept with waveforms or ``TERN_KEEP_RUNS=1``). Idempotent."""
+        with self._lock:
+            self._closed = True
+            if self._finalizer is not None:
+                self._finalizer()
+            self._proc = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._closed else ("running" if self.running else "not started")
+        return f"VerilatorSession({_config_name(self.config)}, {state}, calls={self.calls})"
+
+    # -- transport ----------------------------------------------------------------------------------
+
+    def _fail(self, why: str):
+        from hw.cocotb_runner import CocotbRunError, tail
+
+        proc, run_dir = self._proc, self.run_dir
+        self._closed = True
+        if proc is not None and proc.poll() is None:
+            _kill(proc)
+        if self._finalizer is not None:
+            self._finalizer()  # kills the process if it is still up (keeps the log folder, below)
+        log = run_dir / "sim.log" if run_dir is not None else None
+        code = proc.poll() if proc is not None else None
+        raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): {why}"
+                             f"{'' if code is None else f' (simulator exit code {code})'}; log {log}:\n"
+                             f"{tail(log) if log is not None else ''}")
+
+    def _send(self, obj: dict):
+        data = (json.dumps(obj) + "\n").encode()
+        try:
+            while data:
+                n = os.write(self._fds[1], data)
+                data = data[n:]
+        except (BrokenPipeError, OSError) as e:
+            self._fail(f"the simulator is gone ({e.__class__.__name__})")
+
+    def _recv(self, timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        fd = self._fds[0]
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._fail(f"no answer to {what} within {timeout:g} s (simulator killed)")
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    try:
+                        self._proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        pass
+                    self._fail(f"the simulator ended during {what}")
+                self._buf += chunk
+            elif self._proc.poll() is not None:
+                self._fail(f"the simulator ended during {what}")
+        line, self._buf = self._buf.split(b"\n", 1)
+        return json.loads(line)
+
+    # -- runs -----------------------------------------------------------------------------------------
+
+    def run(self, program=None, timing: Timing | None = None, *, words=None, act_beats=None, wgt_beats=None,
+            max_cycles: int | None = None) -> RunResult:
+        """Run one case (same arguments and result as :func:`run_verilator`; raises
+        :class:`hw.rtl.harness.HarnessError` when it does not finish within ``max_cycles``, after which
+        the session remains usable)."""
+        from hw.rtl.harness import HarnessError
+
+        case = _case_json(self.config, program, timing, words=words, act_beats=act_beats,
+                          wgt_beats=wgt_beats, max_cycles=max_cycles)
+        with self._lock:
+            self._start()
+            self._send({"case": case})
+            r = self._recv(self.timeout, f"case {self.calls}")
+            self.calls += 1
+        if "exception" in r:
+            self.close()
+            from hw.cocotb_runner import CocotbRunError
+            raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): the testbench failed: "
+                                 f"{r['exception']}")
+        if r.get("timeout"):
+            raise HarnessError(f"run_verilator: {r['timeout']}")
+        return _result(self.config, r)
+
+
+def _kill(proc):
+    """Kill a simulator started by :func:`hw.cocotb_runner.launch` (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.kill()
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def _end_session(proc, fds, run_dir, keep: bool):
+    """Finalizer of a :class:`VerilatorSession` (also at interpreter exit): ask the server test to
+    end (closing the request pipe is the request), kill it if it does not within 10 s, close the
+    pipes and remove the run folder (unless ``keep`` or the simulator failed)."""
+    res_r, req_w = fds
+    for fd in (req_w,):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    ok = False
+    try:
+        ok = proc.wait(timeout=10) == 0
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+    try:
+        os.close(res_r)
+    except OSError:
+        pass
+    if ok and not keep:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
@@ -405,3 +631,46 @@ if _cocotb is not None:
             results.append(await run_case(dut, case))
         with open(os.environ["TERN_TB_OUT"], "w") as f:
             json.dump({"results": results}, f)
+
+    @_cocotb.test()
+    async def tern_core_server(dut):
+        """Server of :class:`VerilatorSession`: reads one JSON request per line from the pipe
+        ``$TERN_SESSION_FDS`` names (``<requests fd>,<results fd>``), runs its case with
+        :func:`run_case` and writes the result as one JSON line; ends at end of file (the client closed
+        the pipe). Blocking on the pipe is fine: simulated time does not advance meanwhile."""
+        import traceback
+
+        from cocotb.clock import Clock
+        from cocotb.triggers import FallingEdge
+
+        fds = os.environ.get("TERN_SESSION_FDS")
+        if not fds:  # not started by a VerilatorSession: nothing to serve
+            return
+        rfd, wfd = (int(x) for x in fds.split(","))
+        rf = os.fdopen(rfd, "rb")
+        wf = os.fdopen(wfd, "wb")
+        Clock(dut.clk, 10, unit="ns").start()
+        dut.rst.value = 1
+        for name in ("instr", "act", "wgt"):
+            getattr(dut, f"{name}__valid").value = 0
+        dut.out__ready.value = 0
+        await FallingEdge(dut.clk)
+
+        def send(obj):
+            wf.write(json.dumps(obj).encode() + b"\n")
+            wf.flush()
+
+        send({"ready": True})
+        while True:
+            line = rf.readline()
+            if not line:
+                break
+            req = json.loads(line)
+            try:
+                res = await run_case(dut, req["case"])
+            except Exception:  # reported to the client, which closes the session
+                send({"exception": traceback.format_exc()})
+                break
+            send(res)
+        rf.close()
+        wf.close()

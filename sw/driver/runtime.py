@@ -13,7 +13,9 @@ host in int64, and appends a :class:`CallRecord` (cycles and the eight performan
 
 Backends (:data:`BACKENDS`): ``sim`` (:func:`hw.sim.simulate`, the default), ``amaranth``
 (:func:`hw.rtl.harness.run_rtl`, the RTL under Amaranth's simulator: small configurations and models
-only) and ``verilator`` (:func:`hw.rtl.verilator.run_verilator`, imported when first used).
+only) and ``verilator`` (the Verilated core, imported when first used: each :class:`Accelerator`
+starts one :class:`hw.rtl.verilator.VerilatorSession` on its first call and runs every later call in
+it, so the simulator start-up is paid once; :meth:`Accelerator.close` or interpreter exit ends it).
 """
 
 from __future__ import annotations
@@ -162,6 +164,9 @@ class Accelerator:
         self.config = config
         self._run = get_backend(backend)
         self.backend = backend
+        self._session = None
+        if self._run is _run_verilator:  # one simulator for all calls (not when BACKENDS is patched)
+            self._run = self._run_in_session
         if timing is not None:
             from hw.timing import Timing
             if not isinstance(timing, Timing):
@@ -181,6 +186,26 @@ class Accelerator:
     @property
     def name(self) -> str:
         return self.backend
+
+    def _run_in_session(self, config, prog, timing):
+        if self._session is None or self._session.closed:
+            from hw.rtl.verilator import VerilatorSession
+            self._session = VerilatorSession(config)
+        return self._session.run(None, timing, words=prog.words, act_beats=prog.act_beats,
+                                 wgt_beats=prog.wgt_beats)
+
+    def close(self):
+        """End the backend's simulator process, if any (the ``verilator`` session; a later call starts
+        a new one). Also done at interpreter exit."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def reset_stats(self):
         self.records.clear()
