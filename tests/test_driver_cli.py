@@ -1,7 +1,6 @@
 """tern run / tern layer / tern demo --backend: JSON contract (SPEC section 5), tokens identical to the
 reference, atomic --save, and one-line exit-2 errors for bad input."""
 
-import importlib.util
 import json
 
 import numpy as np
@@ -15,7 +14,6 @@ RTL_FLAGS = ("--rows", "4", "--lanes", "16", "--acc-width", "13", "--act-depth",
 # the Amaranth demo run: the smallest array that holds the demo's K=256 in one MATMUL (no chunks, so the
 # fewest cycles under Amaranth's simulator)
 AMARANTH_FLAGS = ("--rows", "4", "--lanes", "16", "--act-depth", "64", "--wgt-depth", "16", "--out-depth", "8")
-HAVE_VERILATOR = importlib.util.find_spec("hw.rtl.verilator") is not None
 
 
 def run(capsys, *argv):
@@ -126,9 +124,8 @@ def test_demo_on_amaranth(capsys):
     assert r["tokens"] == r["reference_tokens"] and r["cycles"] > 0
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not HAVE_VERILATOR, reason="hw.rtl.verilator (run_verilator) is not in this tree yet")
 def test_demo_on_verilator(capsys):
+    """The embedded demo on the Verilated core (70 dependent calls in one VerilatorSession)."""
     code, r = run_json(capsys, "demo", "--problems", "1", "--backend", "verilator", *RTL_FLAGS)
     assert code == 0 and r["match"] is True and r["tokens"] == r["reference_tokens"]
 

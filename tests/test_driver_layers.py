@@ -1,7 +1,6 @@
 """Whole transformer layers and models through the accelerator: every output torch.equal to the
 reference model (sw.model) running its own exact host core."""
 
-import importlib.util
 
 import pytest
 import torch
@@ -128,8 +127,6 @@ def test_bad_model_specs(tmp_path):
         load_layer("2b4t", 30)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hw.rtl.verilator") is None,
-                    reason="hw.rtl.verilator (run_verilator) is not in this tree yet")
 def test_demo_layer_on_verilator():
     layer, mc = load_layer("demo", 0)
     acc = Accelerator(RTL_SMALL, "verilator")

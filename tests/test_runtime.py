@@ -3,7 +3,6 @@
 Results are checked against an independent torch int64 matmul; the RTL backends must also reproduce
 the simulator's cycle count and counters exactly for the same calls."""
 
-import importlib.util
 import sys
 
 import numpy as np
@@ -20,19 +19,8 @@ from sw.driver.runtime import (BACKENDS, Accelerator, BackendError, BackendUnava
 from sw.model.bitlinear import BitLinear
 
 
-def _verilator_present() -> bool:
-    return importlib.util.find_spec("hw.rtl.verilator") is not None
-
-
-def backend_param(name):
-    if name == "verilator" and not _verilator_present():
-        return pytest.param(name, marks=pytest.mark.skip(
-            reason="hw.rtl.verilator (run_verilator) is not in this tree yet"))
-    return name
-
-
-ALL = [backend_param(b) for b in BACKENDS]
-RTL = [backend_param("amaranth"), backend_param("verilator")]
+ALL = list(BACKENDS)
+RTL = ["amaranth", "verilator"]
 
 # small enough for the RTL backends: K split (acc 13 bits: one 16-lane word per chunk), N padded,
 # tokens in groups (act_depth 16)
@@ -78,6 +66,31 @@ def test_rtl_backends_reproduce_the_simulators_cycles(backend):
     assert np.array_equal(rtl.linear(q, t), torch_reference(q, t).numpy())
     a, b = sim.records[0], rtl.records[0]
     assert a.cycles == b.cycles and a.counters == b.counters
+
+
+def test_verilator_backend_runs_every_call_in_one_session():
+    """Dependent calls of one Accelerator share one simulator process (started on the first call);
+    each call still reproduces the simulator's D, cycles and counters; close() ends the process."""
+    rng = np.random.default_rng(5)
+    timing = Timing(act=StreamTiming(p_stall=0.2), wgt=StreamTiming(p_stall=0.3), out=StreamTiming(p_stall=0.4),
+                    seed=6)
+    sim = Accelerator(SMALL, "sim", timing)
+    with Accelerator(SMALL, "verilator", timing) as acc:
+        assert acc._session is None
+        q = rng.integers(-128, 128, size=(3, 40), dtype=np.int8)
+        pids = set()
+        for i, (N, K) in enumerate([(7, 40), (5, 7), (9, 40), (4, 33)]):
+            t = rng.integers(-1, 2, size=(N, K), dtype=np.int8)
+            D = acc.linear(q[:, :K], t)
+            assert np.array_equal(D, torch_reference(q[:, :K], t).numpy())
+            assert np.array_equal(sim.linear(q[:, :K], t), D)
+            q = np.clip(D[:, :1] + rng.integers(-128, 128, size=(3, 40)), -128, 127).astype(np.int8)  # dependent
+            pids.add(acc._session.pid)
+        sess = acc._session
+        assert len(pids) == 1 and sess.calls == 4 and sess.running
+        for a, b in zip(sim.records, acc.records, strict=True):
+            assert a.cycles == b.cycles and a.counters == b.counters
+    assert sess.closed and not sess.running and acc._session is None
 
 
 def test_records_are_the_devices_counters():

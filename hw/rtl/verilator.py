@@ -258,6 +258,11 @@ class VerilatorSession:
         return self._closed
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the simulator (``None`` before the start and after :meth:`close`)."""
+        return None if self._proc is None else self._proc.pid
+
+    @property
     def running(self) -> bool:
         """Whether the simulator process is up."""
         return self._proc is not None and self._proc.poll() is None
@@ -333,6 +338,7 @@ class VerilatorSession:
             self._finalizer()  # kills the process if it is still up (keeps the log folder, below)
         log = run_dir / "sim.log" if run_dir is not None else None
         code = proc.poll() if proc is not None else None
+        self._proc = None
         raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): {why}"
                              f"{'' if code is None else f' (simulator exit code {code})'}; log {log}:\n"
                              f"{tail(log) if log is not None else ''}")
