@@ -13,6 +13,8 @@ several runs of one build can proceed at the same time, and returns the parsed r
 :func:`run_bench` is the round trip the testbenches of ``tests/cocotb`` and :mod:`hw.rtl.verilator`
 use: it writes a JSON stimulus file into the run folder, runs the module (which reads it from
 ``$TERN_TB_IN`` and writes its observations to ``$TERN_TB_OUT``) and returns the decoded output.
+:func:`launch` starts a test module in the background instead (``Popen``, with file descriptors
+passed to the simulator) for long-lived testbenches such as :class:`hw.rtl.verilator.VerilatorSession`.
 
 Waveforms: ``waves=True`` or the environment variable ``TERN_WAVES=1`` (``WAVES=1`` also works) builds
 with tracing (a separate build folder) and makes every run write ``dump.vcd`` into its run folder (its

@@ -22,7 +22,12 @@ the same way); the core is reset for one cycle before each case, so every case s
 state. A case may carry an ``interrupt`` program that runs for a given number of cycles and is then
 cut short by that reset (reset in the middle of a program).
 
-The cocotb test itself, :func:`tern_core_batch`, lives in this module (``COCOTB_TEST_MODULES =
+Sessions: :class:`VerilatorSession` starts the simulator once and runs cases one at a time on request
+(the cocotb test :func:`tern_core_server` reads them from a pipe), for dependent runs such as the
+driver's calls; each case gets the same one-cycle reset and gives the same result as
+:func:`run_verilator`.
+
+The cocotb tests themselves, :func:`tern_core_batch` and :func:`tern_core_server`, live in this module (``COCOTB_TEST_MODULES =
 hw.rtl.verilator``), so the backend works from an installed package without the test tree.
 
 Waveforms: ``waves=True`` or ``TERN_WAVES=1`` (see :mod:`hw.cocotb_runner`).
@@ -302,9 +307,10 @@ class VerilatorSession:
         self.start_s = time.perf_counter() - t0
         if b.waves:
             import sys
+
+            from hw.cocotb_runner import _built_with_fst
             print(f"waveform of session {_config_name(self.config)}: "
-                  f"{run_dir / ('dump.fst' if 'fst' in os.environ.get('TERN_WAVES', '') else 'dump.vcd')}",
-                  file=sys.stderr)
+                  f"{run_dir / ('dump.fst' if _built_with_fst(b) else 'dump.vcd')}", file=sys.stderr)
 
     def close(self):
         """End the simulator (asks the test to finish, kills it after 10 s) and remove its run folder
