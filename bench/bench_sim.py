@@ -85,6 +85,22 @@ def layer_2b4t(quick: bool):
     return out
 
 
+def per_projection(quick: bool):
+    """SPEC section 7 targets, per 2B4T projection shape: decode (T=1) weight-bus utilization and
+    prefill (T=128) PE utilization."""
+    cfg = TernConfig()
+    out = []
+    for name, N, K in BITNET_2B4T_LAYER[:2] if quick else BITNET_2B4T_LAYER:
+        row = {"projection": name, "N": N, "K": K}
+        for T, key in ((1, "decode"), (128, "prefill")):
+            st, _ = layer_streams(cfg, T, [(name, N, K)], np.random.default_rng(T))
+            c = simulate(cfg, words=st.words, act_beats=st.act_beats, wgt_beats=st.wgt_beats).counters
+            row[key] = {"cycles": c["cycles"], "bus_utilization": c["wgt_beats"] / c["cycles"],
+                        "pe_utilization": c["busy"] / c["cycles"]}
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="two small workloads and T=1 only")
@@ -92,8 +108,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows = compare_workloads(args.quick)
     layers = layer_2b4t(args.quick)
+    shapes = per_projection(args.quick)
     if args.json:
-        print(json.dumps({"compare": rows, "layer_2b4t": layers}))
+        print(json.dumps({"compare": rows, "layer_2b4t": layers, "projections_2b4t": shapes}))
     else:
         print(f"{'workload':36} {'cycles':>8} {'equal':>5} {'hw.sim cyc/s':>14} {'Amaranth cyc/s':>15} "
               f"{'ratio':>8}")
@@ -106,6 +123,12 @@ def main(argv=None) -> int:
             print(f"  T={r['T']:<4d} {r['cycles']:>10d} cycles in {r['seconds']:.2f} s "
                   f"({r['cycles_per_s']:.3g} cycles/s); weight bus {100 * r['bus_utilization']:.3f}%, "
                   f"PE {100 * r['pe_utilization']:.3f}%")
+        print("\nPer 2B4T projection (targets: decode weight bus >= 97%, prefill PE >= 95%):")
+        print(f"  {'proj':5} {'N':>5} {'K':>5} {'T=1 cycles':>11} {'bus':>8} {'T=128 cycles':>13} {'PE':>8}")
+        for r in shapes:
+            d, p = r["decode"], r["prefill"]
+            print(f"  {r['projection']:5} {r['N']:5d} {r['K']:5d} {d['cycles']:11d} "
+                  f"{100 * d['bus_utilization']:7.3f}% {p['cycles']:13d} {100 * p['pe_utilization']:7.3f}%")
     return 0 if all(r["equal"] for r in rows) else 1
 
 
