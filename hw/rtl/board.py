@@ -1,0 +1,459 @@
+"""Board top of the tern core: :class:`TernCore` behind a UART byte-stream host link.
+
+Blocks (all ``wiring.Component``, ``sync`` domain):
+
+* :class:`UartRx` / :class:`UartTx`: minimal 8N1 UART PHYs (``divisor`` clock cycles per bit).
+  (amaranth-stdio, the natural home of a serial PHY, is not on PyPI, hence these few lines.)
+* :class:`HostBridge`: the framing of ``docs/FPGA.md``: a header byte selects a stream, the payload
+  bytes follow little-endian; result vectors and status bytes go back as frames on ``tx``.
+* :class:`TernBoard`: UART pins ``rx``/``tx`` -> UartRx -> receive FIFO -> HostBridge <-> TernCore,
+  HostBridge -> UartTx. Simulatable without a platform.
+* :class:`BoardTop`: the platform top for ``amaranth-boards``: requests ``uart`` 0 (and drives the
+  board's LEDs with ``idle``/``error`` when it has them), runs at the board's default clock.
+
+Framing (host -> board), one header byte then its payload:
+
+====== ========= =========================================================================
+header  payload   meaning
+====== ========= =========================================================================
+``I``   8 bytes   one 64-bit instruction word (``hw.isa``), little-endian -> ``instr``
+``A``   L bytes   one activation word: byte ``l`` = int8 lane ``l`` -> ``act``
+``W``   B bytes   one weight beat: byte ``i`` = beat byte ``i`` (``hw.formats``) -> ``wgt``
+``S``   none      status request: the board answers ``S`` + one status byte
+====== ========= =========================================================================
+
+Board -> host: ``R`` followed by ``rows * ceil(acc_width / 8)`` bytes (row 0 first, each row
+sign-extended to whole bytes, little-endian) for every result vector; ``S`` + status byte
+(bit 0..1 the core's error flags, bit 2 ``idle``, bit 3 receive FIFO overflow (sticky), bit 4 an
+unknown header byte was dropped (sticky)) for every status request, in the order of the requests
+relative to the results the core had produced by then.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.lib import fifo, stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+from hw.config import TernConfig
+from hw.isa import INSTR_LAYOUT
+from hw.rtl.buffers import act_word_layout, result_layout
+from hw.rtl.top import TernCore, wgt_beat_layout
+
+__all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
+           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "result_bytes", "uart_divisor"]
+
+HEADER_INSTR = ord("I")
+HEADER_ACT = ord("A")
+HEADER_WGT = ord("W")
+HEADER_STATUS = ord("S")
+HEADER_RESULT = ord("R")
+
+
+def result_bytes(config: TernConfig) -> int:
+    """Bytes per accumulator in a result frame: ``ceil(acc_width / 8)``."""
+    return -(-config.acc_width // 8)
+
+
+def uart_divisor(clk_freq: float, baud: int) -> int:
+    """Clock cycles per UART bit; ValueError if the rate is off by more than 2 % or below 4."""
+    if not baud or baud <= 0:
+        raise ValueError(f"baud rate must be positive, not {baud!r}")
+    div = round(clk_freq / baud)
+    if div < 4:
+        raise ValueError(f"baud rate {baud} is too high for a {clk_freq / 1e6:g} MHz clock "
+                         f"(needs at least 4 clock cycles per bit)")
+    if abs(clk_freq / div - baud) > 0.02 * baud:
+        raise ValueError(f"baud rate {baud} cannot be made from a {clk_freq / 1e6:g} MHz clock "
+                         f"within 2 % (divisor {div} gives {clk_freq / div:.0f})")
+    return div
+
+
+def _check_divisor(obj, name, divisor):
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
+        obj._MustUse__used = True  # not built: no "created but never used" warning
+        raise ValueError(f"{name}: divisor must be an integer >= 4 (clock cycles per bit), "
+                         f"not {divisor!r}")
+
+
+class UartRx(wiring.Component):
+    """8N1 UART receiver.
+
+    Ports
+    -----
+    rx : In(1)
+        The serial line (idle high); synchronized with two flip-flops inside.
+    data : Out(stream.Signature(8))
+        One received byte per stop bit: ``valid`` is high for one cycle, in the cycle the middle of
+        the stop bit is sampled (``latency`` cycles after the start bit's falling edge reached
+        ``rx``). There is no back-pressure: a byte offered while ``ready`` is low is lost and
+        ``overrun`` pulses.
+    overrun : Out(1)
+        One-cycle pulse: a byte was lost.
+    frame_error : Out(1)
+        One-cycle pulse: a stop bit was low (the byte is dropped).
+    """
+
+    def __init__(self, divisor: int):
+        _check_divisor(self, "UartRx", divisor)
+        self._divisor = divisor
+        super().__init__({
+            "rx": In(1, init=1),
+            "data": Out(stream.Signature(8)),
+            "overrun": Out(1),
+            "frame_error": Out(1),
+        })
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the start bit's falling edge on ``rx`` to ``data.valid``."""
+        return 2 + 1 + self._divisor // 2 + 9 * self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        div = self._divisor
+        rx_s = Signal(1, init=1, name="rx_sync")
+        m.submodules.rx_ff = FFSynchronizer(self.rx, rx_s, init=1)
+        timer = Signal(range(div), name="timer")
+        bit = Signal(range(8), name="bit")
+        shreg = Signal(8, name="shreg")
+        tick = Signal(name="tick")
+        m.d.comb += tick.eq(timer == 0)
+        with m.If(~tick):
+            m.d.sync += timer.eq(timer - 1)
+        m.d.comb += self.data.payload.eq(shreg)
+        with m.FSM(name="rx_fsm"):
+            with m.State("IDLE"):
+                with m.If(~rx_s):
+                    m.d.sync += timer.eq(div // 2)
+                    m.next = "START"
+            with m.State("START"):
+                with m.If(tick):
+                    with m.If(~rx_s):
+                        m.d.sync += [timer.eq(div - 1), bit.eq(0)]
+                        m.next = "DATA"
+                    with m.Else():
+                        m.next = "IDLE"  # a glitch, not a start bit
+            with m.State("DATA"):
+                with m.If(tick):
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx_s)), timer.eq(div - 1), bit.eq(bit + 1)]
+                    with m.If(bit == 7):
+                        m.next = "STOP"
+            with m.State("STOP"):
+                with m.If(tick):
+                    with m.If(rx_s):
+                        m.d.comb += [self.data.valid.eq(1), self.overrun.eq(~self.data.ready)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.comb += self.frame_error.eq(1)
+                        m.next = "BREAK"
+            with m.State("BREAK"):  # wait for the line to go idle after a framing error
+                with m.If(rx_s):
+                    m.next = "IDLE"
+        return m
+
+
+class UartTx(wiring.Component):
+    """8N1 UART transmitter.
+
+    Ports
+    -----
+    data : In(stream.Signature(8))
+        Bytes to send; ``ready`` is high while the transmitter is idle; the start bit begins in the
+        cycle after the transfer and each byte takes ``10 * divisor`` cycles.
+    tx : Out(1)
+        The serial line (idle high), driven from a register.
+    """
+
+    def __init__(self, divisor: int):
+        _check_divisor(self, "UartTx", divisor)
+        self._divisor = divisor
+        super().__init__({
+            "data": In(stream.Signature(8)),
+            "tx": Out(1, init=1),
+        })
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    def elaborate(self, platform):
+        m = Module()
+        div = self._divisor
+        shreg = Signal(10, init=0x3FF, name="tx_shreg")
+        count = Signal(range(11), name="tx_bits_left")
+        timer = Signal(range(div), name="tx_timer")
+        m.d.comb += [self.tx.eq(shreg[0]), self.data.ready.eq(count == 0)]
+        with m.If(count == 0):
+            with m.If(self.data.valid):
+                m.d.sync += [shreg.eq(Cat(Const(0, 1), self.data.payload, Const(1, 1))),
+                             count.eq(10), timer.eq(div - 1)]
+        with m.Elif(timer == 0):
+            m.d.sync += [shreg.eq(Cat(shreg[1:], Const(1, 1))), count.eq(count - 1),
+                         timer.eq(div - 1)]
+        with m.Else():
+            m.d.sync += timer.eq(timer - 1)
+        return m
+
+
+class HostBridge(wiring.Component):
+    """Byte-stream framing between a host link and the four streams of :class:`TernCore`.
+
+    Ports
+    -----
+    rx : In(stream.Signature(8))
+        Bytes from the host (framing in the module docstring). Taken at one byte per cycle except
+        while a completed frame waits for its stream's ``ready`` or a status request waits for
+        ``tx``.
+    tx : Out(stream.Signature(8))
+        Bytes to the host: result frames and status frames.
+    instr, act, wgt : Out(stream.Signature(...))
+        To the core's ports of the same names (layouts as :class:`TernCore`); a frame's word is
+        offered from the cycle after its last byte was taken.
+    out : In(stream.Signature(ArrayLayout(signed(acc_width), rows)))
+        From the core's ``out``; a vector is taken when the transmitter is free and becomes one
+        ``R`` frame.
+    error : In(2), idle : In(1), overflow : In(1)
+        Status inputs reported in the status byte (``overflow`` is expected to be sticky).
+    bad_header : Out(1)
+        Sticky: an unknown header byte was received (and dropped).
+    """
+
+    def __init__(self, config: TernConfig):
+        if not isinstance(config, TernConfig):
+            self._MustUse__used = True
+            raise TypeError(f"HostBridge: config must be a hw.config.TernConfig, not {config!r}")
+        self._config = config
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "instr": Out(stream.Signature(INSTR_LAYOUT)),
+            "act": Out(stream.Signature(act_word_layout(config))),
+            "wgt": Out(stream.Signature(wgt_beat_layout(config))),
+            "out": In(stream.Signature(result_layout(config))),
+            "error": In(2),
+            "idle": In(1),
+            "overflow": In(1),
+            "bad_header": Out(1),
+        })
+
+    @property
+    def config(self) -> TernConfig:
+        return self._config
+
+    @property
+    def frame_bytes(self) -> dict[str, int]:
+        """Payload bytes per frame type: instr, act, wgt (host -> board), result (board -> host)."""
+        cfg = self._config
+        return {"instr": 8, "act": cfg.lanes, "wgt": cfg.bus_bytes,
+                "result": cfg.rows * result_bytes(cfg)}
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        n = self.frame_bytes
+        width = 8 * max(n["instr"], n["act"], n["wgt"])
+        buf = Signal(width, name="rx_word")
+        left = Signal(range(max(n["instr"], n["act"], n["wgt"])), name="rx_bytes_left")
+        sel = Signal(2, name="rx_sel")  # 0 instr, 1 act, 2 wgt
+        status_req = Signal(name="status_req")
+        bad = Signal(name="bad_header_flag")
+        m.d.comb += self.bad_header.eq(bad)
+
+        targets = (self.instr, self.act, self.wgt)
+        for i, t in enumerate(targets):
+            nb = (n["instr"], n["act"], n["wgt"])[i]
+            m.d.comb += t.payload.eq(buf[width - 8 * nb:])
+
+        with m.FSM(name="rx_fsm"):
+            with m.State("HEADER"):
+                m.d.comb += self.rx.ready.eq(~status_req)
+                with m.If(self.rx.valid & ~status_req):
+                    with m.Switch(self.rx.payload):
+                        with m.Case(HEADER_INSTR):
+                            m.d.sync += [sel.eq(0), left.eq(n["instr"] - 1)]
+                            m.next = "PAYLOAD"
+                        with m.Case(HEADER_ACT):
+                            m.d.sync += [sel.eq(1), left.eq(n["act"] - 1)]
+                            m.next = "PAYLOAD"
+                        with m.Case(HEADER_WGT):
+                            m.d.sync += [sel.eq(2), left.eq(n["wgt"] - 1)]
+                            m.next = "PAYLOAD"
+                        with m.Case(HEADER_STATUS):
+                            m.d.sync += status_req.eq(1)
+                        with m.Default():
+                            m.d.sync += bad.eq(1)
+            with m.State("PAYLOAD"):
+                m.d.comb += self.rx.ready.eq(1)
+                with m.If(self.rx.valid):
+                    m.d.sync += [buf.eq(Cat(buf[8:], self.rx.payload)), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.next = "SEND"
+            with m.State("SEND"):
+                for i, t in enumerate(targets):
+                    with m.If(sel == i):
+                        m.d.comb += t.valid.eq(1)
+                        with m.If(t.ready):
+                            m.next = "HEADER"
+
+        # transmit side
+        rb = result_bytes(cfg)
+        ext = []
+        for r in range(cfg.rows):
+            s = Signal(signed(8 * rb), name=f"result_row{r}")
+            m.d.comb += s.eq(self.out.payload[r])
+            ext.append(s)
+        obuf = Signal(8 * n["result"], name="tx_result")
+        tleft = Signal(range(n["result"]), name="tx_bytes_left")
+        status = Signal(8, name="status_byte")
+        m.d.comb += status.eq(Cat(self.error, self.idle, self.overflow, bad))
+        with m.FSM(name="tx_fsm"):
+            with m.State("IDLE"):
+                with m.If(self.out.valid):
+                    m.d.comb += self.out.ready.eq(1)
+                    m.d.sync += [obuf.eq(Cat(*ext)), tleft.eq(n["result"] - 1)]
+                    m.next = "RESULT_HEADER"
+                with m.Elif(status_req):
+                    m.next = "STATUS_HEADER"
+            with m.State("RESULT_HEADER"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(HEADER_RESULT)]
+                with m.If(self.tx.ready):
+                    m.next = "RESULT"
+            with m.State("RESULT"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obuf[:8])]
+                with m.If(self.tx.ready):
+                    m.d.sync += [obuf.eq(obuf >> 8), tleft.eq(tleft - 1)]
+                    with m.If(tleft == 0):
+                        m.next = "IDLE"
+            with m.State("STATUS_HEADER"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(HEADER_STATUS)]
+                with m.If(self.tx.ready):
+                    m.next = "STATUS"
+            with m.State("STATUS"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(status)]
+                with m.If(self.tx.ready):
+                    m.d.sync += status_req.eq(0)
+                    m.next = "IDLE"
+        return m
+
+
+class TernBoard(wiring.Component):
+    """:class:`TernCore` behind a UART host link (framing: module docstring, ``docs/FPGA.md``).
+
+    Ports
+    -----
+    rx : In(1)
+        UART line from the host (8N1, ``divisor`` clock cycles per bit).
+    tx : Out(1)
+        UART line to the host.
+    idle : Out(1), error : Out(2)
+        The core's ``idle`` and error flags (for LEDs).
+
+    Bytes are received into a ``rx_fifo_depth``-byte FIFO; the host must keep at most that many
+    bytes in flight (send a status request ``S`` and wait for its answer as the acknowledgement:
+    every byte before it has left the FIFO). An overflow sets status bit 3.
+    """
+
+    def __init__(self, config: TernConfig, divisor: int, *, rx_fifo_depth: int = 512):
+        if not isinstance(config, TernConfig):
+            self._MustUse__used = True
+            raise TypeError(f"TernBoard: config must be a hw.config.TernConfig, not {config!r}")
+        _check_divisor(self, "TernBoard", divisor)
+        if isinstance(rx_fifo_depth, bool) or not isinstance(rx_fifo_depth, int) or rx_fifo_depth < 2:
+            self._MustUse__used = True
+            raise ValueError(f"TernBoard: rx_fifo_depth must be an integer >= 2, not {rx_fifo_depth!r}")
+        self._config = config
+        self._divisor = divisor
+        self._rx_fifo_depth = rx_fifo_depth
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "idle": Out(1),
+            "error": Out(2),
+        })
+
+    @property
+    def config(self) -> TernConfig:
+        return self._config
+
+    @property
+    def divisor(self) -> int:
+        return self._divisor
+
+    @property
+    def rx_fifo_depth(self) -> int:
+        return self._rx_fifo_depth
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = TernCore(self._config)
+        m.submodules.uart_rx = urx = UartRx(self._divisor)
+        m.submodules.uart_tx = utx = UartTx(self._divisor)
+        m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=8, depth=self._rx_fifo_depth)
+        m.submodules.bridge = br = HostBridge(self._config)
+
+        overflow = Signal(name="rx_overflow")
+        with m.If(urx.overrun):
+            m.d.sync += overflow.eq(1)
+        m.d.comb += [
+            urx.rx.eq(self.rx),
+            self.tx.eq(utx.tx),
+            rxf.w_data.eq(urx.data.payload),
+            rxf.w_en.eq(urx.data.valid),
+            urx.data.ready.eq(rxf.w_rdy),
+            br.rx.valid.eq(rxf.r_rdy),
+            br.rx.payload.eq(rxf.r_data),
+            rxf.r_en.eq(br.rx.ready),
+            br.error.eq(core.error),
+            br.idle.eq(core.idle),
+            br.overflow.eq(overflow),
+            self.idle.eq(core.idle),
+            self.error.eq(core.error),
+        ]
+        wiring.connect(m, br.tx, utx.data)
+        wiring.connect(m, br.instr, core.instr)
+        wiring.connect(m, br.act, core.act)
+        wiring.connect(m, br.wgt, core.wgt)
+        wiring.connect(m, core.out, br.out)
+        return m
+
+
+class BoardTop(wiring.Component):
+    """Platform top for an ``amaranth-boards`` platform: :class:`TernBoard` on ``uart`` 0 at the
+    platform's default clock; ``led`` 0 shows ``idle`` and ``led`` 1 an error (where present)."""
+
+    def __init__(self, config: TernConfig, *, baud: int = 115200, rx_fifo_depth: int = 512):
+        if not isinstance(config, TernConfig):
+            self._MustUse__used = True
+            raise TypeError(f"BoardTop: config must be a hw.config.TernConfig, not {config!r}")
+        self._config = config
+        self._baud = baud
+        self._rx_fifo_depth = rx_fifo_depth
+        super().__init__({})
+
+    def elaborate(self, platform):
+        if platform is None:
+            raise ValueError("BoardTop needs a platform (use TernBoard in simulation)")
+        from amaranth.build import ResourceError
+        m = Module()
+        div = uart_divisor(platform.default_clk_frequency, self._baud)
+        m.submodules.board = board = TernBoard(self._config, div, rx_fifo_depth=self._rx_fifo_depth)
+        uart = platform.request("uart", 0)
+        m.d.comb += [board.rx.eq(uart.rx.i), uart.tx.o.eq(board.tx)]
+        try:
+            en = platform.request("uart_tx_enable", 0)  # ULX3S: the FTDI's tx enable
+            m.d.comb += en.o.eq(1)
+        except ResourceError:
+            pass
+        for i, sig in enumerate((board.idle, board.error.any())):
+            try:
+                led = platform.request("led", i)
+            except ResourceError:
+                break
+            m.d.comb += led.o.eq(sig)
+        return m
