@@ -1,0 +1,67 @@
+"""hw.estimate.area: a hand count of a tiny configuration, monotonicity, SRAM density."""
+
+import pytest
+
+from hw.config import TernConfig
+from hw.estimate.area import area_estimate, tree_register_bits
+
+# NanGate 45 nm Open Cell Library cell areas, um^2
+NAND2, INV, HA, FA, MUX2, DFF = 0.798, 0.532, 2.660, 4.256, 1.862, 4.522
+
+
+@pytest.mark.parametrize("node,um2_ge,cell", [("45nm", 0.798, 0.346), ("7nm", 0.27 * 3 * 0.054, 0.027)])
+def test_tiny_config_hand_count(node, um2_ge, cell):
+    """R=2, L=4, A=16, registers after every adder level: per row 4 lanes x (9 INV + 9 HA + 18 MUX2),
+    adders 10 + 10 + 11 full-adder bits, registers 10 + 10 (level 1) + 11 (level 2) bits,
+    accumulator 16 FA + 16 DFF."""
+    cfg = TernConfig(rows=2, lanes=4, acc_width=16, bus_bytes=2, act_depth=16, wgt_depth=4,
+                     out_depth=2, tree_reg_every=1)
+    ge = {
+        "lane_negation": 2 * 4 * (9 * INV + 9 * HA + 18 * MUX2) / NAND2,
+        "adder_tree": 2 * 31 * FA / NAND2,
+        "tree_registers": 2 * 31 * DFF / NAND2,
+        "accumulators": 2 * 16 * (FA + DFF) / NAND2,
+    }
+    bits = {"act_buffer": 16 * 4 * 8, "weight_buffer": 2 * 4 * 2 * 4 * 2, "output_fifo": 2 * 2 * 16}
+    a = area_estimate(cfg, node)
+    for k, v in ge.items():
+        assert a["gate_equivalents"][k] == pytest.approx(v, rel=1e-12), k
+        assert a["breakdown_mm2"][k] == pytest.approx(v * um2_ge * 1e-6, rel=1e-12), k
+    for k, b in bits.items():
+        assert a["sram_bits"][k] == b
+        assert a["breakdown_mm2"][f"sram_{k}"] == pytest.approx(b * cell / 0.7 * 1e-6, rel=1e-12)
+    assert a["area_mm2"] == pytest.approx(sum(a["breakdown_mm2"].values()), rel=1e-12)
+
+
+def test_tree_register_placement():
+    # lanes 8: levels 1, 2, 3 with 4, 2, 1 nodes of dot_width 10, 11, 12 bits
+    assert tree_register_bits(8, 0) == 0
+    assert tree_register_bits(8, 1) == 4 * 10 + 2 * 11 + 12
+    assert tree_register_bits(8, 2) == 2 * 11              # after level 2 only
+    assert tree_register_bits(8, 4) == 0                   # 3 levels < 4
+    # odd lanes: 5 -> 3 nodes (2,2,1) -> 2 nodes (4,1) -> 1 node (5); the odd node passes through at
+    # its own width; dot_width(5) = bit_length(640) + 1 = 11
+    assert tree_register_bits(5, 1) == (10 + 10 + 9) + (11 + 9) + 11
+
+
+def test_area_monotone_in_rows_and_lanes():
+    base = dict(acc_width=32, act_depth=4096, wgt_depth=512, out_depth=64)
+    prev = 0.0
+    for rows in (1, 2, 4, 8, 16, 32):
+        a = area_estimate(TernConfig(rows=rows, lanes=64, **base), "7nm")["area_mm2"]
+        assert a > prev
+        prev = a
+    prev = 0.0
+    for lanes in (4, 8, 16, 32, 64, 128):
+        a = area_estimate(TernConfig(rows=16, lanes=lanes, **base), "7nm")["area_mm2"]
+        assert a > prev
+        prev = a
+
+
+def test_7nm_smaller_than_45nm_and_bad_input():
+    cfg = TernConfig()
+    assert area_estimate(cfg, "7nm")["area_mm2"] < area_estimate(cfg, "45nm")["area_mm2"]
+    with pytest.raises(ValueError, match="3nm"):
+        area_estimate(cfg, "3nm")
+    with pytest.raises(TypeError):
+        area_estimate({"rows": 4}, "7nm")
