@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(d)
     d.set_defaults(func=_cmd_demo)
     add_driver_commands(sub, _add_config_flags, config_from_args, _emit)
+    from hw.board_build import add_synth_command
+    add_synth_command(sub, _add_config_flags, config_from_args, _emit)
     from hw.estimate.cli import add_estimate_command
     add_estimate_command(sub, _add_config_flags, config_from_args, _emit)
 
