@@ -161,10 +161,10 @@ def build_board(board: str, config: TernConfig | None = None, output=None, *, ba
     out = Path(output) if output is not None else default_output(board, config, baud)
     if out.exists() and not out.is_dir():
         raise BoardError(f"output {str(out)!r} exists and is not a folder")
-    env = _tool_env(b.family)
     platform = b.make_platform()
     from hw.rtl.board import BoardTop, uart_divisor
     uart_divisor(platform.default_clk_frequency, baud)  # bad baud rate: ValueError before building
+    env = _tool_env(b.family)
     clock_mhz = platform.default_clk_frequency / 1e6
 
     t0 = time.monotonic()
