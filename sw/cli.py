@@ -247,6 +247,9 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         return args.func(args)
+    except BrokenPipeError:  # stdout closed early (`tern ... | head`): not an error of the input
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (UsageError, ConfigError, ValueError, OSError) as e:
         if os.environ.get("TERN_DEBUG"):
             raise
