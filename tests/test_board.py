@@ -15,14 +15,23 @@ DIV = 4  # clock cycles per UART bit (the smallest the receiver supports): keeps
 
 
 def _frames(cfg, prog):
-    """Host -> board bytes of ``prog`` (framing of docs/FPGA.md), written independently of the RTL."""
+    """Host -> board bytes of ``prog`` (framing of docs/FPGA.md), written independently of the RTL:
+    each instruction followed by the data it consumes (LOAD_ACT: its activation words; MATMUL: the
+    ``k_words * beats_per_word`` weight beats of its words)."""
+    from hw.isa import Op
     out = bytearray()
-    for w in prog.words:
-        out += b"I" + int(w).to_bytes(8, "little")
-    for a in prog.act_beats:
-        out += b"A" + bytes(int(x) & 0xFF for x in a)
-    for b in prog.wgt_beats:
-        out += b"W" + bytes(int(x) for x in b)
+    acts, beats = iter(prog.act_beats), iter(prog.wgt_beats)
+    n_beats = 0
+    for ins in prog.instrs:
+        out += b"I" + int(ins.word).to_bytes(8, "little")
+        if ins.op == Op.LOAD_ACT:
+            for _ in range(ins.b):
+                out += b"A" + bytes(int(x) & 0xFF for x in next(acts))
+        elif ins.op == Op.MATMUL:
+            for _ in range(ins.b * cfg.beats_per_word):
+                out += b"W" + bytes(int(x) for x in next(beats))
+                n_beats += 1
+    assert n_beats == len(prog.wgt_beats)
     return bytes(out)
 
 
@@ -81,10 +90,12 @@ def _parse_results(cfg, data, n_vectors):
 
 @pytest.mark.parametrize("weight_format", ["2bit", "base3"])
 def test_uart_matmul_matches_reference(weight_format):
-    cfg = TernConfig(rows=2, lanes=4, acc_width=13, weight_format=weight_format, bus_bytes=2,
+    # base3 with a 1-byte bus: 8 trits per word take 2 beats (the second partly padding)
+    cfg = TernConfig(rows=2, lanes=4, acc_width=13, weight_format=weight_format,
+                     bus_bytes=2 if weight_format == "2bit" else 1,
                      act_depth=16, wgt_depth=4, out_depth=4, tree_reg_every=1)
     rng = np.random.default_rng(3 if weight_format == "2bit" else 4)
-    T, N, K = 2, 4, 8
+    T, N, K = 2, 6, 8
     q = rng.integers(-128, 128, size=(T, K))
     q[0, :] = -128  # extreme values exercise the sign extension to whole bytes
     w = rng.integers(-1, 2, size=(N, K))
