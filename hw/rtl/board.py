@@ -32,7 +32,7 @@ relative to the results the core had produced by then.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Module, Signal, signed
-from amaranth.lib import fifo, stream, wiring
+from amaranth.lib import fifo, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
@@ -443,17 +443,23 @@ class BoardTop(wiring.Component):
         m = Module()
         div = uart_divisor(platform.default_clk_frequency, self._baud)
         m.submodules.board = board = TernBoard(self._config, div, rx_fifo_depth=self._rx_fifo_depth)
-        uart = platform.request("uart", 0)
-        m.d.comb += [board.rx.eq(uart.rx.i), uart.tx.o.eq(board.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [board.rx.eq(rx_buf.i), tx_buf.o.eq(board.tx)]
         try:
-            en = platform.request("uart_tx_enable", 0)  # ULX3S: the FTDI's tx enable
-            m.d.comb += en.o.eq(1)
+            en = platform.request("uart_tx_enable", 0, dir="-")  # ULX3S: the FTDI's tx enable
         except ResourceError:
             pass
+        else:
+            m.submodules.uart_tx_enable_buf = en_buf = io.Buffer("o", en)
+            m.d.comb += en_buf.o.eq(1)
         for i, sig in enumerate((board.idle, board.error.any())):
             try:
-                led = platform.request("led", i)
+                led = platform.request("led", i, dir="-")
             except ResourceError:
                 break
-            m.d.comb += led.o.eq(sig)
+            buf = io.Buffer("o", led)
+            m.submodules[f"led{i}_buf"] = buf
+            m.d.comb += buf.o.eq(sig)
         return m
