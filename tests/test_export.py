@@ -86,7 +86,8 @@ def test_failure_during_generation_leaves_nothing(tmp_path, monkeypatch):
 def test_failure_while_writing_keeps_old_files(tmp_path, monkeypatch):
     out = tmp_path / "core.v"
     out.write_text("old verilog")
-    real_replace = export.os.replace
+    import hw.fileio as fileio
+    real_replace = fileio.os.replace
     seen = []
 
     def replace_then_fail(src, dst):
@@ -96,7 +97,7 @@ def test_failure_while_writing_keeps_old_files(tmp_path, monkeypatch):
         return real_replace(src, dst)
 
     # the .v rename happens before the .json one: simulate a failure on the second rename
-    monkeypatch.setattr(export.os, "replace", replace_then_fail)
+    monkeypatch.setattr(fileio.os, "replace", replace_then_fail)
     with pytest.raises(OSError):
         write_verilog(CFG, out)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left"

@@ -9,14 +9,13 @@ are complete, so an error never leaves a partial output behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from hw.config import TernConfig
+from hw.fileio import atomic_write_many
 
 __all__ = ["write_verilog", "port_list", "TOP_NAME"]
 
@@ -36,29 +35,6 @@ def port_list(core) -> list[dict]:
             "width": len(value.as_value()) if hasattr(value, "as_value") else len(value),
         })
     return ports
-
-
-def _atomic_write(targets: dict[Path, str]):
-    """Write every (path -> text) via temporary files in the same folders, then rename them all."""
-    temps = []
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        for path, text in targets.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps.append((tmp, path))
-            with os.fdopen(fd, "w") as f:
-                f.write(text)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        for tmp, path in temps:
-            os.replace(tmp, path)
-        temps = []
-    finally:
-        for tmp, _ in temps:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
 
 
 def write_verilog(config: TernConfig, path) -> dict:
@@ -87,5 +63,7 @@ def write_verilog(config: TernConfig, path) -> dict:
             "result": core.result_latency,
         },
     }
-    _atomic_write({path: text, path.with_suffix(".json"): json.dumps(meta, indent=2) + "\n"})
+    sidecar = json.dumps(meta, indent=2) + "\n"
+    atomic_write_many({path: lambda p: p.write_text(text),
+                       path.with_suffix(".json"): lambda p: p.write_text(sidecar)})
     return {"top": TOP_NAME, "ports": len(ports), "verilog_bytes": len(text.encode())}

@@ -6,10 +6,10 @@ stderr and exit code 2; a device/verification failure is exit code 1)."""
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from hw.fileio import atomic_write
 
 __all__ = ["add_driver_commands", "add_backend_flags", "check_backend", "check_clock", "demo_kwargs",
            "MAX_NEW_TOKENS", "MAX_LAYER_TOKENS"]
@@ -223,24 +223,12 @@ def save_npz_atomic(path: Path, **arrays) -> None:
     """Write ``arrays`` to ``path`` (.npz) through a temporary file in the same folder and
     ``os.replace``: the file appears complete or not at all."""
     import numpy as np
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:   # a file object: np.savez would append .npz to a path
             np.savez(f, **arrays)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
-
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+    atomic_write(path, write)
 
 
 def _cmd_layer(args, config_from_args, emit) -> int:

@@ -25,12 +25,12 @@ and tensor.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
+
+from hw.fileio import atomic_write
 
 from .bitlinear import BitLinear
 from .config import ConfigError, ModelConfig
@@ -361,21 +361,9 @@ def save_checkpoint(model: CausalLM, folder, *, packed: bool = True, linear_clas
                                   "quantization_mode": "offline"}
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-    _atomic_write(folder / "config.json",
+    atomic_write(folder / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(folder / "config.json",
                   lambda p: Path(p).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n"))
     return folder
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
