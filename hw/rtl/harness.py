@@ -27,34 +27,50 @@ from hw.program import instr_is_valid
 from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
 from hw.timing import Timing
 
-__all__ = ["run_rtl", "HarnessError", "default_max_cycles"]
+__all__ = ["run_rtl", "HarnessError", "default_max_cycles", "prepare_run", "pack_rows", "unpack_rows"]
 
 
 class HarnessError(RuntimeError):
     """The RTL did not finish the program within the cycle limit."""
 
 
-def _pack(rows: np.ndarray, bits: int) -> list[int]:
-    """Each row of small integers -> one int with ``bits``-bit two's-complement fields (field 0 lowest)."""
-    rows = np.asarray(rows, dtype=np.int64)
+def pack_rows(rows, bits: int) -> list[int]:
+    """Each row of small integers -> one int with ``bits``-bit two's-complement fields (field 0
+    lowest): the payload of a stream beat with an ``ArrayLayout`` of ``bits``-bit elements."""
     mask = (1 << bits) - 1
     out = []
-    for row in rows:
+    for row in np.asarray(rows, dtype=np.int64).tolist():
         v = 0
-        for i, x in enumerate(row.tolist()):
+        for i, x in enumerate(row):
             v |= (x & mask) << (bits * i)
         out.append(v)
     return out
 
 
-def _unpack(v: int, bits: int, n: int) -> list[int]:
-    out = []
+def unpack_rows(values, bits: int, n: int) -> np.ndarray:
+    """The inverse of :func:`pack_rows` for signed fields: ``(len(values), n)`` int64."""
+    out = np.zeros((len(values), n), dtype=np.int64)
     mask = (1 << bits) - 1
     sign = 1 << (bits - 1)
-    for i in range(n):
-        x = (v >> (bits * i)) & mask
-        out.append(x - (1 << bits) if x & sign else x)
+    for j, v in enumerate(values):
+        v = int(v)
+        for i in range(n):
+            x = (v >> (bits * i)) & mask
+            out[j, i] = x - (1 << bits) if x & sign else x
     return out
+
+
+def prepare_run(who: str, config: TernConfig, program, timing, *, words=None, act_beats=None,
+                wgt_beats=None, max_cycles=None):
+    """The checked inputs of one RTL run, shared by every RTL backend: ``(timing, streams,
+    max_cycles)`` with the ideal timing and :func:`default_max_cycles` filled in."""
+    timing = Timing() if timing is None else timing
+    if not isinstance(timing, Timing):
+        raise TypeError(f"{who}: timing must be a hw.timing.Timing, not {timing!r}")
+    st = as_streams(config, program, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
+    if max_cycles is None:
+        max_cycles = default_max_cycles(config, st, timing)
+    return timing, st, max_cycles
 
 
 def default_max_cycles(config: TernConfig, streams, timing: Timing) -> int:
@@ -88,12 +104,8 @@ def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, w
 
     from hw.rtl.top import TernCore
 
-    timing = Timing() if timing is None else timing
-    if not isinstance(timing, Timing):
-        raise TypeError(f"run_rtl: timing must be a hw.timing.Timing, not {timing!r}")
-    st = as_streams(config, program, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
-    if max_cycles is None:
-        max_cycles = default_max_cycles(config, st, timing)
+    timing, st, max_cycles = prepare_run("run_rtl", config, program, timing, words=words,
+                                         act_beats=act_beats, wgt_beats=wgt_beats, max_cycles=max_cycles)
     R, A = config.rows, config.acc_width
 
     core = TernCore(config)
@@ -103,7 +115,7 @@ def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, w
 
     names = ("instr", "act", "wgt")
     ports = (core.instr, core.act, core.wgt)
-    items = (list(st.words), _pack(st.act_beats, 8), _pack(st.wgt_beats, 8))
+    items = (list(st.words), pack_rows(st.act_beats, 8), pack_rows(st.wgt_beats, 8))
     n = tuple(len(x) for x in items)
     stamps = ([], [], [])
     outputs, out_cycles = [], []
@@ -138,7 +150,7 @@ def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, w
             xfer = [valid[s] and bool(ctx.get(ports[s].ready)) for s in range(3)]
             o_x = out_ready and bool(ctx.get(core.out.valid))
             if o_x:
-                outputs.append(_unpack(ctx.get(core.out.payload.as_value()), A, R))
+                outputs.append(ctx.get(core.out.payload.as_value()))
                 out_cycles.append(c)
             if ptr[0] == n[0] and ptr[1] == n[1] and ptr[2] == n[2] and ctx.get(core.idle):
                 state["cycles"] = c
@@ -166,7 +178,7 @@ def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, w
     wall = time.perf_counter() - t0
     return RunResult(
         backend="amaranth", config=config,
-        outputs=np.array(outputs, dtype=np.int64).reshape(len(outputs), R),
+        outputs=unpack_rows(outputs, A, R),
         cycles=state["cycles"], counters=state["counters"], error=state["error"],
         instr_cycles=np.array(stamps[0], dtype=np.int64), act_cycles=np.array(stamps[1], dtype=np.int64),
         wgt_cycles=np.array(stamps[2], dtype=np.int64), out_cycles=np.array(out_cycles, dtype=np.int64),

@@ -49,7 +49,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.config import TernConfig
-from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
+from hw.rtl.harness import HarnessError, pack_rows, prepare_run, unpack_rows
+from hw.sim.result import PERF_COUNTERS, RunResult
 from hw.timing import Timing
 
 __all__ = ["run_verilator", "run_verilator_batch", "run_verify_batch", "VerilatorSession", "build_core",
@@ -96,29 +97,6 @@ def build_core(config: TernConfig, *, waves: bool | None = None):
 # ---------------------------------------------------------------------------------------------------
 # host side
 
-def _pack(rows: np.ndarray, bits: int) -> list[int]:
-    """Each row of small integers -> one int with ``bits``-bit two's-complement fields (field 0 lowest)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size == 0:
-        return []
-    mask = (1 << bits) - 1
-    vals = (rows & mask).astype(object)
-    shifts = [1 << (bits * i) for i in range(rows.shape[1])]
-    return [int(sum(int(x) * s for x, s in zip(row, shifts))) for row in vals]
-
-
-def _unpack(values, bits: int, n: int) -> np.ndarray:
-    out = np.zeros((len(values), n), dtype=np.int64)
-    mask = (1 << bits) - 1
-    sign = 1 << (bits - 1)
-    for j, v in enumerate(values):
-        v = int(v)
-        for i in range(n):
-            x = (v >> (bits * i)) & mask
-            out[j, i] = x - (1 << bits) if x & sign else x
-    return out
-
-
 @dataclass
 class VerilatorCase:
     """One run of a batch: a program (or explicit streams), its :class:`Timing`, a cycle limit, and
@@ -135,15 +113,9 @@ class VerilatorCase:
 
 def _case_json(config: TernConfig, program, timing, *, words=None, act_beats=None, wgt_beats=None,
                max_cycles=None, stop_at=None) -> dict:
-    from hw.rtl.harness import default_max_cycles
-
-    timing = Timing() if timing is None else timing
-    if not isinstance(timing, Timing):
-        raise TypeError(f"run_verilator: timing must be a hw.timing.Timing, not {timing!r}")
-    st = as_streams(config, program, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
-    if max_cycles is None:
-        max_cycles = default_max_cycles(config, st, timing)
-    return {"words": list(st.words), "act": _pack(st.act_beats, 8), "wgt": _pack(st.wgt_beats, 8),
+    timing, st, max_cycles = prepare_run("run_verilator", config, program, timing, words=words,
+                                         act_beats=act_beats, wgt_beats=wgt_beats, max_cycles=max_cycles)
+    return {"words": list(st.words), "act": pack_rows(st.act_beats, 8), "wgt": pack_rows(st.wgt_beats, 8),
             "timing": timing.to_dict(), "max_cycles": int(max_cycles),
             "stop_at": None if stop_at is None else int(stop_at)}
 
@@ -152,7 +124,7 @@ def _result(config: TernConfig, r: dict) -> RunResult:
     R, A = config.rows, config.acc_width
     return RunResult(
         backend="verilator", config=config,
-        outputs=_unpack(r["outputs"], A, R).reshape(len(r["outputs"]), R),
+        outputs=unpack_rows(r["outputs"], A, R),
         cycles=int(r["cycles"]), counters={k: int(r["counters"][k]) for k in PERF_COUNTERS},
         error=int(r["error"]),
         instr_cycles=np.array(r["instr_cycles"], dtype=np.int64),
@@ -167,8 +139,6 @@ def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None)
     build of ``config`` in one simulator invocation. Returns, per case, a :class:`RunResult` or a
     :class:`hw.rtl.harness.HarnessError` (the case did not finish within its cycle limit)."""
     from hw.cocotb_runner import run_bench
-    from hw.rtl.harness import HarnessError
-
     if not isinstance(config, TernConfig):
         raise TypeError(f"run_verilator_batch: config must be a hw.config.TernConfig, not {config!r}")
     entries, owners = [], []
@@ -204,9 +174,6 @@ def run_verilator(config: TernConfig, program=None, timing: Timing | None = None
     """Run a program on the Verilated :class:`TernCore`, replaying ``timing`` exactly (same signature
     and semantics as :func:`hw.rtl.harness.run_rtl`; raises :class:`hw.rtl.harness.HarnessError` when
     the program does not finish within ``max_cycles``)."""
-    timing = Timing() if timing is None else timing
-    if not isinstance(timing, Timing):
-        raise TypeError(f"run_verilator: timing must be a hw.timing.Timing, not {timing!r}")
     (r,) = run_verilator_batch(config, [VerilatorCase(program, timing, words, act_beats, wgt_beats,
                                                       max_cycles)])
     if isinstance(r, Exception):
@@ -387,8 +354,6 @@ class VerilatorSession:
         """Run one case (same arguments and result as :func:`run_verilator`; raises
         :class:`hw.rtl.harness.HarnessError` when it does not finish within ``max_cycles``, after which
         the session remains usable)."""
-        from hw.rtl.harness import HarnessError
-
         case = _case_json(self.config, program, timing, words=words, act_beats=act_beats,
                           wgt_beats=wgt_beats, max_cycles=max_cycles)
         with self._lock:
@@ -631,7 +596,9 @@ if _cocotb is not None:
         from cocotb.clock import Clock
         from cocotb.triggers import FallingEdge
 
-        spec = json.loads(open(os.environ["TERN_TB_IN"]).read())
+        from hw.cocotb_runner import bench_input, bench_output
+
+        spec = bench_input()
         Clock(dut.clk, 10, unit="ns").start()
         dut.rst.value = 1
         for name in ("instr", "act", "wgt"):
@@ -641,8 +608,7 @@ if _cocotb is not None:
         results = []
         for case in spec["cases"]:
             results.append(await run_case(dut, case))
-        with open(os.environ["TERN_TB_OUT"], "w") as f:
-            json.dump({"results": results}, f)
+        bench_output({"results": results})
 
     @_cocotb.test()
     async def tern_core_server(dut):
