@@ -45,7 +45,7 @@ from pathlib import Path
 
 from .toolchain import setup_verilator, verilator_root
 
-__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "launch", "default_build_root",
+__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "bench_input", "bench_output", "launch", "default_build_root",
            "waves_requested"]
 
 _STAMP = "tern-build.ok"
@@ -339,6 +339,16 @@ def _parse_results(path: Path) -> list[dict]:
             "message": "" if fail is None else (fail.get("message") or fail.text or "failed"),
         })
     return out
+
+
+def bench_input() -> dict:
+    """Inside a cocotb test run by :func:`run_bench`: its stimulus (the JSON in ``$TERN_TB_IN``)."""
+    return json.loads(Path(os.environ["TERN_TB_IN"]).read_text())
+
+
+def bench_output(observed: dict) -> None:
+    """Inside a cocotb test run by :func:`run_bench`: what it observed (to ``$TERN_TB_OUT``)."""
+    Path(os.environ["TERN_TB_OUT"]).write_text(json.dumps(observed))
 
 
 def run_bench(result: BuildResult, test_module: str, stimulus: dict, *, module_dir: Path | None = None,

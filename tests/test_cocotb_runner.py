@@ -24,14 +24,15 @@ endmodule
 """
 
 _TB = '''
-import json, os
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
+from hw.cocotb_runner import bench_input, bench_output
+
 @cocotb.test()
 async def count(dut):
-    spec = json.loads(open(os.environ["TERN_TB_IN"]).read())
+    spec = bench_input()
     Clock(dut.clk, 10, unit="ns").start()
     dut.rst.value = 1
     dut.step.value = 0
@@ -43,7 +44,7 @@ async def count(dut):
         await FallingEdge(dut.clk)   # the rising edge in between added the step
         seen.append(dut.count.value.to_unsigned())
     assert spec.get("fail") is not True, "asked to fail"
-    json.dump({"count": seen}, open(os.environ["TERN_TB_OUT"], "w"))
+    bench_output({"count": seen})
 '''
 
 

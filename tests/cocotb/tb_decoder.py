@@ -10,13 +10,11 @@ error flag is still watched. Output: per case the words (unsigned ints), the cyc
 beat transfer, the first cycle with ``error`` high (or null) and ``error`` at the end.
 """
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from hw.cocotb_runner import bench_input, bench_output
 from hw.rtl.verilator import StreamSink, StreamSource
 from hw.timing import Timing
 
@@ -55,11 +53,10 @@ async def _case(dut, case):
 
 @cocotb.test()
 async def decoder(dut):
-    spec = json.loads(open(os.environ["TERN_TB_IN"]).read())
+    spec = bench_input()
     Clock(dut.clk, 10, unit="ns").start()
     dut.beats__valid.value = 0
     dut.words__ready.value = 0
     await FallingEdge(dut.clk)
     results = [await _case(dut, case) for case in spec["cases"]]
-    with open(os.environ["TERN_TB_OUT"], "w") as f:
-        json.dump({"results": results}, f)
+    bench_output({"results": results})

@@ -5,17 +5,16 @@ cycle. Output ``$TERN_TB_OUT``: ``{"sum": [...]}``: ``sum`` sampled ``P`` cycles
 (for P = 0, a purely combinational unit without a clock, after the inputs settled).
 """
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, Timer
 
+from hw.cocotb_runner import bench_input, bench_output
+
 
 @cocotb.test()
 async def dot_unit(dut):
-    spec = json.loads(open(os.environ["TERN_TB_IN"]).read())
+    spec = bench_input()
     acts, codes, lat = spec["act"], spec["codes"], spec["latency"]
     n = len(acts)
     sums = []
@@ -38,5 +37,4 @@ async def dot_unit(dut):
             await ReadOnly()
             if i >= lat:
                 sums.append(dut.sum.value.to_signed())
-    with open(os.environ["TERN_TB_OUT"], "w") as f:
-        json.dump({"sum": sums}, f)
+    bench_output({"sum": sums})

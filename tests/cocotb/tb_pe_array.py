@@ -6,17 +6,16 @@ cycle from cycle 0 after a reset, then ``drain`` idle cycles. Output: ``{"result
 result_packed], ...]}`` for every cycle with ``result_valid`` high.
 """
 
-import json
-import os
-
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
+from hw.cocotb_runner import bench_input, bench_output
+
 
 @cocotb.test()
 async def pe_array(dut):
-    spec = json.loads(open(os.environ["TERN_TB_IN"]).read())
+    spec = bench_input()
     Clock(dut.clk, 10, unit="ns").start()
     dut.valid.value = 0
     dut.rst.value = 1
@@ -35,5 +34,4 @@ async def pe_array(dut):
         if int(dut.result_valid.value):
             out.append([c, dut.result.value.to_unsigned()])
         await FallingEdge(dut.clk)
-    with open(os.environ["TERN_TB_OUT"], "w") as f:
-        json.dump({"results": out}, f)
+    bench_output({"results": out})
