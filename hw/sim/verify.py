@@ -262,34 +262,31 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
         raise VerifyError(f"seed must be an integer, not {seed!r}")
     if config is not None and not isinstance(config, TernConfig):
         raise VerifyError(f"config must be a hw.config.TernConfig, not {config!r}")
-    t0 = time.perf_counter()
-    mism = cyc_mism = total_cycles = 0
-    first = None
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise VerifyError(f"start must be a non-negative integer, not {start!r}")
     if isinstance(max_instr, bool) or not isinstance(max_instr, int) or max_instr < 1:
         raise VerifyError(f"max_instr must be a positive integer, not {max_instr!r}")
+    t0 = time.perf_counter()
+    mism = cyc_mism = total_cycles = 0
+    first = None
     batch = BATCH_BACKENDS.get(backend)
     chunk = 1 if batch is None else (_BATCH_CHUNK if config is not None else 8)
-    pending = []
-    for n, i in enumerate(range(start, start + programs)):
-        if not pending:
-            cases = [random_case(seed, j, config, max_instr=max_instr)
-                     for j in range(i, min(i + chunk, start + programs))]
-            pending = list(zip(cases, batch(cases) if batch is not None else [None] * len(cases)))
-        case, rtl = pending.pop(0)
-        r = check_case(case, backend, rtl)
-        total_cycles += r["rtl"].cycles if r["rtl"] is not None else 0
-        if r["output"]:
-            mism += 1
-        if r["cycle"]:
-            cyc_mism += 1
-        if (r["output"] or r["cycle"]) and first is None:
-            first = {"seed": seed, "index": i, "config": case.config.to_dict(),
-                     "timing": case.timing.to_dict(), "program": [str(x) for x in case.program.instrs],
-                     "differences": r["output"] + r["cycle"]}
-        if progress is not None:
-            progress(n + 1, programs)
+    end = start + programs
+    for c0 in range(start, end, chunk):
+        cases = [random_case(seed, i, config, max_instr=max_instr) for i in range(c0, min(c0 + chunk, end))]
+        rtls = batch(cases) if batch is not None else [None] * len(cases)
+        for case, rtl in zip(cases, rtls):
+            r = check_case(case, backend, rtl)
+            total_cycles += r["rtl"].cycles if r["rtl"] is not None else 0
+            mism += bool(r["output"])
+            cyc_mism += bool(r["cycle"])
+            if (r["output"] or r["cycle"]) and first is None:
+                first = {"seed": seed, "index": case.index, "config": case.config.to_dict(),
+                         "timing": case.timing.to_dict(),
+                         "program": [str(x) for x in case.program.instrs],
+                         "differences": r["output"] + r["cycle"]}
+            if progress is not None:
+                progress(case.index - start + 1, programs)
     return {"backend": backend, "seed": seed, "programs": programs, "mismatches": mism,
             "cycle_mismatches": cyc_mism, "first_failure": first, "cycles": total_cycles,
             "wall_s": round(time.perf_counter() - t0, 3)}
