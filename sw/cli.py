@@ -113,16 +113,12 @@ def _cmd_verify(args) -> int:
     # With configuration flags, every program runs on that configuration; without, each program
     # draws a small random one (rows 1..16, lanes 4..64, both weight formats, small buffers).
     cfg = config_from_args(args) if _config_flags_given(args) else None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.console import Console
+    from sw.driver.report import progress
 
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                  disable=args.json or not sys.stderr.isatty()) as bar:
-        task = bar.add_task(f"verify {args.backend} vs sim", total=args.programs)
+    with progress(not args.json and sys.stderr.isatty(), args.programs,
+                  f"verify {args.backend} vs sim") as bar:
         r = run_verify(args.backend, args.programs, args.seed, cfg, start=args.start,
-                       max_instr=args.max_instr,
-                       progress=lambda done, total: bar.update(task, completed=done))
+                       max_instr=args.max_instr, progress=lambda done, total: bar.advance())
     ok = r["mismatches"] == 0 and r["cycle_mismatches"] == 0
     plural = "" if r["programs"] == 1 else "s"
     text = (f"tern verify: {r['programs']} random program{plural} on {args.backend} vs hw.sim vs the integer "
