@@ -124,15 +124,17 @@ def weight_words_to_stream(words, config) -> np.ndarray:
         raise FormatError(f"weight_words_to_stream: words must have shape (k_words, {R}, {L}) for "
                           f"rows={R} lanes={L}, not {w.shape}")
     _first_bad((w < -1) | (w > 1), w, "weight_words_to_stream", "weight", "-1, 0, 1")
-    k = w.shape[0]
-    n_codes = bpw * config.trits_per_beat
-    flat = np.zeros((k, n_codes), dtype=np.int8)   # zero weights = padding
-    flat[:, :R * L] = w.reshape(k, R * L)
+    # Vectorised in uint8 (no int64 temporaries: the driver packs hundreds of MB of 2B4T weights):
+    # code = t + 1, padded to whole beats with code 1 (zero weight), then tpb codes per byte.
+    k, tpb = w.shape[0], config.trits_per_byte
+    codes = np.ones((k, bpw * B * tpb), dtype=np.uint8)
+    codes[:, :R * L] = (w.reshape(k, R * L) + 1).astype(np.uint8)
+    c = codes.reshape(k * bpw * B, tpb)
     if config.weight_format == "2bit":
-        data = pack_2bit(flat.astype(np.int64) + 1)
+        data = c[:, 0] | (c[:, 1] << 2) | (c[:, 2] << 4) | (c[:, 3] << 6)
     else:
-        data = pack_base3(flat)
-    return data.reshape(k * bpw, B)
+        data = c[:, 0] + 3 * c[:, 1] + 9 * c[:, 2] + 27 * c[:, 3] + 81 * c[:, 4]   # <= 242: no wrap
+    return data.astype(np.uint8).reshape(k * bpw, B)
 
 
 def _stream_bytes(beats, config, what):

@@ -12,7 +12,7 @@ from hw.isa import Op, decode
 from hw.program import instr_is_valid, linear_program, outputs_to_matrix
 from hw.sim import simulate
 from sw.driver.compiler import (CompileError, OverflowProofError, WeightCache, compile_linear, max_chunk_words,
-                                pack_words, prove_no_overflow, split_k, worst_case_abs_sum)
+                                prove_no_overflow, split_k, worst_case_abs_sum)
 
 
 def torch_reference(q, t):
@@ -103,17 +103,24 @@ def test_tokens_are_grouped_by_act_depth():
     assert res.counters["busy"] == 23 * 5 * comp.tiles
 
 
-def test_pack_words_equals_hw_formats():
+def test_compiled_beats_are_each_tiles_words_in_stream_format():
+    """Chunk c's beats are, tile by tile and word by word, the weight words ``W[tile rows, word
+    lanes]`` (zero-padded) in the configured stream format (the format itself is checked against
+    explicit loops in tests/test_formats.py)."""
     rng = np.random.default_rng(11)
     for rows, lanes, bus, fmt in [(16, 64, 16, "2bit"), (3, 5, 3, "base3"), (2, 7, 1, "base3"), (5, 3, 4, "2bit"),
                                   (1, 1, 1, "2bit"), (1, 1, 1, "base3"), (7, 9, 5, "base3")]:
-        cfg = TernConfig(rows=rows, lanes=lanes, bus_bytes=bus, weight_format=fmt)
-        words = rng.integers(-1, 2, size=(13, rows, lanes), dtype=np.int8)
-        assert np.array_equal(pack_words(cfg, words), weight_words_to_stream(words, cfg)), (rows, lanes, fmt)
-        w = rng.integers(-1, 2, size=(rows * 3 + 1, lanes * 4 + 2), dtype=np.int8)
-        a = compile_linear(cfg, w)
-        b = compile_linear(cfg, w, reference_packer=True)
-        assert all(np.array_equal(x, y) for x, y in zip(a.beats, b.beats))
+        cfg = TernConfig(rows=rows, lanes=lanes, bus_bytes=bus, weight_format=fmt, acc_width=16)
+        N, K = rows * 3 + 1, lanes * 4 + 2
+        w = rng.integers(-1, 2, size=(N, K), dtype=np.int8)
+        comp = compile_linear(cfg, w)
+        assert len(comp.chunks) == len(comp.beats) >= 1
+        padded = np.zeros((comp.tiles * rows, comp.k_words * lanes), dtype=np.int8)
+        padded[:N, :K] = w
+        for ch, beats in zip(comp.chunks, comp.beats):
+            words = [padded[t * rows:(t + 1) * rows, k * lanes:(k + 1) * lanes]
+                     for t in range(comp.tiles) for k in range(ch.w0, ch.w1)]
+            assert np.array_equal(beats, weight_words_to_stream(np.stack(words), cfg)), (rows, lanes, fmt)
 
 
 def test_overflow_proof_accepts_exactly_the_safe_chunks():

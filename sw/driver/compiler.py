@@ -23,8 +23,7 @@ A projection with ``N`` output features and ``K`` input features is compiled onc
   integers. :func:`compile_linear` checks every chunk it makes with it, so an unsafe split cannot be
   compiled.
 * The weights of each chunk are packed once, tile by tile, word by word, into the configured weight
-  stream format (:func:`hw.formats.weight_words_to_stream`, or the equivalent vectorised
-  :func:`pack_words` that the tests check against it byte for byte).
+  stream format (:func:`hw.formats.weight_words_to_stream`).
 
 At run time :meth:`CompiledLinear.program` makes one program for ``q`` (``tokens`` x ``K`` int8):
 for every chunk, the tokens go in **groups** of at most ``floor(act_depth / chunk_words)`` (one
@@ -46,12 +45,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import TernConfig
-from hw.formats import ZERO_BYTE, weight_words_to_stream
+from hw.formats import weight_words_to_stream
 from hw.isa import load_act, matmul, sync
 
 __all__ = ["CompileError", "OverflowProofError", "worst_case_abs_sum", "acc_limit", "prove_no_overflow",
            "max_chunk_words", "split_k", "Chunk", "CompiledLinear", "CallProgram", "compile_linear",
-           "pack_words", "weight_fingerprint", "WeightCache"]
+           "weight_fingerprint", "WeightCache"]
 
 
 class CompileError(ValueError):
@@ -121,43 +120,6 @@ def split_k(k_words: int, max_words: int) -> list[tuple[int, int]]:
         out.append((w0, w1))
         w0 = w1
     return out
-
-
-# -- weight packing -------------------------------------------------------------------------------------
-
-_POW3_U8 = np.array([1, 3, 9, 27, 81], dtype=np.uint8)
-
-
-def pack_words(config: TernConfig, words: np.ndarray) -> np.ndarray:
-    """Ternary words int8 ``(n, rows, lanes)`` -> weight stream beats ``(n * beats_per_word, bus_bytes)``
-    uint8, byte for byte what :func:`hw.formats.weight_words_to_stream` produces (tested), computed in
-    uint8 without the reference's int64 temporaries and per-value checks (the weights come from a
-    ternary ``int8`` tensor whose values :func:`compile_linear` has checked)."""
-    R, L, B, bpw = config.rows, config.lanes, config.bus_bytes, config.beats_per_word
-    n = words.shape[0]
-    tpb = config.trits_per_byte
-    word_bytes = bpw * B
-    codes = words.reshape(n, R * L).astype(np.uint8) + np.uint8(1)   # t + 1 in 0..2 (wraps -1 -> 0)
-    full = (R * L) // tpb                                             # bytes made of payload only
-    out = np.full((n, word_bytes), ZERO_BYTE[config.weight_format], dtype=np.uint8)
-    tail = R * L - full * tpb
-    if config.weight_format == "2bit":
-        c = codes[:, :full * 4].reshape(n, full, 4)
-        out[:, :full] = c[:, :, 0] | (c[:, :, 1] << 2) | (c[:, :, 2] << 4) | (c[:, :, 3] << 6)
-    else:
-        c = codes[:, :full * 5].reshape(n, full, 5)
-        acc = c[:, :, 0].copy()
-        for j in range(1, 5):
-            acc += c[:, :, j] * _POW3_U8[j]
-        out[:, :full] = acc
-    if tail:  # a partly filled byte: payload codes then zero-weight codes (code 1)
-        last = np.ones((n, tpb), dtype=np.uint8)
-        last[:, :tail] = codes[:, full * tpb:]
-        if config.weight_format == "2bit":
-            out[:, full] = last[:, 0] | (last[:, 1] << 2) | (last[:, 2] << 4) | (last[:, 3] << 6)
-        else:
-            out[:, full] = (last.astype(np.int64) @ _POW3_U8.astype(np.int64)).astype(np.uint8)
-    return out.reshape(n * bpw, B)
 
 
 def weight_fingerprint(t: np.ndarray) -> str:
@@ -296,13 +258,12 @@ def _as_ternary(T) -> np.ndarray:
 
 
 def compile_linear(config: TernConfig, T, *, name: str = "", max_words: int | None = None,
-                   fingerprint: str | None = None, reference_packer: bool = False) -> CompiledLinear:
+                   fingerprint: str | None = None) -> CompiledLinear:
     """Compile the ternary weights ``T`` (N, K) for ``config``.
 
     ``max_words`` caps the words per K chunk (default and upper bound: :func:`max_chunk_words`,
     except that a larger value is checked by :func:`prove_no_overflow` and rejected when unsafe
-    rather than silently reduced). ``reference_packer`` packs with
-    :func:`hw.formats.weight_words_to_stream` instead of :func:`pack_words`."""
+    rather than silently reduced)."""
     if not isinstance(config, TernConfig):
         raise TypeError(f"compile_linear: config must be a hw.config.TernConfig, not {config!r}")
     t = _as_ternary(T)
@@ -333,7 +294,7 @@ def compile_linear(config: TernConfig, T, *, name: str = "", max_words: int | No
         # (tiles, R, words, L) -> (tiles, words, R, L): the stream order of each tile's MATMUL
         w = tp[:, ch.w0 * L:ch.w1 * L].reshape(tiles, R, ch.words, L).transpose(0, 2, 1, 3)
         w = np.ascontiguousarray(w).reshape(tiles * ch.words, R, L)
-        b = weight_words_to_stream(w, config) if reference_packer else pack_words(config, w)
+        b = weight_words_to_stream(w, config)
         b.setflags(write=False)
         beats.append(b)
     return CompiledLinear(config=config, N=N, K=K, k_words=kw, tiles=tiles, chunks=chunks,
