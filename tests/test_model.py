@@ -51,6 +51,14 @@ def test_generate_greedy_equals_recomputing_full_forward(model):
     assert model.generate_greedy(prompt, 0).shape == (2, 0)
 
 
+def test_generate_greedy_reports_every_token(model):
+    prompt = torch.tensor([[1, 5, 9], [2, 3, 4]])
+    seen = []
+    new = model.generate_greedy(prompt, 5, on_token=lambda step, ids: seen.append((step, ids.clone())))
+    assert [s for s, _ in seen] == [0, 1, 2, 3, 4]
+    assert torch.equal(torch.stack([ids for _, ids in seen], dim=1), new)
+
+
 def test_core_hook_is_used_for_every_projection(model):
     calls = []
 

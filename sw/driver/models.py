@@ -146,32 +146,28 @@ def layer_check(acc: Accelerator, layer, x: torch.Tensor, start_pos: int = 0) ->
 def generate(model, ids, max_new_tokens: int, acc: Accelerator, *,
              on_step: Optional[Callable[[int, torch.Tensor], None]] = None) -> torch.Tensor:
     """Greedy continuation through the accelerator with the KV cache; returns the new ids
-    (batch, max_new_tokens). Exactly the loop of ``CausalLM.generate_greedy`` (without early stop):
-    a prefill of the prompt, then one cached decode step per further token; ``acc.step`` tags every
-    call with its step and ``acc.generated_tokens`` counts the tokens."""
+    (batch, max_new_tokens). The reference's own loop (``CausalLM.generate_greedy``, without early
+    stop) with ``acc.core`` as the integer core: a prefill of the prompt, then one cached decode step
+    per further token; ``acc.step`` tags every call with its step and ``acc.generated_tokens`` counts
+    the tokens."""
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be a non-negative integer")
     ids = model._check_ids(ids)
     if ids.shape[1] + max(0, max_new_tokens - 1) > model.config.max_position_embeddings:
         raise ValueError(f"prompt of {ids.shape[1]} tokens + {max_new_tokens} new tokens exceeds "
                          f"max_position_embeddings={model.config.max_position_embeddings}")
-    out = torch.empty(ids.shape[0], 0, dtype=torch.long)
-    if max_new_tokens == 0:
-        return out
-    cache = model.new_cache()
-    step_in = ids
-    new = []
     first = acc.step + 1 if acc.records else 0
-    for s in range(max_new_tokens):
-        acc.step = first + s
-        logits = model.forward(step_in, cache, acc.core, last_only=True)[:, -1]
-        nxt = torch.argmax(logits, dim=-1)
-        new.append(nxt)
+    if max_new_tokens:
+        acc.step = first
+
+    def on_token(s, nxt):
         acc.generated_tokens += int(nxt.numel())
         if on_step is not None:
             on_step(s, nxt)
-        step_in = nxt[:, None]
-    return torch.stack(new, dim=1)
+        if s + 1 < max_new_tokens:
+            acc.step = first + s + 1
+
+    return model.generate_greedy(ids, max_new_tokens, acc.core, on_token=on_token)
 
 
 class DriverBackend:

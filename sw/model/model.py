@@ -128,13 +128,14 @@ class CausalLM(nn.Module):
 
     @torch.no_grad()
     def generate_greedy(self, ids: IdsLike, max_new_tokens: int, core: Optional[Core] = None,
-                        *, stop_at_eos: bool = False) -> torch.Tensor:
+                        *, stop_at_eos: bool = False, on_token=None) -> torch.Tensor:
         """Greedy continuation with the KV cache; returns only the new tokens, int64 (B, max_new_tokens).
 
         ``ids``: a prompt (list of ints / 1-D tensor) or a batch of equal-length prompts (2-D).
         Ties in argmax pick the lowest token id (``torch.argmax``). With ``stop_at_eos``, generation stops
         once every sequence has produced an ``eos_token_id`` (the result may then be shorter; tokens after
-        a sequence's eos are still the greedy ones, callers cut them).
+        a sequence's eos are still the greedy ones, callers cut them). ``on_token(step, ids)``, if
+        given, is called with the ids (B,) chosen at each step (0-based) before the next step runs.
         """
         if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or max_new_tokens < 0:
             raise ValueError(f"max_new_tokens={max_new_tokens!r} must be a non-negative integer")
@@ -148,10 +149,12 @@ class CausalLM(nn.Module):
         done = torch.zeros(b, dtype=torch.bool)
         step_in = ids
         new = []
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logits = self.forward(step_in, cache, core, last_only=True)[:, -1]
             nxt = torch.argmax(logits, dim=-1)
             new.append(nxt)
+            if on_token is not None:
+                on_token(step, nxt)
             if stop_at_eos and len(eos):
                 done |= torch.isin(nxt, eos)
                 if bool(done.all()):
