@@ -139,3 +139,18 @@ def test_demo_layer_on_amaranth():
     acc = Accelerator(RTL_SMALL, "amaranth")
     chk = layer_check(acc, layer, layer_input(mc, 2, seed=4))
     assert torch.equal(chk.output, chk.reference_output)
+
+
+def test_model_config_without_loading_weights(tmp_path):
+    """``model_config`` reads only configurations, and agrees with the loaded models."""
+    from sw.driver.models import load_model, model_config, num_layers
+    from sw.model.checkpoint import CheckpointError
+    from sw.model.presets import preset_config
+
+    assert model_config("demo") == load_model("demo").config
+    assert model_config("2B4T") == preset_config("2b4t") and num_layers("2b4t") == 30
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json"):
+        model_config(str(tmp_path))
+    with pytest.raises(ModelSpecError, match="no such checkpoint folder"):
+        model_config(str(tmp_path / "missing"))

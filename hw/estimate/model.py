@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +27,6 @@ from hw.estimate.energy import NODES, core_energy, energy_table
 __all__ = ["EstimateError", "estimate", "model_shapes", "MAX_TOKENS"]
 
 MAX_TOKENS = 4096
-_PRESETS = ("2b4t", "700m", "1.3b", "3b")
 
 
 class EstimateError(ValueError):
@@ -36,25 +34,16 @@ class EstimateError(ValueError):
 
 
 def _model_config(model: str):
-    """(name, ModelConfig) of ``demo``, a preset name or a checkpoint folder."""
-    if not isinstance(model, str) or not model:
-        raise EstimateError(f"model must be 'demo', a preset ({', '.join(_PRESETS)}) or a checkpoint "
-                            f"folder, not {model!r}")
-    if model.lower() in _PRESETS:
-        from sw.model.presets import preset_config
-        return model.lower(), preset_config(model.lower())
-    from sw.model.checkpoint import CheckpointError, read_config
-    if model == "demo":
-        folder = Path(__file__).resolve().parents[2] / "sw" / "model" / "demo"
-    else:
-        folder = Path(model)
-        if not folder.is_dir():
-            raise EstimateError(f"model {model!r}: no such checkpoint folder (and not 'demo' or a preset: "
-                                f"{', '.join(_PRESETS)})")
+    """(name, ModelConfig) of ``demo``, a preset name or a checkpoint folder (weights are not read)."""
+    from sw.driver.models import PRESET_NAMES, ModelSpecError, model_config
+    from sw.model.checkpoint import CheckpointError
     try:
-        return model, read_config(folder)[1]
+        mc = model_config(model)
+    except ModelSpecError as e:
+        raise EstimateError(str(e)) from None
     except CheckpointError as e:
         raise EstimateError(f"model {model!r}: {str(e).splitlines()[0]}") from None
+    return (model.lower() if model.lower() in PRESET_NAMES else model), mc
 
 
 def model_shapes(mc) -> list:

@@ -26,11 +26,12 @@ import torch
 
 from hw.config import TernConfig
 from sw.driver.runtime import DEFAULT_CLOCK_MHZ, Accelerator
+from sw.model.presets import PRESETS
 
-__all__ = ["ModelSpecError", "LoadedModel", "load_model", "load_layer", "layer_input", "layer_check",
-           "LayerCheck", "generate", "DriverBackend", "PRESET_NAMES"]
+__all__ = ["ModelSpecError", "LoadedModel", "load_model", "model_config", "num_layers", "load_layer",
+           "layer_input", "layer_check", "LayerCheck", "generate", "DriverBackend", "PRESET_NAMES"]
 
-PRESET_NAMES = ("2b4t", "700m", "1.3b", "3b")
+PRESET_NAMES = tuple(PRESETS)
 
 
 class ModelSpecError(ValueError):
@@ -68,18 +69,13 @@ def _tokenizer_for(folder: Path):
         return None
 
 
-def load_model(spec: str, seed: int = 0) -> LoadedModel:
-    """``demo``, a preset name (random weights from ``seed``) or a checkpoint folder."""
+def _check_spec(spec) -> Path | None:
+    """Validates a model spec; returns the checkpoint folder (None for ``demo`` and presets)."""
     if not isinstance(spec, str) or not spec:
         raise ModelSpecError(f"model must be 'demo', a preset ({', '.join(PRESET_NAMES)}) or a checkpoint "
                              f"folder, not {spec!r}")
-    if spec == "demo":
-        from sw.demo import load_demo_model
-        model, tok = load_demo_model()
-        return LoadedModel(spec, "demo", model, tok)
-    if spec.lower() in PRESET_NAMES:
-        from sw.model.presets import random_model
-        return LoadedModel(spec, "preset", random_model(spec.lower(), seed=seed, lazy=True), None)
+    if spec == "demo" or spec.lower() in PRESET_NAMES:
+        return None
     folder = Path(spec)
     if not folder.exists():
         raise ModelSpecError(f"model {spec!r}: no such checkpoint folder (and not 'demo' or a preset: "
@@ -87,17 +83,41 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
     if not folder.is_dir():
         raise ModelSpecError(f"model {spec!r}: not a folder (a checkpoint is a folder with config.json and "
                              f"*.safetensors)")
+    return folder
+
+
+def load_model(spec: str, seed: int = 0) -> LoadedModel:
+    """``demo``, a preset name (random weights from ``seed``) or a checkpoint folder."""
+    folder = _check_spec(spec)
+    if spec == "demo":
+        from sw.demo import load_demo_model
+        model, tok = load_demo_model()
+        return LoadedModel(spec, "demo", model, tok)
+    if folder is None:
+        from sw.model.presets import random_model
+        return LoadedModel(spec, "preset", random_model(spec.lower(), seed=seed, lazy=True), None)
     from sw.model.checkpoint import load_checkpoint
     model = load_checkpoint(folder)
     return LoadedModel(spec, "checkpoint", model, _tokenizer_for(folder))
 
 
-def num_layers(spec: str) -> int:
-    """Layers of the model ``spec`` (a preset's without building it)."""
-    if isinstance(spec, str) and spec.lower() in PRESET_NAMES:
+def model_config(spec: str):
+    """The :class:`sw.model.config.ModelConfig` of ``spec`` without loading any weights (a checkpoint's
+    ``config.json`` is read and checked; a bad one raises ``CheckpointError``)."""
+    folder = _check_spec(spec)
+    if folder is None and spec != "demo":
         from sw.model.presets import preset_config
-        return preset_config(spec.lower()).num_hidden_layers
-    return load_model(spec).config.num_hidden_layers
+        return preset_config(spec.lower())
+    from sw.model.checkpoint import read_config
+    if folder is None:
+        from sw.demo import demo_model_dir
+        folder = demo_model_dir()
+    return read_config(folder)[1]
+
+
+def num_layers(spec: str) -> int:
+    """Layers of the model ``spec`` (from its configuration alone)."""
+    return model_config(spec).num_hidden_layers
 
 
 def load_layer(spec: str, index: int, seed: int = 0):
