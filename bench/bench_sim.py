@@ -22,9 +22,9 @@ import numpy as np
 
 from hw.config import TernConfig
 from hw.program import linear_program
-from hw.rtl.harness import run_rtl
+from hw.backends.amaranth import run_rtl
 from hw.sim import simulate
-from hw.sim.workloads import BITNET_2B4T_LAYER, layer_streams
+from hw.workloads import BITNET_2B4T_LAYER, layer_streams
 from hw.timing import StreamTiming, Timing
 
 

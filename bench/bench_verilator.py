@@ -1,4 +1,4 @@
-"""Verilator (cocotb-driven, hw.rtl.verilator) vs the cycle-accurate simulator (hw.sim): simulated
+"""Verilator (cocotb-driven, hw.backends.verilator) vs the cycle-accurate simulator (hw.sim): simulated
 cycles per second on the same program and timing.
 
 Both runs are checked before any figure is printed: the Verilator result vectors must equal the numpy
@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")   # the default of hw.cocotb_runner, made explicit
+os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")   # the default of hw.flows.cocotb, made explicit
 
 from hw.config import TernConfig  # noqa: E402
 from hw.program import linear_program  # noqa: E402
-from hw.rtl.verilator import build_core, run_verilator  # noqa: E402
+from hw.backends.verilator import build_core, run_verilator  # noqa: E402
 from hw.sim.machine import simulate  # noqa: E402
 from hw.timing import Timing  # noqa: E402
 

@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE"]
+__all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "PERF_COUNTERS",
+           "DEFAULT_CLOCK_MHZ", "sum_width"]
 
-#: Hardware weight stream formats (SPEC section 4) and the ternary codes each byte carries.
+#: Hardware weight stream formats (``docs/FORMATS.md``) and the ternary codes each byte carries.
 WEIGHT_FORMATS = ("2bit", "base3")
 TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+
+#: The core's performance counters, in port order (definitions in ``docs/ARCHITECTURE.md``).
+PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
+                 "wgt_beats")
+
+#: Clock of the modelled device, in MHz, for tokens/s and seconds where none is given.
+DEFAULT_CLOCK_MHZ = 200.0
+
+
+def sum_width(n_terms: int) -> int:
+    """Signed width that holds any sum of ``n_terms`` products of an int8 and a ternary weight
+    (range ``[-128 * n_terms, 128 * n_terms]``): the width of an adder-tree node over that many lanes."""
+    return (128 * n_terms).bit_length() + 1
 
 
 class ConfigError(ValueError):
@@ -92,12 +105,88 @@ class TernConfig:
     def dot_width(self) -> int:
         """Signed width that holds any dot product of ``lanes`` int8 values with ternary weights
         (range ``[-128 * lanes, 128 * lanes]``)."""
-        return (128 * self.lanes).bit_length() + 1
+        return sum_width(self.lanes)
 
     @property
     def tree_levels(self) -> int:
-        """Adder levels in the dot unit's reduction tree."""
-        return max(0, math.ceil(math.log2(self.lanes))) if self.lanes > 1 else 0
+        """Adder levels in the dot unit's reduction tree: ``ceil(log2(lanes))``."""
+        return (self.lanes - 1).bit_length()
+
+    @property
+    def tree_adder_widths(self) -> dict:
+        """``{width: adders}`` of one dot unit's adder tree: a binary tree of :attr:`tree_levels`
+        levels, nodes paired in order, an odd node passed through, each adder as wide as its range
+        (:func:`sum_width` of the lanes it covers)."""
+        hist: dict = {}
+        nodes = [1] * self.lanes
+        while len(nodes) > 1:
+            nxt = []
+            for i in range(0, len(nodes), 2):
+                pair = nodes[i:i + 2]
+                if len(pair) == 2:
+                    w = sum_width(pair[0] + pair[1])
+                    hist[w] = hist.get(w, 0) + 1
+                nxt.append(sum(pair))
+            nodes = nxt
+        return dict(sorted(hist.items()))
+
+    # -- pipeline (every latency the RTL has; each block checks its own at elaboration) ------------
+
+    @property
+    def dot_latency(self) -> int:
+        """Register stages of a dot unit: one after every ``tree_reg_every`` adder levels (0 for a
+        combinational tree)."""
+        return self.tree_levels // self.tree_reg_every if self.tree_reg_every else 0
+
+    @property
+    def pe_latency(self) -> int:
+        """PE array: cycles from a step with ``valid & last`` to its ``result_valid`` (the dot unit,
+        then the accumulator register)."""
+        return self.dot_latency + 1
+
+    @property
+    def decoder_latency(self) -> int:
+        """Weight decoder: a beat accepted in cycle ``c`` that completes a word makes it valid from
+        ``c + decoder_latency``."""
+        return 1
+
+    @property
+    def ram_latency(self) -> int:
+        """Activation and weight buffers: address in cycle ``c``, data in ``c + ram_latency``."""
+        return 1
+
+    @property
+    def out_fifo_latency(self) -> int:
+        """Output FIFO: a write into an empty FIFO in cycle ``c`` is on ``out`` from ``c + 1``."""
+        return 1
+
+    @property
+    def result_latency(self) -> int:
+        """Cycles from the issue of a token's last step to the first cycle its result can leave
+        ``out``: RAM read + PE array + output FIFO."""
+        return self.ram_latency + self.pe_latency + self.out_fifo_latency
+
+    @property
+    def queue_depth(self) -> int:
+        """Entries of the execute queue and of the loader queue (instructions)."""
+        return 4
+
+    @property
+    def dispatch_latency(self) -> int:
+        """Cycles from an instruction's acceptance on ``instr`` to the first cycle it can be current
+        in the execute engine / the loader (queues and engines free): dispatch register, queue push,
+        queue pop."""
+        return 3
+
+    @property
+    def perf_counters(self) -> tuple:
+        """The performance counters the core has, in port order."""
+        return PERF_COUNTERS
+
+    @property
+    def perf_width(self) -> int:
+        """Width of every performance counter."""
+        return 48
 
     @property
     def trits_per_byte(self) -> int:
@@ -128,10 +217,39 @@ class TernConfig:
         """Largest K (input features) one MATMUL can cover: one full weight bank."""
         return self.wgt_depth * self.lanes
 
+    @property
+    def acc_limit(self) -> int:
+        """Largest magnitude the signed ``acc_width``-bit accumulator holds on both sides:
+        ``2**(acc_width-1) - 1``."""
+        return (1 << (self.acc_width - 1)) - 1
+
+    @property
     def max_k_exact(self) -> int:
-        """Largest K whose dot products provably fit the accumulator: ``128 * K < 2**(acc_width-1)``
-        (so ``-128 * K >= -2**(acc_width-1)`` and ``127 * K <= 2**(acc_width-1) - 1``)."""
-        return (2 ** (self.acc_width - 1) - 1) // 128
+        """Largest K whose dot products provably fit the accumulator: ``128 * K <= acc_limit``
+        (every partial sum of K int8 x ternary products has magnitude at most ``128 * K``)."""
+        return self.acc_limit // 128
+
+    @property
+    def max_chunk_words(self) -> int:
+        """Most weight words one K chunk (one MATMUL of the compiler) may have: it must fit a weight
+        bank (``wgt_depth``), a LOAD_ACT must hold one token of it (``act_depth``), and its dot
+        products must provably fit the accumulator (``floor(max_k_exact / lanes)``, at least 1
+        because ``acc_width >= dot_width``)."""
+        return min(self.wgt_depth, self.act_depth, self.max_k_exact // self.lanes)
+
+    # -- tiling geometry ---------------------------------------------------------------------------
+
+    def k_words(self, k: int) -> int:
+        """Activation / weight words that cover ``k`` input features (K zero-padded to ``lanes``)."""
+        return -(-int(k) // self.lanes)
+
+    def n_tiles(self, n: int) -> int:
+        """``rows``-row weight tiles that cover ``n`` output features (N zero-padded to ``rows``)."""
+        return -(-int(n) // self.rows)
+
+    def tokens_per_group(self, k_words: int) -> int:
+        """Tokens one LOAD_ACT can hold for ``k_words``-word inputs: ``floor(act_depth / k_words)``."""
+        return self.act_depth // int(k_words)
 
     # -- serialization ----------------------------------------------------------------------------
 

@@ -73,7 +73,7 @@ def _cmd_rtl(args) -> int:
         raise UsageError(f"tern rtl: output file must end in .v, not {out.name!r}")
     if not out.parent.is_dir():
         raise UsageError(f"tern rtl: output folder {str(out.parent)!r} does not exist")
-    from hw.rtl.export import write_verilog
+    from hw.flows.export import write_verilog
     info = write_verilog(cfg, out)
     result = {"verilog": str(out), "config": str(out.with_suffix(".json"))}
     if isinstance(info, dict):
@@ -99,7 +99,9 @@ def _config_flags_given(args) -> bool:
 
 
 def _cmd_verify(args) -> int:
-    from hw.sim.verify import BACKENDS, run_verify
+    from hw.backends import rtl_backends
+    from hw.verify.differential import run_verify
+    BACKENDS = rtl_backends()
 
     if args.backend not in BACKENDS:
         raise UsageError(f"tern verify: unknown backend {args.backend!r} "
@@ -208,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(d)
     d.set_defaults(func=_cmd_demo)
     add_driver_commands(sub, _add_config_flags, config_from_args, _emit)
-    from hw.board_build import add_synth_command
+    from hw.flows.boards import add_synth_command
     add_synth_command(sub, _add_config_flags, config_from_args, _emit)
     from hw.estimate.cli import add_estimate_command
     add_estimate_command(sub, _add_config_flags, config_from_args, _emit)

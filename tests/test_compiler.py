@@ -85,7 +85,7 @@ def test_splitting_rules_are_the_tightest_bounds():
     c = TernConfig(lanes=4, rows=1, act_depth=16, wgt_depth=64)   # act_depth is the limit
     assert max_chunk_words(c) == 16
     c = TernConfig(lanes=64, acc_width=20)   # (2**19 - 1) // (128 * 64) = 63 words
-    assert max_chunk_words(c) == 63 == c.max_k_exact() // 64
+    assert max_chunk_words(c) == 63 == c.max_k_exact // 64
     assert split_k(10, 4) == [(0, 4), (4, 7), (7, 10)]
     assert split_k(3, 8) == [(0, 3)]
 
@@ -132,7 +132,7 @@ def test_overflow_proof_accepts_exactly_the_safe_chunks():
         with pytest.raises(OverflowProofError, match=f"does not fit a signed {acc}-bit accumulator"):
             prove_no_overflow(cfg, safe + 1)
         # the same bound as TernConfig.max_k_exact, computed independently
-        assert safe * lanes <= cfg.max_k_exact() < (safe + 1) * lanes
+        assert safe * lanes <= cfg.max_k_exact < (safe + 1) * lanes
 
 
 def test_the_proof_guards_a_real_overflow():

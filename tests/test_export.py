@@ -7,8 +7,8 @@ import re
 import pytest
 
 from hw.config import TernConfig
-from hw.rtl import export
-from hw.rtl.export import TOP_NAME, write_verilog
+from hw.flows import export
+from hw.flows.export import TOP_NAME, write_verilog
 from sw.cli import main as cli_main
 
 pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")

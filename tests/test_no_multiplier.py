@@ -1,6 +1,6 @@
 """SPEC section 6: no multiplier in the datapath.
 
-1. Yosys (hw.synth): the PE array, the weight decoder (both formats) and the whole TernCore of a small
+1. Yosys (hw.flows.yosys): the PE array, the weight decoder (both formats) and the whole TernCore of a small
    configuration have zero multiplier/divider/MAC/DSP cells in every flow (coarse cells before
    alumacc, generic synth, synth_ice40 with DSP inference, synth_ecp5 through DSP inference). A
    design that does multiply is flagged by the same check (so it can fail).
@@ -25,7 +25,7 @@ from hw.config import TernConfig
 from hw.rtl.decoder import WeightDecoder
 from hw.rtl.pe_array import PEArray
 from hw.rtl.top import TernCore
-from hw.synth import FLOWS, cell_histograms, multiplier_cells
+from hw.flows.yosys import FLOWS, cell_histograms, multiplier_cells
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = TernConfig(rows=2, lanes=8, bus_bytes=2, act_depth=16, wgt_depth=4, out_depth=4,

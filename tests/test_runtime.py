@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from hw.backends import Backend
 from hw.config import TernConfig
 from hw.sim import simulate
-from hw.sim.result import PERF_COUNTERS
+from hw.result import PERF_COUNTERS
 from hw.timing import StreamTiming, Timing
 from sw.driver.compiler import CompileError
 from sw.driver.runtime import (BACKENDS, Accelerator, BackendError, BackendUnavailable, DeviceError,
@@ -162,8 +163,8 @@ def test_timing_changes_cycles_not_results():
 def test_backend_errors(monkeypatch):
     with pytest.raises(BackendError, match="unknown backend 'fpga'"):
         Accelerator(TernConfig(), "fpga")
-    monkeypatch.setitem(sys.modules, "hw.rtl.verilator", None)   # as if the module were not installed
-    with pytest.raises(BackendUnavailable, match="hw.rtl.verilator"):
+    monkeypatch.setitem(sys.modules, "hw.backends.verilator", None)   # as if the module were not installed
+    with pytest.raises(BackendUnavailable, match="hw.backends.verilator"):
         get_backend("verilator")
     with pytest.raises(TypeError, match="TernConfig"):
         Accelerator({"rows": 4})
@@ -179,22 +180,22 @@ def test_backend_errors(monkeypatch):
 def test_device_errors_are_reported(monkeypatch):
     """A device that raises its error flags, or loses a result vector, is never trusted."""
     cfg = TernConfig(rows=2, lanes=4)
-    real = BACKENDS["sim"]
+    real = BACKENDS["sim"].run
 
-    def flagged(config, prog, timing):
-        r = real(config, prog, timing)
+    def flagged(config, program, timing, **streams):
+        r = real(config, program, timing, **streams)
         r.error = 2
         return r
 
-    def lossy(config, prog, timing):
-        r = real(config, prog, timing)
+    def lossy(config, program, timing, **streams):
+        r = real(config, program, timing, **streams)
         r.outputs = r.outputs[:-1]
         return r
 
     q = np.ones((1, 4), dtype=np.int8)
     t = np.ones((2, 4), dtype=np.int8)
-    monkeypatch.setitem(BACKENDS, "flagged", flagged)
-    monkeypatch.setitem(BACKENDS, "lossy", lossy)
+    monkeypatch.setitem(BACKENDS, "flagged", Backend("flagged", rtl=False, run=flagged))
+    monkeypatch.setitem(BACKENDS, "lossy", Backend("lossy", rtl=False, run=lossy))
     with pytest.raises(DeviceError, match="error flags 2"):
         Accelerator(cfg, "flagged").linear(q, t)
     with pytest.raises(CompileError, match="result vectors"):

@@ -21,9 +21,9 @@ from hw.isa import Instr, Op
 from hw.program import (ProgramBuilder, decode_program, instr_is_valid, linear_program, outputs_to_matrix,
                         prefill_program, reference_matmul, wrap_signed)
 from hw.sim import SimError, adder_tree_widths, rtl_latencies, simulate
-from hw.sim.result import PERF_COUNTERS
-from hw.sim.verify import random_case
-from hw.sim.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
+from hw.result import PERF_COUNTERS
+from hw.verify.generate import random_case
+from hw.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
 from hw.timing import Timing
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")

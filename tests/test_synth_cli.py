@@ -1,11 +1,11 @@
-"""``tern synth`` (hw/board_build.py): bad input (fast) and real place-and-route builds (slow)."""
+"""``tern synth`` (hw/flows/boards.py): bad input (fast) and real place-and-route builds (slow)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from hw.board_build import BOARDS, BoardError, build_board, default_config
+from hw.flows.boards import BOARDS, BoardError, build_board, default_config
 from hw.config import TernConfig
 from sw.cli import main
 

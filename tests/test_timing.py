@@ -1,4 +1,4 @@
-"""hw.timing: the stream timing model, and the RTL harness (hw.rtl.harness) replaying it exactly.
+"""hw.timing: the stream timing model, and the RTL harness (hw.backends.amaranth) replaying it exactly.
 
 The harness checks compare the cycle of every transfer on the RTL with the model's equation
 ``x_i = max(x_{i-1} + 1 + gap_i, latency + floor(i / rate))`` evaluated here by an explicit loop, in
@@ -14,7 +14,7 @@ import pytest
 from hw.config import TernConfig
 from hw.isa import nop
 from hw.program import ProgramBuilder
-from hw.rtl.harness import HarnessError, run_rtl
+from hw.backends.common import HarnessError, run_rtl
 from hw.rtl.pe_array import PEArray
 from hw.timing import STREAMS, StreamTiming, Timing, TimingError
 

@@ -11,7 +11,7 @@ import math
 
 __all__ = ["add_estimate_command"]
 
-DEFAULT_CLOCK_MHZ = 200.0   # same as sw.driver.runtime.DEFAULT_CLOCK_MHZ (checked by a test)
+from hw.config import DEFAULT_CLOCK_MHZ
 
 
 class EstimateUsageError(ValueError):

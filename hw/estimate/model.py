@@ -64,7 +64,7 @@ def estimate(model: str, config: TernConfig | None = None, *, node: str = "7nm",
     (joules per token by component) and details.
     """
     from hw.sim import simulate
-    from hw.sim.workloads import layer_streams
+    from hw.workloads import layer_streams
 
     config = TernConfig() if config is None else config
     if not isinstance(config, TernConfig):

@@ -33,7 +33,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from hw.config import TernConfig
+from hw.config import PERF_COUNTERS, TernConfig
 from hw.isa import INSTR_LAYOUT, Op
 from hw.rtl.buffers import act_word_layout, weight_word_layout
 
@@ -43,9 +43,6 @@ __all__ = ["Controller", "PERF_COUNTERS", "PERF_WIDTH", "QUEUE_DEPTH", "ERR_BAD_
 QUEUE_DEPTH = 4
 #: Width of every performance counter.
 PERF_WIDTH = 48
-#: Performance counters, in port order (``perf_<name>``); definitions in docs/ARCHITECTURE.md.
-PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
-                 "wgt_beats")
 #: Error flag bits.
 ERR_BAD_INSTR = 0
 ERR_WEIGHT_CODE = 1

@@ -8,8 +8,7 @@ Bit-exact and cycle-exact against :class:`hw.rtl.top.TernCore` for the same prog
 """
 
 from hw.sim.machine import Latencies, SimError, adder_tree_widths, rtl_latencies, simulate
-from hw.sim.result import PERF_COUNTERS, RunResult, Streams
-from hw.sim.verify import run_verify
+from hw.result import PERF_COUNTERS, RunResult, Streams
 
-__all__ = ["simulate", "run_verify", "RunResult", "Streams", "SimError", "Latencies", "rtl_latencies",
+__all__ = ["simulate", "RunResult", "Streams", "SimError", "Latencies", "rtl_latencies",
            "adder_tree_widths", "PERF_COUNTERS"]

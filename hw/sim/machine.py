@@ -27,7 +27,7 @@ import numpy as np
 from hw.config import TernConfig
 from hw.isa import FIELD_MAX, Op
 from hw.program import wrap_signed
-from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
+from hw.result import PERF_COUNTERS, RunResult, as_streams
 from hw.timing import Timing
 
 __all__ = ["simulate", "Latencies", "rtl_latencies", "SimError", "event_counts", "adder_tree_widths"]
@@ -130,7 +130,7 @@ class _Stream:
 
 def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
              act_beats=None, wgt_beats=None, latencies: Latencies | None = None) -> RunResult:
-    """Simulate a program on the tern core. Arguments as :func:`hw.rtl.harness.run_rtl`; returns the
+    """Simulate a program on the tern core. Arguments as :func:`hw.backends.amaranth.run_rtl`; returns the
     same :class:`RunResult` (``backend = "sim"``) plus ``events`` (energy event counts).
 
     The streams must hold exactly the beats that the program's valid instructions consume

@@ -11,11 +11,11 @@ the device reported no error and returned every result vector, adds the chunks' 
 host in int64, and appends a :class:`CallRecord` (cycles and the eight performance counters) to
 ``acc.records``.
 
-Backends (:data:`BACKENDS`): ``sim`` (:func:`hw.sim.simulate`, the default), ``amaranth``
-(:func:`hw.rtl.harness.run_rtl`, the RTL under Amaranth's simulator: small configurations and models
-only) and ``verilator`` (the Verilated core, imported when first used: each :class:`Accelerator`
-starts one :class:`hw.rtl.verilator.VerilatorSession` on its first call and runs every later call in
-it, so the simulator start-up is paid once; :meth:`Accelerator.close` or interpreter exit ends it).
+Backends come from the one registry, :data:`hw.backends.BACKENDS`: ``sim`` (:func:`hw.sim.simulate`,
+the default), ``amaranth`` (the RTL under Amaranth's simulator: small configurations and models only)
+and ``verilator`` (the Verilated core). Each :class:`Accelerator` opens one session of its backend on
+its first call and runs every later call in it (for ``verilator`` one simulator process, so its
+start-up is paid once); :meth:`Accelerator.close` or interpreter exit ends it.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from typing import Callable
 
 import numpy as np
 
-from hw.config import TernConfig
-from hw.sim.result import PERF_COUNTERS
+from hw.backends import BACKENDS, BackendError, BackendUnavailable, get_backend
+from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
+from hw.result import PERF_COUNTERS
 from sw.driver.compiler import CompiledLinear, CompileError, WeightCache
 
 __all__ = ["Accelerator", "BACKENDS", "BackendError", "BackendUnavailable", "DeviceError", "CallRecord",
@@ -36,62 +37,10 @@ __all__ = ["Accelerator", "BACKENDS", "BackendError", "BackendUnavailable", "Dev
 
 #: The seven projections of a decoder layer, in execution order.
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-DEFAULT_CLOCK_MHZ = 200.0
-
-
-class BackendError(ValueError):
-    """An unknown backend name, or a backend that cannot run this configuration."""
-
-
-class BackendUnavailable(BackendError):
-    """A known backend whose implementation is missing from this installation."""
 
 
 class DeviceError(RuntimeError):
     """The device (simulator or RTL) flagged an error or returned the wrong number of results."""
-
-
-def _run_sim(config, prog, timing):
-    from hw.sim import simulate
-    return simulate(config, None, timing, words=prog.words, act_beats=prog.act_beats,
-                    wgt_beats=prog.wgt_beats)
-
-
-def _run_amaranth(config, prog, timing):
-    from hw.rtl.harness import run_rtl
-    return run_rtl(config, None, timing, words=prog.words, act_beats=prog.act_beats,
-                   wgt_beats=prog.wgt_beats)
-
-
-def _load_verilator():
-    try:
-        from hw.rtl.verilator import run_verilator
-    except ModuleNotFoundError as e:
-        if e.name in ("hw.rtl.verilator",):
-            raise BackendUnavailable("backend 'verilator' needs hw.rtl.verilator.run_verilator, which is not "
-                                     "in this installation") from None
-        raise
-    return run_verilator
-
-
-def _run_verilator(config, prog, timing):
-    run_verilator = _load_verilator()
-    return run_verilator(config, None, timing, words=prog.words, act_beats=prog.act_beats,
-                         wgt_beats=prog.wgt_beats)
-
-
-#: name -> function(config, CallProgram, timing) -> hw.sim.result.RunResult
-BACKENDS: dict[str, Callable] = {"sim": _run_sim, "amaranth": _run_amaranth, "verilator": _run_verilator}
-
-
-def get_backend(name: str) -> Callable:
-    """The run function of backend ``name``; :class:`BackendError` for an unknown name and
-    :class:`BackendUnavailable` when its implementation is not installed."""
-    if not isinstance(name, str) or name not in BACKENDS:
-        raise BackendError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
-    if name == "verilator":
-        _load_verilator()
-    return BACKENDS[name]
 
 
 _LAYER_RE = re.compile(r"layers\.(\d+)\.")
@@ -162,11 +111,9 @@ class Accelerator:
         if not isinstance(config, TernConfig):
             raise TypeError(f"Accelerator: config must be a hw.config.TernConfig, not {config!r}")
         self.config = config
-        self._run = get_backend(backend)
+        self._backend = get_backend(backend)
         self.backend = backend
         self._session = None
-        if self._run is _run_verilator:  # one simulator for all calls (not when BACKENDS is patched)
-            self._run = self._run_in_session
         if timing is not None:
             from hw.timing import Timing
             if not isinstance(timing, Timing):
@@ -187,16 +134,16 @@ class Accelerator:
     def name(self) -> str:
         return self.backend
 
-    def _run_in_session(self, config, prog, timing):
+    def _run(self, prog):
+        """Run one call's program in the backend's session (started by the first call)."""
         if self._session is None or self._session.closed:
-            from hw.rtl.verilator import VerilatorSession
-            self._session = VerilatorSession(config)
-        return self._session.run(None, timing, words=prog.words, act_beats=prog.act_beats,
+            self._session = self._backend.session(self.config)
+        return self._session.run(None, self.timing, words=prog.words, act_beats=prog.act_beats,
                                  wgt_beats=prog.wgt_beats)
 
     def close(self):
-        """End the backend's simulator process, if any (the ``verilator`` session; a later call starts
-        a new one). Also done at interpreter exit."""
+        """End the backend's session, if any (the ``verilator`` simulator process; a later call
+        starts a new one). Also done at interpreter exit."""
         if self._session is not None:
             self._session.close()
             self._session = None
@@ -222,7 +169,7 @@ class Accelerator:
         """Run ``comp`` on the activations ``q`` (tokens, K); returns ``D`` int64 (tokens, N)."""
         prog = comp.program(q)
         t0 = time.perf_counter()
-        res = self._run(self.config, prog, self.timing)
+        res = self._run(prog)
         wall = time.perf_counter() - t0
         label = name or comp.name or "projection"
         if res.error:

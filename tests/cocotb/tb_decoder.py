@@ -2,9 +2,9 @@
 test_cocotb_decoder.py).
 
 Input ``$TERN_TB_IN``: ``{"cases": [{"beats": [packed], "n_words": n, "timing": Timing dict}]}``. Each
-case starts from a one-cycle reset; the beats are offered by a :class:`hw.rtl.verilator.StreamSource`
+case starts from a one-cycle reset; the beats are offered by a :class:`hw.backends.verilator.StreamSource`
 replaying the timing's ``wgt`` stream (random valid gaps), the words are taken by a
-:class:`hw.rtl.verilator.StreamSink` replaying its ``out`` stream (random backpressure). The case ends
+:class:`hw.backends.verilator.StreamSink` replaying its ``out`` stream (random backpressure). The case ends
 when every beat was accepted and ``n_words`` words were taken, plus 3 idle cycles in which the sticky
 error flag is still watched. Output: per case the words (unsigned ints), the cycle of every word and
 beat transfer, the first cycle with ``error`` high (or null) and ``error`` at the end.
@@ -14,8 +14,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.cocotb_runner import bench_input, bench_output
-from hw.rtl.verilator import StreamSink, StreamSource
+from hw.flows.cocotb import bench_input, bench_output
+from hw.backends.verilator import StreamSink, StreamSource
 from hw.timing import Timing
 
 

@@ -10,7 +10,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.cocotb_runner import bench_input, bench_output
+from hw.flows.cocotb import bench_input, bench_output
 
 
 @cocotb.test()

@@ -2,9 +2,9 @@
 
 * :func:`build_component` converts an Amaranth component to Verilog and builds it with Verilator
   (one hashed build folder per parametrization, reused while the Verilog is unchanged, locked against
-  concurrent pytest-xdist workers: :func:`hw.cocotb_runner.build`).
+  concurrent pytest-xdist workers: :func:`hw.flows.cocotb.build`).
 * :func:`run_tb` runs one of the cocotb modules beside this file (``tb_*.py``) with a JSON stimulus
-  and returns what it observed (:func:`hw.cocotb_runner.run_bench`).
+  and returns what it observed (:func:`hw.flows.cocotb.run_bench`).
 * :func:`seed` gives a test's seed: ``$TERN_SEED`` when set (to replay a failure), else the default;
   every randomized assertion message names it.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hw.cocotb_runner import build, run_bench
+from hw.flows.cocotb import build, run_bench
 
 HERE = Path(__file__).resolve().parent
 

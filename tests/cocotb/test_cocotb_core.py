@@ -1,4 +1,4 @@
-"""TernCore (hw/rtl/top.py) on Verilator (hw.rtl.verilator) vs the PyTorch/numpy reference vs the
+"""TernCore (hw/rtl/top.py) on Verilator (hw.backends.verilator) vs the PyTorch/numpy reference vs the
 cycle-accurate simulator (hw.sim).
 
 * The embedded demo model (sw/model/demo) runs a prompt with every BitLinear's integer core computed
@@ -10,7 +10,7 @@ cycle-accurate simulator (hw.sim).
   rows, one token and one output feature.
 * Reset in the middle of a program (during LOAD_ACT, weight streaming, compute and output
   backpressure): the next program runs exactly as from power-up.
-* Random differential programs (hw.sim.verify.run_verify with the "verilator" backend).
+* Random differential programs (hw.verify.differential.run_verify with the "verilator" backend).
 
 Every run is compared field by field with hw.sim.simulate for the same hw.timing.Timing: result
 vectors, cycle count, all performance counters, error flags and the cycle of every stream transfer.
@@ -27,10 +27,10 @@ import torch
 from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import linear_program, outputs_to_matrix
-from hw.rtl.harness import HarnessError
-from hw.rtl.verilator import VerilatorCase, run_verilator, run_verilator_batch
+from hw.backends.common import HarnessError
+from hw.backends.verilator import VerilatorCase, run_verilator, run_verilator_batch
 from hw.sim.machine import simulate
-from hw.sim.verify import run_verify
+from hw.verify.differential import run_verify
 from hw.timing import StreamTiming, Timing
 from tbutil import replay_hint, seed
 
@@ -214,8 +214,8 @@ def test_run_verify_random_programs_fixed_config():
 def test_run_verify_random_configs_matches_amaranth_backend():
     """Two random configurations (two builds): the Verilator results equal the Amaranth-sim harness'
     field by field, and both equal hw.sim and the reference (via run_verify)."""
-    from hw.rtl.harness import run_rtl
-    from hw.sim.verify import random_case
+    from hw.backends.amaranth import run_rtl
+    from hw.verify.generate import random_case
 
     s = seed(5)
     r = run_verify("verilator", 2, s)

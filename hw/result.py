@@ -1,7 +1,7 @@
 """What one run of a tern core program returns, whichever backend ran it.
 
 :class:`RunResult` is returned by the cycle-accurate simulator (:func:`hw.sim.simulate`) and by the
-RTL harness (:func:`hw.rtl.harness.run_rtl`), so the two compare field by field
+RTL harness (:func:`hw.backends.amaranth.run_rtl`), so the two compare field by field
 (:meth:`RunResult.compare`). :class:`Streams` is the input of a run: the instruction words and the raw
 activation and weight beats.
 """
@@ -12,13 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hw.config import TernConfig
+from hw.config import PERF_COUNTERS, TernConfig
 
 __all__ = ["RunResult", "Streams", "PERF_COUNTERS", "as_streams"]
-
-#: Performance counters of TernCore, in port order (same as ``hw.rtl.controller.PERF_COUNTERS``).
-PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
-                 "wgt_beats")
 
 
 @dataclass

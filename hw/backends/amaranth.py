@@ -3,7 +3,7 @@
 :func:`run_rtl` drives the four streams of the core cycle by cycle exactly as the timing model of
 :mod:`hw.timing` says (the environment's side of transfer ``i`` rises in cycle
 ``max(x_{i-1} + 1 + gap_i, latency + floor(i / rate))`` and stays high until the transfer), and
-returns a :class:`hw.sim.result.RunResult`: the result vectors, the cycle count, the performance
+returns a :class:`hw.result.RunResult`: the result vectors, the cycle count, the performance
 counters, the error flags and the cycle of every transfer. The cycle-accurate simulator
 (:func:`hw.sim.simulate`) returns the same structure for the same inputs; the differential tests
 compare the two field by field.
@@ -21,73 +21,12 @@ import time
 
 import numpy as np
 
+from hw.backends.common import HarnessError, pack_rows, prepare_run, unpack_rows
 from hw.config import TernConfig
-from hw.isa import Op, decode
-from hw.program import instr_is_valid
-from hw.sim.result import PERF_COUNTERS, RunResult, as_streams
+from hw.result import PERF_COUNTERS, RunResult
 from hw.timing import Timing
 
-__all__ = ["run_rtl", "HarnessError", "default_max_cycles", "prepare_run", "pack_rows", "unpack_rows"]
-
-
-class HarnessError(RuntimeError):
-    """The RTL did not finish the program within the cycle limit."""
-
-
-def pack_rows(rows, bits: int) -> list[int]:
-    """Each row of small integers -> one int with ``bits``-bit two's-complement fields (field 0
-    lowest): the payload of a stream beat with an ``ArrayLayout`` of ``bits``-bit elements."""
-    mask = (1 << bits) - 1
-    out = []
-    for row in np.asarray(rows, dtype=np.int64).tolist():
-        v = 0
-        for i, x in enumerate(row):
-            v |= (x & mask) << (bits * i)
-        out.append(v)
-    return out
-
-
-def unpack_rows(values, bits: int, n: int) -> np.ndarray:
-    """The inverse of :func:`pack_rows` for signed fields: ``(len(values), n)`` int64."""
-    out = np.zeros((len(values), n), dtype=np.int64)
-    mask = (1 << bits) - 1
-    sign = 1 << (bits - 1)
-    for j, v in enumerate(values):
-        v = int(v)
-        for i in range(n):
-            x = (v >> (bits * i)) & mask
-            out[j, i] = x - (1 << bits) if x & sign else x
-    return out
-
-
-def prepare_run(who: str, config: TernConfig, program, timing, *, words=None, act_beats=None,
-                wgt_beats=None, max_cycles=None):
-    """The checked inputs of one RTL run, shared by every RTL backend: ``(timing, streams,
-    max_cycles)`` with the ideal timing and :func:`default_max_cycles` filled in."""
-    timing = Timing() if timing is None else timing
-    if not isinstance(timing, Timing):
-        raise TypeError(f"{who}: timing must be a hw.timing.Timing, not {timing!r}")
-    st = as_streams(config, program, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
-    if max_cycles is None:
-        max_cycles = default_max_cycles(config, st, timing)
-    return timing, st, max_cycles
-
-
-def default_max_cycles(config: TernConfig, streams, timing: Timing) -> int:
-    """A generous bound on the cycles a program can take (work plus every gap, with margin)."""
-    steps = outs = 0
-    for w in streams.words:
-        ins = decode(w)
-        if ins.op == Op.MATMUL and instr_is_valid(config, ins):
-            steps += ins.b * ins.c
-            outs += ins.c
-    n = {"instr": len(streams.words), "act": len(streams.act_beats), "wgt": len(streams.wgt_beats),
-         "out": outs}
-    slack = 0
-    for name, k in n.items():
-        if k:
-            slack += int(timing.gaps(name, k).sum()) + int(timing.not_before(name, 1, k - 1)[0])
-    return 1000 + 4 * (sum(n.values()) + steps + slack)
+__all__ = ["run", "run_rtl", "HarnessError"]
 
 
 def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
@@ -183,3 +122,7 @@ def run_rtl(config: TernConfig, program=None, timing: Timing | None = None, *, w
         instr_cycles=np.array(stamps[0], dtype=np.int64), act_cycles=np.array(stamps[1], dtype=np.int64),
         wgt_cycles=np.array(stamps[2], dtype=np.int64), out_cycles=np.array(out_cycles, dtype=np.int64),
         wall_s=wall)
+
+
+#: The backend entry point (:mod:`hw.backends`).
+run = run_rtl

@@ -10,11 +10,11 @@ compile into the same folder at once: the second one waits and then reuses the f
 :func:`test` runs a cocotb test module against a finished build in a fresh run folder
 ``<build>/runs/<pid>-<n>/`` (logs, results, the input/output files of a batch and the waveform), so
 several runs of one build can proceed at the same time, and returns the parsed results.
-:func:`run_bench` is the round trip the testbenches of ``tests/cocotb`` and :mod:`hw.rtl.verilator`
+:func:`run_bench` is the round trip the testbenches of ``tests/cocotb`` and :mod:`hw.backends.verilator`
 use: it writes a JSON stimulus file into the run folder, runs the module (which reads it from
 ``$TERN_TB_IN`` and writes its observations to ``$TERN_TB_OUT``) and returns the decoded output.
 :func:`launch` starts a test module in the background instead (``Popen``, with file descriptors
-passed to the simulator) for long-lived testbenches such as :class:`hw.rtl.verilator.VerilatorSession`.
+passed to the simulator) for long-lived testbenches such as :class:`hw.backends.verilator.VerilatorSession`.
 
 Waveforms: ``waves=True`` or the environment variable ``TERN_WAVES=1`` (``WAVES=1`` also works) builds
 with tracing (a separate build folder) and makes every run write ``dump.vcd`` into its run folder (its
@@ -296,7 +296,7 @@ def test(result: BuildResult, test_module: str, test_dir: Path | None = None, *,
 def launch(result: BuildResult, test_module: str, *, env: dict | None = None, testcase: str | None = None,
            pass_fds: tuple[int, ...] = (), run_dir: Path | None = None) -> tuple[subprocess.Popen, Path]:
     """Start the cocotb ``test_module`` on a build in the background (a long-lived testbench such as
-    the server of :class:`hw.rtl.verilator.VerilatorSession`) and return ``(process, run_dir)``
+    the server of :class:`hw.backends.verilator.VerilatorSession`) and return ``(process, run_dir)``
     without waiting: the simulator keeps ``pass_fds`` open (pipes to talk to the test), writes its
     log to ``<run_dir>/sim.log`` and, when the test ends, ``results.xml``. The caller owns the
     process (wait for it, kill it on a timeout)."""

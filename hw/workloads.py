@@ -14,7 +14,7 @@ import numpy as np
 
 from hw.config import TernConfig
 from hw.isa import load_act, matmul, sync
-from hw.sim.result import Streams
+from hw.result import Streams
 
 __all__ = ["BITNET_2B4T_LAYER", "bitlinear_streams", "layer_streams", "random_weight_beats",
            "tokens_per_group"]

@@ -1,0 +1,120 @@
+"""Random differential verification: RTL vs the cycle-accurate simulator vs the integer reference.
+
+:func:`run_verify` draws ``programs`` random cases from ``seed`` (a small random configuration unless
+one is given, a random program with every instruction kind, bad instructions and invalid weight bytes,
+and a random :class:`hw.timing.Timing` with stalls, backpressure and bus limits), runs each on the RTL
+backend and on :func:`hw.sim.simulate`, and compares
+
+* every result vector with the numpy int64 reference of :class:`hw.program.ProgramBuilder` (and the
+  error flags it predicts) — ``mismatches``;
+* the RTL's and the simulator's result vectors and error flags — ``mismatches``;
+* their cycle counts, performance counters and the cycle of every stream transfer —
+  ``cycle_mismatches``.
+
+Case ``i`` depends only on ``(seed, i)``, so any failure replays from the seed and index printed in
+``first_failure``. The RTL backends come from the one registry, :data:`hw.backends.BACKENDS`
+(``amaranth``, ``verilator``); a backend with a batch mode (Verilator) runs the cases of each
+configuration in one simulator start. The cases come from :mod:`hw.verify.generate`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hw.backends import get_backend, rtl_backends
+from hw.backends.common import HarnessError
+from hw.config import TernConfig
+from hw.sim import simulate
+from hw.verify.generate import Case, random_case
+
+__all__ = ["run_verify", "check_case", "VerifyError"]
+
+
+class VerifyError(ValueError):
+    """Bad arguments to :func:`run_verify` (unknown backend, bad count or seed)."""
+
+
+#: Cases per batch when every case has the same configuration (one simulator start per batch).
+_BATCH_CHUNK = 500
+
+
+def _reference_diffs(case: Case, res) -> list[str]:
+    prog = case.program
+    diffs = []
+    exp = np.asarray(prog.expected, dtype=np.int64)
+    if exp.shape != res.outputs.shape or not np.array_equal(exp, res.outputs):
+        diffs.append(f"{res.backend} outputs differ from the integer reference")
+    if res.error != prog.expected_error:
+        diffs.append(f"{res.backend} error flags {res.error} != reference {prog.expected_error}")
+    return diffs
+
+
+def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
+    """Run one case on ``backend`` and the simulator; returns ``{"output": [...], "cycle": [...]}``
+    (lists of difference descriptions, empty when everything matches). ``rtl``: the backend's
+    :class:`RunResult` of this case if it already ran (batch backends), or the
+    :class:`hw.backends.common.HarnessError` it ended with. An RTL run that never finishes is an output
+    difference of the case (``"rtl"`` is then None)."""
+    if rtl is None:
+        try:
+            rtl = get_backend(backend).run(case.config, case.program, case.timing)
+        except HarnessError as e:   # the RTL never finished: a failure of this case, not of the run
+            rtl = e
+    sim = simulate(case.config, case.program, case.timing)
+    if isinstance(rtl, HarnessError):
+        return {"output": [f"{backend} did not finish (the simulator did, in {sim.cycles} cycles): "
+                           f"{str(rtl).splitlines()[0]}"], "cycle": [], "rtl": None, "sim": sim}
+    out = _reference_diffs(case, rtl) + _reference_diffs(case, sim)
+    cyc = []
+    for d in sim.compare(rtl):
+        (out if d.startswith(("outputs", "error")) else cyc).append(d)
+    return {"output": out, "cycle": cyc, "rtl": rtl, "sim": sim}
+
+
+def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None = None, *,
+               start: int = 0, max_instr: int = 10, progress=None) -> dict:
+    """Run ``programs`` random differential cases from ``seed`` on ``backend`` vs the simulator vs the
+    reference. Returns ``programs``, ``mismatches`` (cases whose outputs or error flags differ
+    anywhere), ``cycle_mismatches`` (cases whose cycle count, counters or transfer cycles differ),
+    ``first_failure`` (None, or seed/index/config/timing/program and the differences), ``cycles``
+    (total simulated cycles), ``wall_s``, ``backend``, ``seed``. Cases ``start .. start+programs-1`` run
+    (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length.
+    ``progress``, if given, is called as ``progress(done, total)`` after every case."""
+    if backend not in rtl_backends():
+        raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(rtl_backends())})")
+    if isinstance(programs, bool) or not isinstance(programs, int) or programs < 0:
+        raise VerifyError(f"programs must be a non-negative integer, not {programs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VerifyError(f"seed must be an integer, not {seed!r}")
+    if config is not None and not isinstance(config, TernConfig):
+        raise VerifyError(f"config must be a hw.config.TernConfig, not {config!r}")
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise VerifyError(f"start must be a non-negative integer, not {start!r}")
+    if isinstance(max_instr, bool) or not isinstance(max_instr, int) or max_instr < 1:
+        raise VerifyError(f"max_instr must be a positive integer, not {max_instr!r}")
+    t0 = time.perf_counter()
+    mism = cyc_mism = total_cycles = 0
+    first = None
+    b = get_backend(backend)
+    chunk = 1 if not b.batched else (_BATCH_CHUNK if config is not None else 8)
+    end = start + programs
+    for c0 in range(start, end, chunk):
+        cases = [random_case(seed, i, config, max_instr=max_instr) for i in range(c0, min(c0 + chunk, end))]
+        rtls = b.run_batch(cases) if b.batched else [None] * len(cases)
+        for case, rtl in zip(cases, rtls):
+            r = check_case(case, backend, rtl)
+            total_cycles += r["rtl"].cycles if r["rtl"] is not None else 0
+            mism += bool(r["output"])
+            cyc_mism += bool(r["cycle"])
+            if (r["output"] or r["cycle"]) and first is None:
+                first = {"seed": seed, "index": case.index, "config": case.config.to_dict(),
+                         "timing": case.timing.to_dict(),
+                         "program": [str(x) for x in case.program.instrs],
+                         "differences": r["output"] + r["cycle"]}
+            if progress is not None:
+                progress(case.index - start + 1, programs)
+    return {"backend": backend, "seed": seed, "programs": programs, "mismatches": mism,
+            "cycle_mismatches": cyc_mism, "first_failure": first, "cycles": total_cycles,
+            "wall_s": round(time.perf_counter() - t0, 3)}
