@@ -1,4 +1,4 @@
-"""Hardware weight stream formats (SPEC section 4, ``docs/RTL_CONTRACT.md``), vectorized with numpy.
+"""Hardware weight stream formats (``docs/FORMATS.md``), vectorized with numpy.
 
 Ternary weights ``t`` in {-1, 0, +1} travel as 2-bit codes ``c = t + 1`` (0: -1, 1: 0, 2: +1; code 3 is
 invalid).
@@ -22,7 +22,8 @@ from hw.config import TernConfig
 
 __all__ = [
     "FormatError", "ZERO_BYTE", "pack_2bit", "unpack_2bit", "pack_base3", "unpack_base3",
-    "BASE3_TABLE", "weight_words_to_stream", "stream_to_weight_words", "stream_error",
+    "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID", "BYTE_WEIGHTS", "weight_words_to_stream",
+    "stream_to_weight_words", "stream_error",
 ]
 
 #: The byte that encodes only zero weights, per format (used for padding).
@@ -39,6 +40,28 @@ def _base3_table() -> np.ndarray:
 
 #: ``BASE3_TABLE[byte, j]`` = code (trit + 1) of digit ``j`` of a valid base-3 byte.
 BASE3_TABLE = _base3_table()
+
+
+def _byte_codes(fmt: str) -> np.ndarray:
+    """(256, trits_per_byte) uint8: the 2-bit code (trit + 1) of each weight a stream byte carries, in
+    the byte's order; an invalid code or byte gives code 3."""
+    b = np.arange(256)
+    if fmt == "2bit":
+        return np.stack([(b >> (2 * j)) & 3 for j in range(4)], axis=1).astype(np.uint8)
+    codes = np.full((256, 5), 3, dtype=np.uint8)
+    codes[:243] = BASE3_TABLE
+    return codes
+
+
+#: ``BYTE_CODES[fmt][byte, j]``: the code (trit + 1; 3 = invalid) of weight ``j`` of a stream byte.
+#: The one decoding table of each format: the simulator, the RTL decoder's ROM and the tests use it.
+BYTE_CODES = {fmt: _byte_codes(fmt) for fmt in ("2bit", "base3")}
+#: ``BYTE_VALID[fmt][byte]``: the byte holds no invalid code (what keeps the decoder's error flag low).
+BYTE_VALID = {fmt: (codes != 3).all(axis=1) for fmt, codes in BYTE_CODES.items()}
+#: ``BYTE_WEIGHTS[fmt][byte, j]``: the weight (int8, -1..1) of weight ``j`` of a byte, invalid codes
+#: reading 0 (as the hardware decoder reads them).
+BYTE_WEIGHTS = {fmt: np.where(codes == 3, 0, codes.astype(np.int8) - 1).astype(np.int8)
+                for fmt, codes in BYTE_CODES.items()}
 
 
 class FormatError(ValueError):

@@ -1,4 +1,5 @@
-"""tern instruction set: encoding shared by the RTL controller, the simulator and the compiler.
+"""tern instruction set: one field table and one set of validity rules, shared by the RTL's dispatch
+stage, the simulator, the program builder and the compiler.
 
 Every instruction is one 64-bit word (see ``docs/ISA.md``)::
 
@@ -21,14 +22,20 @@ SYNC       3   -            -           -           wait until everything before
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 from amaranth.lib import data, enum as hdl_enum
 
-__all__ = ["Op", "Instr", "INSTR_LAYOUT", "FIELD_BITS", "FIELD_MAX", "encode", "decode",
-           "nop", "load_act", "matmul", "sync"]
+__all__ = ["Op", "Instr", "FIELDS", "INSTR_LAYOUT", "FIELD_BITS", "FIELD_MAX", "encode", "decode",
+           "decode_words", "Check", "check", "is_valid", "nop", "load_act", "matmul", "sync"]
 
 FIELD_BITS = 20
 FIELD_MAX = (1 << FIELD_BITS) - 1
+
+#: The one field table of the instruction word: ``(name, lsb, width)``, lowest bits first. The
+#: encoder, both decoders and the Amaranth layout are made from it.
+FIELDS = (("op", 0, 4), ("a", 4, FIELD_BITS), ("b", 24, FIELD_BITS), ("c", 44, FIELD_BITS))
 
 
 class Op(hdl_enum.Enum, shape=4):
@@ -39,12 +46,8 @@ class Op(hdl_enum.Enum, shape=4):
 
 
 #: The instruction word as an Amaranth layout (64 bits).
-INSTR_LAYOUT = data.StructLayout({
-    "op": 4,
-    "a": FIELD_BITS,
-    "b": FIELD_BITS,
-    "c": FIELD_BITS,
-})
+INSTR_LAYOUT = data.StructLayout({name: width for name, _, width in FIELDS})
+assert all(INSTR_LAYOUT[name].offset == lsb for name, lsb, _ in FIELDS) and INSTR_LAYOUT.size == 64
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,11 @@ class Instr:
             raise ValueError(f"instruction op must be an Op or an integer in 0..15, not {op!r}")
 
     @property
+    def opcode(self) -> int:
+        """The raw 4-bit opcode."""
+        return self.op.value if isinstance(self.op, Op) else int(self.op)
+
+    @property
     def word(self) -> int:
         return encode(self)
 
@@ -81,21 +89,64 @@ class Instr:
 
 def encode(instr: Instr) -> int:
     """The 64-bit word of ``instr``."""
-    op = instr.op.value if isinstance(instr.op, Op) else int(instr.op)
-    return op | (instr.a << 4) | (instr.b << 24) | (instr.c << 44)
+    values = {"op": instr.opcode, "a": instr.a, "b": instr.b, "c": instr.c}
+    word = 0
+    for name, lsb, _ in FIELDS:
+        word |= values[name] << lsb
+    return word
 
 
 def decode(word: int) -> Instr:
     """The instruction in a 64-bit word; unknown opcodes decode to a raw int ``op``."""
     if isinstance(word, bool) or not isinstance(word, int) or not 0 <= word < 1 << 64:
         raise ValueError(f"instruction word must be an integer in 0..2**64-1, not {word!r}")
-    raw = word & 0xF
+    f = {name: (word >> lsb) & ((1 << width) - 1) for name, lsb, width in FIELDS}
     try:
-        op = Op(raw)
+        op = Op(f["op"])
     except ValueError:
-        op = raw
-    m = FIELD_MAX
-    return Instr(op, (word >> 4) & m, (word >> 24) & m, (word >> 44) & m)
+        op = f["op"]
+    return Instr(op, f["a"], f["b"], f["c"])
+
+
+def decode_words(words) -> dict:
+    """Vectorised :func:`decode`: the fields of many 64-bit words as int64 arrays
+    ``{"op": ..., "a": ..., "b": ..., "c": ...}`` (raw opcodes)."""
+    w = np.asarray(words, dtype=np.uint64).reshape(-1)
+    return {name: ((w >> np.uint64(lsb)) & np.uint64((1 << width) - 1)).astype(np.int64)
+            for name, lsb, width in FIELDS}
+
+
+class Check(NamedTuple):
+    """What the dispatch stage decides about an instruction (:func:`check`)."""
+    load: object     # a good LOAD_ACT (executed)
+    matmul: object   # a good MATMUL (executed)
+    bad: object      # skipped with error bit 0: an illegal opcode or an operand out of range
+
+
+def check(config, op, a, b, c, *, span=None) -> Check:
+    """The validity rules of ``docs/ISA.md``, written once for every kind of operand: Python ints,
+    numpy arrays (one element per instruction) and Amaranth values (the RTL's dispatch stage).
+
+    * LOAD_ACT is good iff ``count >= 1`` and ``addr + count <= act_depth``;
+    * MATMUL is good iff ``1 <= k_words <= wgt_depth``, ``1 <= tokens <= act_depth`` and
+      ``act_addr + k_words * tokens <= act_depth``;
+    * NOP and SYNC are always good; opcodes 4..15 are bad.
+
+    ``op`` is the raw opcode. ``span`` is ``k_words * tokens`` when the caller forms the product
+    itself (the RTL, which has no multiplier, passes a shift-and-add of the range-checked operands);
+    by default it is ``b * c``."""
+    AD, WD = config.act_depth, config.wgt_depth
+    span = b * c if span is None else span
+    load = (op == Op.LOAD_ACT.value) & (b >= 1) & (a + b <= AD)
+    mm = ((op == Op.MATMUL.value) & (b >= 1) & (b <= WD) & (c >= 1) & (c <= AD)
+          & (a + span <= AD))
+    good = (op == Op.NOP.value) | (op == Op.SYNC.value) | load | mm
+    return Check(load, mm, good == 0)
+
+
+def is_valid(config, instr: Instr) -> bool:
+    """Whether the machine executes ``instr`` (True) or skips it and sets error bit 0 (False)."""
+    return not bool(check(config, instr.opcode, instr.a, instr.b, instr.c).bad)
 
 
 def nop() -> Instr:

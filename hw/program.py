@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import TernConfig
-from hw.isa import FIELD_MAX, Instr, Op
+from hw.isa import FIELD_MAX, Instr, Op, is_valid
 
 __all__ = ["Program", "ProgramBuilder", "ProgramError", "instr_is_valid", "linear_program",
            "outputs_to_matrix", "reference_matmul", "wrap_signed", "decode_program", "prefill_program"]
@@ -44,17 +44,9 @@ def reference_matmul(q: np.ndarray, w: np.ndarray) -> np.ndarray:
     return q @ w.T
 
 
-def instr_is_valid(config: TernConfig, instr: Instr) -> bool:
-    """Whether the machine executes ``instr`` (True) or skips it and sets error bit 0 (False)."""
-    op, a, b, c = instr.op, instr.a, instr.b, instr.c
-    if op in (Op.NOP, Op.SYNC):
-        return True
-    if op == Op.LOAD_ACT:
-        return b >= 1 and a + b <= config.act_depth
-    if op == Op.MATMUL:
-        return (1 <= b <= config.wgt_depth and 1 <= c <= config.act_depth
-                and a + b * c <= config.act_depth)
-    return False  # illegal opcode
+#: Whether the machine executes an instruction (True) or skips it and sets error bit 0 (False):
+#: the rules of :func:`hw.isa.check`.
+instr_is_valid = is_valid
 
 
 @dataclass

@@ -14,7 +14,8 @@ import pytest
 from hw.config import TernConfig
 from hw.isa import nop
 from hw.program import ProgramBuilder
-from hw.backends.common import HarnessError, run_rtl
+from hw.backends.amaranth import run_rtl
+from hw.backends.common import HarnessError
 from hw.rtl.pe_array import PEArray
 from hw.timing import STREAMS, StreamTiming, Timing, TimingError
 
