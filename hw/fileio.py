@@ -1,5 +1,5 @@
-"""Atomic file output: a file appears complete or not at all (SPEC section 6: "no partial output
-file left behind").
+"""Atomic file output: a file appears complete or not at all (no partial output file is ever left
+behind, and an existing file survives any failure).
 
 Every file is written to a temporary file in its destination folder, given the permissions a plain
 ``open()`` would give (``0o666 & ~umask``; ``mkstemp`` creates ``0o600``), and renamed into place with

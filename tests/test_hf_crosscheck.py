@@ -7,7 +7,7 @@ quantizer path) and with :func:`sw.model.checkpoint.load_checkpoint`, then compa
 Why not bit-exact: transformers runs fake-quant float arithmetic. ``AutoBitLinear`` computes
 ``F.linear(rne(x * s) / s, T) * weight_scale`` (dequantize the activation first, float GEMM, then
 scale) and ``BitLinear`` computes ``F.linear(q, T) / (weight_scale * s)``; tern computes the exact
-integer ``D = q @ T^T`` and ``(D / s_x) * w_scale`` (SPEC section 3). transformers also computes
+integer ``D = q @ T^T`` and ``(D / s_x) * w_scale`` (docs/MODEL.md, "Numerics"). transformers also computes
 ``s = 127 / amax`` as ``reciprocal(amax) * 127`` (one ulp off a true division for some amax), runs
 attention on the full masked matrix (tern: one query at a time) and its LM head as one GEMM. These
 differ in the last float32 bits, so most positions' logits agree to ~1e-5 (``TIGHT_ATOL``). A last-bit

@@ -1,4 +1,4 @@
-"""SPEC section 3 quantizers and integer core against independent numpy references."""
+"""The reference quantizers (docs/MODEL.md, "Numerics") and integer core against independent numpy references."""
 
 import numpy as np
 import pytest

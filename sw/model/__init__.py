@@ -2,7 +2,7 @@
 
 Public API (see docs/MODEL.md):
 
-- :mod:`sw.model.quant`: ``weight_quant``, ``act_quant``, ``ternary_matmul``, ``epilogue`` (SPEC section 3)
+- :mod:`sw.model.quant`: ``weight_quant``, ``act_quant``, ``ternary_matmul``, ``epilogue`` (the numerics of ``docs/MODEL.md``)
 - :mod:`sw.model.bitlinear`: ``BitLinear`` (``forward``, ``forward_exact``), the integer-core hook type ``Core``
 - :mod:`sw.model.config`: ``ModelConfig`` (``from_hf_dict``, ``to_hf_dict``)
 - :mod:`sw.model.layers` / :mod:`sw.model.model`: ``DecoderLayer``, ``KVCache``, ``CausalLM``

@@ -1,4 +1,4 @@
-"""BitLinear: a ternary projection computed with the exact integer core (SPEC section 3).
+"""BitLinear: a ternary projection computed with the exact integer core (``docs/MODEL.md``, "Numerics").
 
 ``y = epilogue(core(act_quant(x).q, T), s_x, w_scale)`` where ``core`` is the **integer-core hook**:
 

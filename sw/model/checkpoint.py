@@ -1,4 +1,4 @@
-"""Hugging Face checkpoint import/export for the reference model (SPEC section 4).
+"""Hugging Face checkpoint import/export for the reference model (``docs/MODEL.md``, "Checkpoints").
 
 A checkpoint folder holds ``config.json`` and one or more ``*.safetensors`` files (with or without
 ``model.safetensors.index.json``). Tensor names are transformers' (``model.embed_tokens.weight``,

@@ -1,4 +1,4 @@
-"""BitNet b1.58 quantizers and the exact integer core (SPEC section 3, to the letter).
+"""BitNet b1.58 quantizers and the exact integer core (``docs/MODEL.md``, "Numerics", to the letter).
 
 All float math is float32 and ``rne`` is ``torch.round`` (round half to even).
 
