@@ -1,12 +1,14 @@
-"""Hardware weight stream formats (``docs/FORMATS.md``), vectorized with numpy.
+"""Hardware weight stream formats (``docs/FORMATS.md``), vectorised with numpy.
 
 Ternary weights ``t`` in {-1, 0, +1} travel as 2-bit codes ``c = t + 1`` (0: -1, 1: 0, 2: +1; code 3 is
-invalid).
+invalid). Each format is one :class:`Codec`: a byte holds ``codes_per_byte`` codes as the digits of a
+base-``radix`` number, ``byte = sum_j c_j * radix**j``, code ``i`` of a sequence being digit
+``i % codes_per_byte`` of byte ``i // codes_per_byte``:
 
-* ``2bit``: four codes per byte, code ``i`` in bits ``2*(i % 4) .. 2*(i % 4) + 1`` of byte ``i // 4``.
-  The zero-weight byte is ``0x55``.
-* ``base3``: five trits per byte, ``byte = sum_j (t_j + 1) * 3**j`` (j = 0..4), trit ``i`` is digit
-  ``i % 5`` of byte ``i // 5``. Bytes 243..255 are invalid. The zero-weight byte is ``121``.
+* ``2bit``: radix 4, four codes per byte (code ``j`` in bits ``2j .. 2j+1``). Every byte is four codes;
+  a byte holding code 3 is invalid. The zero-weight byte is ``0x55``.
+* ``base3``: radix 3, five trits per byte. Bytes 243..255 are no five digits and are invalid (all
+  their weights read 0). The zero-weight byte is ``121``.
 
 Weight stream: a *weight word* is one ``lanes``-chunk of K for each of the ``rows`` rows of a tile,
 ``rows * lanes`` codes in row-major order (flat index ``r * lanes + l``). A word is packed into
@@ -16,52 +18,22 @@ byte lane ``j % bus_bytes`` of beat ``j // bus_bytes``.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-from hw.config import TernConfig
+from hw.config import TRITS_PER_BYTE, WEIGHT_FORMATS, TernConfig
 
 __all__ = [
-    "FormatError", "ZERO_BYTE", "pack_2bit", "unpack_2bit", "pack_base3", "unpack_base3",
-    "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID", "BYTE_WEIGHTS", "weight_words_to_stream",
-    "stream_to_weight_words", "stream_error",
+    "FormatError", "Codec", "CODECS", "ZERO_BYTE", "pack_2bit", "unpack_2bit", "pack_base3",
+    "unpack_base3", "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID", "BYTE_WEIGHTS",
+    "weight_words_to_stream", "stream_to_weight_words", "stream_error",
 ]
 
-#: The byte that encodes only zero weights, per format (used for padding).
-ZERO_BYTE = {"2bit": 0x55, "base3": 121}
-
-_POW3 = np.array([1, 3, 9, 27, 81], dtype=np.int64)
-
-
-def _base3_table() -> np.ndarray:
-    """(243, 5) uint8: the five codes (digits) of every valid base-3 byte."""
-    b = np.arange(243, dtype=np.int64)
-    return ((b[:, None] // _POW3[None, :]) % 3).astype(np.uint8)
-
-
-#: ``BASE3_TABLE[byte, j]`` = code (trit + 1) of digit ``j`` of a valid base-3 byte.
-BASE3_TABLE = _base3_table()
-
-
-def _byte_codes(fmt: str) -> np.ndarray:
-    """(256, trits_per_byte) uint8: the 2-bit code (trit + 1) of each weight a stream byte carries, in
-    the byte's order; an invalid code or byte gives code 3."""
-    b = np.arange(256)
-    if fmt == "2bit":
-        return np.stack([(b >> (2 * j)) & 3 for j in range(4)], axis=1).astype(np.uint8)
-    codes = np.full((256, 5), 3, dtype=np.uint8)
-    codes[:243] = BASE3_TABLE
-    return codes
-
-
-#: ``BYTE_CODES[fmt][byte, j]``: the code (trit + 1; 3 = invalid) of weight ``j`` of a stream byte.
-#: The one decoding table of each format: the simulator, the RTL decoder's ROM and the tests use it.
-BYTE_CODES = {fmt: _byte_codes(fmt) for fmt in ("2bit", "base3")}
-#: ``BYTE_VALID[fmt][byte]``: the byte holds no invalid code (what keeps the decoder's error flag low).
-BYTE_VALID = {fmt: (codes != 3).all(axis=1) for fmt, codes in BYTE_CODES.items()}
-#: ``BYTE_WEIGHTS[fmt][byte, j]``: the weight (int8, -1..1) of weight ``j`` of a byte, invalid codes
-#: reading 0 (as the hardware decoder reads them).
-BYTE_WEIGHTS = {fmt: np.where(codes == 3, 0, codes.astype(np.int8) - 1).astype(np.int8)
-                for fmt, codes in BYTE_CODES.items()}
+#: The code of a zero weight (``t + 1`` for ``t = 0``): the padding code of every format.
+ZERO_CODE = 1
+#: The code no weight has: what every table reads for an invalid code or byte.
+INVALID_CODE = 3
 
 
 class FormatError(ValueError):
@@ -84,23 +56,125 @@ def _first_bad(mask, values, what, kind, valid=""):
                           f" ({pos.size} invalid in total{hint})")
 
 
+def _as_bytes(data, what) -> np.ndarray:
+    b = _as_int_array(data, what)
+    _first_bad((b < 0) | (b > 255), b, what, "byte")
+    return b.astype(np.uint8)
+
+
+class Codec:
+    """One weight format: ``codes_per_byte`` codes per byte as the digits of a base-``radix`` number.
+
+    The pack rule (:meth:`pack_digits`) is the whole format; the per-byte tables :attr:`byte_codes`,
+    :attr:`byte_valid` and :attr:`byte_weights` are its inverse over every digit combination, and every
+    decoder (this module, the simulator, the RTL decoder's ROM, the tests) reads them."""
+
+    def __init__(self, name: str, radix: int, codes_per_byte: int, label: str):
+        self.name, self.radix, self.codes_per_byte, self.label = name, radix, codes_per_byte, label
+        self._places = [np.uint8(radix ** j) for j in range(codes_per_byte)]
+        digits = np.array(list(itertools.product(range(radix), repeat=codes_per_byte)),
+                          dtype=np.uint8)[:, ::-1]                # (radix**cpb, cpb), digit 0 first
+        codes = np.full((256, codes_per_byte), INVALID_CODE, dtype=np.uint8)
+        codes[self.pack_digits(digits)] = digits
+        codes.setflags(write=False)
+        #: ``(256, codes_per_byte)`` uint8: the code of each weight a byte carries (3 = invalid).
+        self.byte_codes = codes
+        #: ``(256,)`` bool: the byte holds no invalid code (what keeps the decoder's error flag low).
+        self.byte_valid = (codes != INVALID_CODE).all(axis=1)
+        #: ``(256, codes_per_byte)`` int8: the weights of a byte, an invalid code reading 0 (as the
+        #: hardware decoder reads it).
+        self.byte_weights = np.where(codes == INVALID_CODE, 0, codes.astype(np.int8) - 1).astype(np.int8)
+        for table in (self.byte_valid, self.byte_weights):
+            table.setflags(write=False)
+        #: The byte of ``codes_per_byte`` zero weights (padding).
+        self.zero_byte = int(self.pack_digits(np.full((1, codes_per_byte), ZERO_CODE, np.uint8))[0])
+
+    def __repr__(self):
+        return f"Codec({self.name!r})"
+
+    # -- packing -------------------------------------------------------------------------------------
+
+    def pack_digits(self, digits: np.ndarray) -> np.ndarray:
+        """uint8 digits ``(..., codes_per_byte)``, each below :attr:`radix` (unchecked) -> uint8 bytes
+        ``(...)``. Computed in uint8 (no wider temporaries: the driver packs hundreds of MB)."""
+        out = digits[..., 0].copy()
+        for j in range(1, self.codes_per_byte):
+            out += digits[..., j] * self._places[j]
+        return out
+
+    def pack(self, codes, what: str | None = None) -> np.ndarray:
+        """Codes (any shape, digits ``0 .. radix-1``, flattened in C order) -> uint8 bytes; a length
+        that is not a multiple of :attr:`codes_per_byte` is padded with the zero-weight code."""
+        what = what or f"pack_{self.name}"
+        c = _as_int_array(codes, what).reshape(-1)
+        _first_bad((c < 0) | (c >= self.radix), c, what, "code", f"0..{self.radix - 1}")
+        cpb = self.codes_per_byte
+        padded = np.full(-(-c.size // cpb) * cpb, ZERO_CODE, dtype=np.uint8)
+        padded[:c.size] = c
+        return self.pack_digits(padded.reshape(-1, cpb))
+
+    # -- unpacking -----------------------------------------------------------------------------------
+
+    def unpack(self, data, what: str | None = None) -> np.ndarray:
+        """uint8 bytes -> their codes (uint8, flat, :attr:`codes_per_byte` per byte; 3 = invalid)."""
+        return self.byte_codes[_as_bytes(data, what or f"unpack_{self.name}").reshape(-1)].reshape(-1)
+
+    def check_valid(self, b: np.ndarray, what: str) -> None:
+        """Raise :class:`FormatError` naming the first invalid code (``2bit``) or byte (``base3``)
+        of the uint8 bytes ``b``."""
+        bad = ~self.byte_valid[b.reshape(-1)]
+        if not bad.any():
+            return
+        if self.radix ** self.codes_per_byte == 256:      # every byte is digits: a code is invalid
+            pos = np.flatnonzero(self.byte_codes[b.reshape(-1)].reshape(-1) == INVALID_CODE)
+            p = int(pos[0])
+            raise FormatError(f"{what}: invalid {self.label} code {INVALID_CODE} at code {p} "
+                              f"(byte {p // self.codes_per_byte}, "
+                              f"value {int(b.reshape(-1)[p // self.codes_per_byte])})")
+        _first_bad(bad, b, what, f"{self.label} byte", f"0..{self.radix ** self.codes_per_byte - 1}")
+
+    def weights(self, data, *, strict: bool = True, what: str | None = None) -> np.ndarray:
+        """uint8 bytes -> weights (int8, -1..1, flat, :attr:`codes_per_byte` per byte). Invalid codes
+        or bytes raise :class:`FormatError` with ``strict``; otherwise they read 0 (as the hardware
+        decoder reads them, besides raising its error flag)."""
+        what = what or f"unpack_{self.name}"
+        b = _as_bytes(data, what).reshape(-1)
+        if strict:
+            self.check_valid(b, what)
+        return self.byte_weights[b].reshape(-1)
+
+
+#: The codec of each weight format.
+CODECS = {"2bit": Codec("2bit", 4, TRITS_PER_BYTE["2bit"], "2bit"),
+          "base3": Codec("base3", 3, TRITS_PER_BYTE["base3"], "base-3")}
+assert tuple(CODECS) == WEIGHT_FORMATS
+
+#: ``BYTE_CODES[fmt][byte, j]``: the code (trit + 1; 3 = invalid) of weight ``j`` of a stream byte.
+#: The one decoding table of each format: the simulator, the RTL decoder's ROM and the tests use it.
+BYTE_CODES = {fmt: c.byte_codes for fmt, c in CODECS.items()}
+#: ``BYTE_VALID[fmt][byte]``: the byte holds no invalid code (what keeps the decoder's error flag low).
+BYTE_VALID = {fmt: c.byte_valid for fmt, c in CODECS.items()}
+#: ``BYTE_WEIGHTS[fmt][byte, j]``: the weight (int8, -1..1) of weight ``j`` of a byte, invalid codes
+#: reading 0 (as the hardware decoder reads them).
+BYTE_WEIGHTS = {fmt: c.byte_weights for fmt, c in CODECS.items()}
+#: The byte that encodes only zero weights, per format (used for padding).
+ZERO_BYTE = {fmt: c.zero_byte for fmt, c in CODECS.items()}
+#: ``BASE3_TABLE[byte, j]`` = code (trit + 1) of digit ``j`` of a valid base-3 byte (0..242).
+BASE3_TABLE = BYTE_CODES["base3"][:243]
+
+
+# -- byte level -------------------------------------------------------------------------------------
+
 def pack_2bit(codes) -> np.ndarray:
     """Codes (any shape, values 0..3, flattened in C order) -> uint8 bytes, four codes per byte,
     code ``i`` in bits ``2*(i%4)``. A length that is not a multiple of 4 is padded with code 1
     (zero weight)."""
-    c = _as_int_array(codes, "pack_2bit").reshape(-1)
-    _first_bad((c < 0) | (c > 3), c, "pack_2bit", "code", "0..3")
-    pad = (-c.size) % 4
-    c = np.concatenate([c.astype(np.uint8), np.ones(pad, dtype=np.uint8)]).reshape(-1, 4)
-    return (c[:, 0] | (c[:, 1] << 2) | (c[:, 2] << 4) | (c[:, 3] << 6)).astype(np.uint8)
+    return CODECS["2bit"].pack(codes)
 
 
 def unpack_2bit(data) -> np.ndarray:
     """uint8 bytes -> codes (uint8, 0..3), four per byte. Code 3 is returned as is (invalid)."""
-    b = _as_int_array(data, "unpack_2bit").reshape(-1)
-    _first_bad((b < 0) | (b > 255), b, "unpack_2bit", "byte")
-    b = b.astype(np.uint8)
-    return np.stack([(b >> s) & 3 for s in (0, 2, 4, 6)], axis=1).reshape(-1)
+    return CODECS["2bit"].unpack(data)
 
 
 def pack_base3(trits) -> np.ndarray:
@@ -108,27 +182,25 @@ def pack_base3(trits) -> np.ndarray:
     ``byte = sum_j (t_j + 1) * 3**j``. A length that is not a multiple of 5 is padded with 0."""
     t = _as_int_array(trits, "pack_base3").reshape(-1)
     _first_bad((t < -1) | (t > 1), t, "pack_base3", "trit", "-1, 0, 1")
-    pad = (-t.size) % 5
-    c = np.concatenate([t.astype(np.int64) + 1, np.ones(pad, dtype=np.int64)]).reshape(-1, 5)
-    return (c @ _POW3).astype(np.uint8)
+    return CODECS["base3"].pack(t.astype(np.int64) + 1)
 
 
 def unpack_base3(data, *, strict: bool = True) -> np.ndarray:
     """uint8 bytes -> trits (int8, -1..1), five per byte. Bytes 243..255 are invalid: with
     ``strict`` a :class:`FormatError` names the first one (value and position); otherwise their
     trits decode as 0 (what the hardware decoder does, besides raising its error flag)."""
-    b = _as_int_array(data, "unpack_base3").reshape(-1)
-    _first_bad((b < 0) | (b > 255), b, "unpack_base3", "byte")
-    bad = b >= 243
-    if strict:
-        _first_bad(bad, b, "unpack_base3", "base-3 byte", "0..242")
-    codes = BASE3_TABLE[np.where(bad, 121, b)]
-    return (codes.astype(np.int8) - 1).reshape(-1)
+    return CODECS["base3"].weights(data, strict=strict)
 
 
-def _check_config(config, what):
-    if not isinstance(config, TernConfig):
-        raise TypeError(f"{what}: config must be a hw.config.TernConfig, not {config!r}")
+# -- stream level -----------------------------------------------------------------------------------
+
+def _config_first(a, b, what):
+    """``(x, config)`` from arguments given as ``(x, config)`` or ``(config, x)``."""
+    if isinstance(a, TernConfig) and not isinstance(b, TernConfig):
+        a, b = b, a
+    if not isinstance(b, TernConfig):
+        raise TypeError(f"{what}: config must be a hw.config.TernConfig, not {b!r}")
+    return a, b
 
 
 def weight_words_to_stream(words, config) -> np.ndarray:
@@ -138,26 +210,18 @@ def weight_words_to_stream(words, config) -> np.ndarray:
     :class:`TernConfig`. (The arguments are also accepted in the order ``(config, words)``.)
     Returns uint8 (k_words * beats_per_word, bus_bytes); each word's tail is padded with the
     zero-weight encoding."""
-    if isinstance(words, TernConfig) and not isinstance(config, TernConfig):
-        words, config = config, words
-    _check_config(config, "weight_words_to_stream")
+    words, config = _config_first(words, config, "weight_words_to_stream")
     R, L, B, bpw = config.rows, config.lanes, config.bus_bytes, config.beats_per_word
     w = _as_int_array(words, "weight_words_to_stream")
     if w.ndim != 3 or w.shape[1:] != (R, L):
         raise FormatError(f"weight_words_to_stream: words must have shape (k_words, {R}, {L}) for "
                           f"rows={R} lanes={L}, not {w.shape}")
     _first_bad((w < -1) | (w > 1), w, "weight_words_to_stream", "weight", "-1, 0, 1")
-    # Vectorised in uint8 (no int64 temporaries: the driver packs hundreds of MB of 2B4T weights):
-    # code = t + 1, padded to whole beats with code 1 (zero weight), then tpb codes per byte.
-    k, tpb = w.shape[0], config.trits_per_byte
-    codes = np.ones((k, bpw * B * tpb), dtype=np.uint8)
+    # code = t + 1 in uint8, each word padded to whole beats with the zero-weight code
+    k, codec = w.shape[0], CODECS[config.weight_format]
+    codes = np.full((k, bpw * B * codec.codes_per_byte), ZERO_CODE, dtype=np.uint8)
     codes[:, :R * L] = (w.reshape(k, R * L) + 1).astype(np.uint8)
-    c = codes.reshape(k * bpw * B, tpb)
-    if config.weight_format == "2bit":
-        data = c[:, 0] | (c[:, 1] << 2) | (c[:, 2] << 4) | (c[:, 3] << 6)
-    else:
-        data = c[:, 0] + 3 * c[:, 1] + 9 * c[:, 2] + 27 * c[:, 3] + 81 * c[:, 4]   # <= 242: no wrap
-    return data.astype(np.uint8).reshape(k * bpw, B)
+    return codec.pack_digits(codes.reshape(k * bpw * B, codec.codes_per_byte)).reshape(k * bpw, B)
 
 
 def _stream_bytes(beats, config, what):
@@ -169,18 +233,15 @@ def _stream_bytes(beats, config, what):
     if b.shape[0] % bpw:
         raise FormatError(f"{what}: {b.shape[0]} beats is not a whole number of words "
                           f"({bpw} beats per word)")
-    _first_bad((b < 0) | (b > 255), b, what, "byte")
-    return b.astype(np.uint8)
+    return _as_bytes(b, what)
 
 
 def stream_error(beats, config) -> bool:
     """True iff the stream holds an invalid byte (base3: 243..255) or code (2bit: 3) anywhere,
     padding included: the condition that sets the hardware decoder's sticky error flag."""
-    _check_config(config, "stream_error")
+    beats, config = _config_first(beats, config, "stream_error")
     b = _stream_bytes(beats, config, "stream_error")
-    if config.weight_format == "2bit":
-        return bool((unpack_2bit(b) == 3).any())
-    return bool((b >= 243).any())
+    return not bool(BYTE_VALID[config.weight_format][b].all())
 
 
 def stream_to_weight_words(beats, config, *, strict: bool = True) -> np.ndarray:
@@ -189,22 +250,9 @@ def stream_to_weight_words(beats, config, *, strict: bool = True) -> np.ndarray:
 
     Invalid bytes/codes (padding included) raise :class:`FormatError` naming the first one with
     ``strict``; otherwise they decode as zero weights, like the hardware decoder."""
-    if isinstance(beats, TernConfig) and not isinstance(config, TernConfig):
-        beats, config = config, beats
-    _check_config(config, "stream_to_weight_words")
+    beats, config = _config_first(beats, config, "stream_to_weight_words")
     R, L, bpw = config.rows, config.lanes, config.beats_per_word
     b = _stream_bytes(beats, config, "stream_to_weight_words")
     k = b.shape[0] // bpw
-    if config.weight_format == "2bit":
-        codes = unpack_2bit(b)
-        if strict:
-            pos = np.flatnonzero(codes == 3)
-            if pos.size:
-                p = int(pos[0])
-                raise FormatError(f"stream_to_weight_words: invalid 2bit code 3 at code {p} "
-                                  f"(byte {p // 4}, value {int(b.reshape(-1)[p // 4])})")
-        trits = np.where(codes == 3, 0, codes.astype(np.int8) - 1).astype(np.int8)
-    else:
-        trits = unpack_base3(b, strict=strict)
-    trits = trits.reshape(k, bpw * config.trits_per_beat)[:, :R * L]
-    return trits.reshape(k, R, L).astype(np.int8)
+    trits = CODECS[config.weight_format].weights(b, strict=strict, what="stream_to_weight_words")
+    return trits.reshape(k, bpw * config.trits_per_beat)[:, :R * L].reshape(k, R, L)
