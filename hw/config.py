@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "PERF_COUNTERS",
-           "DEFAULT_CLOCK_MHZ", "sum_width"]
+           "DEFAULT_CLOCK_MHZ", "sum_width", "check_int"]
 
 #: Hardware weight stream formats (``docs/FORMATS.md``) and the ternary codes each byte carries.
 WEIGHT_FORMATS = ("2bit", "base3")
@@ -38,13 +38,33 @@ class ConfigError(ValueError):
     """An invalid accelerator configuration. The message names the field and the bad value."""
 
 
-def _check_int(name, value, lo, hi, *, power_of_two=False):
+def check_int(name, value, lo=None, hi=None, *, power_of_two=False, error=None):
+    """Raise ``error`` (default :class:`ConfigError`) unless ``value`` is an ``int`` (not a ``bool``)
+    in ``[lo, hi]`` (a bound of ``None`` is open) and, with ``power_of_two``, a power of two. The one
+    integer-setting check of the accelerator and model configurations; the message names the
+    setting and the bad value."""
+    error = ConfigError if error is None else error
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, not {value!r}")
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+        raise error(f"{name} must be an integer, not {value!r}")
+    if lo is not None and hi is not None and not lo <= value <= hi:
+        raise error(f"{name} must be between {lo} and {hi}, not {value}")
+    if lo is not None and value < lo:
+        raise error(f"{name} must be at least {lo}, not {value}")
+    if hi is not None and value > hi:
+        raise error(f"{name} must be at most {hi}, not {value}")
     if power_of_two and value & (value - 1):
-        raise ConfigError(f"{name} must be a power of two, not {value}")
+        raise error(f"{name} must be a power of two, not {value}")
+
+
+def _adder_tree(lanes: int):
+    """The levels of a dot unit's binary adder tree over ``lanes`` lanes, first level first: per
+    level, the ``(a, b)`` lane counts of its adders (nodes paired in order) and the lane counts of
+    the nodes after it (an odd node passes through)."""
+    nodes = [1] * lanes
+    while len(nodes) > 1:
+        pairs = [(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+        nodes = [sum(nodes[i:i + 2]) for i in range(0, len(nodes), 2)]
+        yield pairs, nodes
 
 
 @dataclass(frozen=True)
@@ -87,17 +107,17 @@ class TernConfig:
     tree_reg_every: int = 2
 
     def __post_init__(self):
-        _check_int("rows", self.rows, 1, 256)
-        _check_int("lanes", self.lanes, 1, 256)
-        _check_int("bus_bytes", self.bus_bytes, 1, 256)
-        _check_int("act_depth", self.act_depth, 16, 65536, power_of_two=True)
-        _check_int("wgt_depth", self.wgt_depth, 4, 65536, power_of_two=True)
-        _check_int("out_depth", self.out_depth, 2, 65536)
-        _check_int("tree_reg_every", self.tree_reg_every, 0, 16)
+        check_int("rows", self.rows, 1, 256)
+        check_int("lanes", self.lanes, 1, 256)
+        check_int("bus_bytes", self.bus_bytes, 1, 256)
+        check_int("act_depth", self.act_depth, 16, 65536, power_of_two=True)
+        check_int("wgt_depth", self.wgt_depth, 4, 65536, power_of_two=True)
+        check_int("out_depth", self.out_depth, 2, 65536)
+        check_int("tree_reg_every", self.tree_reg_every, 0, 16)
         if self.weight_format not in WEIGHT_FORMATS:
             raise ConfigError(f"weight_format must be one of {', '.join(WEIGHT_FORMATS)}, "
                               f"not {self.weight_format!r}")
-        _check_int("acc_width", self.acc_width, self.dot_width, 64)
+        check_int("acc_width", self.acc_width, self.dot_width, 64)
 
     # -- derived geometry -------------------------------------------------------------------------
 
@@ -118,17 +138,22 @@ class TernConfig:
         levels, nodes paired in order, an odd node passed through, each adder as wide as its range
         (:func:`sum_width` of the lanes it covers)."""
         hist: dict = {}
-        nodes = [1] * self.lanes
-        while len(nodes) > 1:
-            nxt = []
-            for i in range(0, len(nodes), 2):
-                pair = nodes[i:i + 2]
-                if len(pair) == 2:
-                    w = sum_width(pair[0] + pair[1])
-                    hist[w] = hist.get(w, 0) + 1
-                nxt.append(sum(pair))
-            nodes = nxt
+        for pairs, _ in _adder_tree(self.lanes):
+            for a, b in pairs:
+                w = sum_width(a + b)
+                hist[w] = hist.get(w, 0) + 1
         return dict(sorted(hist.items()))
+
+    @property
+    def tree_register_bits(self) -> int:
+        """Flip-flops of one dot unit's pipeline registers: after adder level ``j * tree_reg_every``
+        (j = 1, 2, ...), one per bit of every node at that level (a node covering ``n`` lanes is
+        :func:`sum_width` ``(n)`` bits wide; an odd node passes to the next level unchanged)."""
+        if self.tree_reg_every == 0:
+            return 0
+        return sum(sum(sum_width(n) for n in nodes)
+                   for level, (_, nodes) in enumerate(_adder_tree(self.lanes), 1)
+                   if level % self.tree_reg_every == 0)
 
     # -- pipeline (every latency the RTL has; each block checks its own at elaboration) ------------
 

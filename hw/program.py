@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import TernConfig
+from hw.formats import weight_words_to_stream
 from hw.isa import FIELD_MAX, Instr, Op, is_valid
+from hw.tiling import Segment, Tiling, TilingError, assemble
 
 __all__ = ["Program", "ProgramBuilder", "ProgramError", "instr_is_valid", "linear_program",
            "outputs_to_matrix", "reference_matmul", "wrap_signed", "decode_program", "prefill_program"]
@@ -38,7 +40,7 @@ def wrap_signed(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def reference_matmul(q: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``D[t, n] = sum_k q[t, k] * w[n, k]`` in int64 (SPEC section 3)."""
+    """``D[t, n] = sum_k q[t, k] * w[n, k]`` in int64."""
     q = np.asarray(q, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
     return q @ w.T
@@ -156,7 +158,6 @@ class ProgramBuilder:
     # -- result ------------------------------------------------------------------------------------
 
     def build(self) -> Program:
-        from hw.formats import weight_words_to_stream
         cfg = self.config
         words = (np.stack(self._words) if self._words
                  else np.zeros((0, cfg.rows, cfg.lanes), dtype=np.int8))
@@ -179,9 +180,10 @@ def linear_program(config: TernConfig, q, w, *, act_addr: int = 0, sync: bool = 
     """The program for ``D = q @ w.T``: one LOAD_ACT of all tokens, then one MATMUL per ``rows``-row
     tile of ``w`` (all tokens each), optionally a final SYNC. ``q``: (T, K) int8; ``w``: (N, K) ternary.
 
-    Activation word ``t * k_words + k`` holds ``q[t, k*lanes:(k+1)*lanes]`` (K zero-padded to
-    ``k_words * lanes``); the outputs arrive tile by tile, token by token: use
-    :func:`outputs_to_matrix` to reassemble ``D`` (T, N)."""
+    The layout is :class:`hw.tiling.Tiling`'s with one K chunk and one token group: activation word
+    ``t * k_words + k`` holds ``q[t, k*lanes:(k+1)*lanes]`` (K zero-padded to ``k_words * lanes``); the
+    outputs arrive tile by tile, token by token: use :func:`outputs_to_matrix` to reassemble ``D``
+    (T, N)."""
     cfg = config
     q = np.asarray(q)
     w = np.asarray(w)
@@ -189,26 +191,24 @@ def linear_program(config: TernConfig, q, w, *, act_addr: int = 0, sync: bool = 
         raise ProgramError(f"linear_program: need q (T, K) and w (N, K), got {q.shape} and {w.shape}")
     T, K = q.shape
     N = w.shape[0]
-    kw = -(-K // cfg.lanes)
     if T < 1 or N < 1 or K < 1:
         raise ProgramError(f"linear_program: empty problem T={T}, N={N}, K={K}")
-    if kw > cfg.wgt_depth:
-        raise ProgramError(f"linear_program: K={K} needs {kw} weight words > wgt_depth={cfg.wgt_depth}")
+    try:
+        tiling = Tiling.plan(cfg, N, K)
+    except TilingError as e:
+        raise ProgramError(f"linear_program: {e}") from None
+    kw = tiling.k_words
     if act_addr + T * kw > cfg.act_depth:
         raise ProgramError(f"linear_program: T*k_words={T * kw} activation words do not fit "
                            f"act_depth={cfg.act_depth} at address {act_addr}")
     if T * kw > FIELD_MAX:
         raise ProgramError("linear_program: problem too large for one LOAD_ACT")
-    kp = kw * cfg.lanes
-    qp = np.zeros((T, kp), dtype=np.int64)
-    qp[:, :K] = q
-    n_tiles = -(-N // cfg.rows)
-    wp = np.zeros((n_tiles * cfg.rows, kp), dtype=np.int64)
-    wp[:N, :K] = w
+    (chunk,) = tiling.chunks
+    wp = tiling.pad_weights(w, np.int64)
     b = ProgramBuilder(cfg)
-    b.load_act(act_addr, qp.reshape(T * kw, cfg.lanes))
-    for i in range(n_tiles):
-        b.matmul(act_addr, wp[i * cfg.rows:(i + 1) * cfg.rows], T)
+    b.load_act(act_addr, tiling.activation_words(tiling.pad_activations(q, np.int64), chunk))
+    for i in range(tiling.tiles):
+        b.matmul(act_addr, tiling.weight_tile(wp, i, chunk), T)
     if sync:
         b.sync()
     prog = b.build()
@@ -217,15 +217,14 @@ def linear_program(config: TernConfig, q, w, *, act_addr: int = 0, sync: bool = 
 
 
 def outputs_to_matrix(config: TernConfig, outputs, T: int, N: int) -> np.ndarray:
-    """Reassemble the result vectors of :func:`linear_program` into ``D`` (T, N) int64."""
+    """Reassemble the result vectors of :func:`linear_program` (one segment of ``T`` tokens) into
+    ``D`` (T, N) int64."""
     out = np.asarray(outputs, dtype=np.int64)
-    n_tiles = -(-N // config.rows)
+    n_tiles = config.n_tiles(N)
     if out.shape != (n_tiles * T, config.rows):
         raise ProgramError(f"outputs_to_matrix: expected {(n_tiles * T, config.rows)} outputs, "
                            f"got {out.shape}")
-    d = out.reshape(n_tiles, T, config.rows).transpose(1, 0, 2).reshape(T, n_tiles * config.rows)
-    return d[:, :N]
-
+    return assemble(config, N, T, [Segment(0, 0, T)], out)
 
 
 def decode_program(config: TernConfig, n_mm: int, kw: int, seed: int = 0) -> Program:

@@ -1,11 +1,14 @@
 """Programs of real layer shapes for the simulator (benchmarks, estimator), built without the
 ProgramBuilder's int64 reference so that 2B4T-sized layers are generated in well under a second.
 
-The instruction sequence follows :func:`hw.program.linear_program`: activation word ``t*k_words + k``
-holds ``q[t, k*L:(k+1)*L]`` (K zero-padded), one MATMUL per ``rows``-row tile of W over all tokens of
-a LOAD_ACT. Because one LOAD_ACT may hold at most ``act_depth`` words, the tokens are split into
-groups of ``floor(act_depth / k_words)`` tokens; each group reloads the activations and streams all
-tiles again.
+Each projection is tiled by :class:`hw.tiling.Tiling` with one K chunk (as
+:func:`hw.program.linear_program`): activation word ``t*k_words + k`` holds ``q[t, k*L:(k+1)*L]``
+(K zero-padded), one MATMUL per ``rows``-row tile of W over all tokens of a LOAD_ACT. Because one
+LOAD_ACT holds at most ``act_depth`` words, the tokens go in groups of
+``config.tokens_per_group(k_words)``; each group reloads the activations and streams all tiles again.
+
+The shapes are arguments: the model shapes live with the model configurations
+(``sw.model.presets.layer_shapes``).
 """
 
 from __future__ import annotations
@@ -13,27 +16,25 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import TernConfig
-from hw.isa import load_act, matmul, sync
+from hw.formats import CODECS
+from hw.isa import sync
 from hw.result import Streams
+from hw.tiling import Tiling
 
 __all__ = ["BITNET_2B4T_LAYER", "bitlinear_streams", "layer_streams", "random_weight_beats",
            "tokens_per_group"]
 
-#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K):
-#: hidden 2560, intermediate 6912, 20 query heads and 5 key/value heads of 128.
+#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K).
+#: Kept for old callers only: the shapes of every model come from ``sw.model.presets.layer_shapes``.
 BITNET_2B4T_LAYER = (("q", 2560, 2560), ("k", 640, 2560), ("v", 640, 2560), ("o", 2560, 2560),
                      ("gate", 6912, 2560), ("up", 6912, 2560), ("down", 2560, 6912))
 
 
 def tokens_per_group(config: TernConfig, K: int) -> int:
-    """Tokens one LOAD_ACT can hold for a K-wide input: ``floor(act_depth / ceil(K / lanes))``."""
-    kw = -(-K // config.lanes)
-    if kw > config.wgt_depth:
-        raise ValueError(f"K={K} needs {kw} weight words per MATMUL > wgt_depth={config.wgt_depth}")
-    g = config.act_depth // kw
-    if g < 1:
-        raise ValueError(f"K={K} ({kw} words) does not fit act_depth={config.act_depth}")
-    return g
+    """Tokens one LOAD_ACT can hold for a K-wide input (one K chunk): ``floor(act_depth / k_words)``.
+    Raises :class:`ValueError` when K does not fit a weight bank or one token does not fit a LOAD_ACT."""
+    tiling = Tiling.plan(config, 1, K)
+    return tiling.group_tokens(tiling.chunks[0])
 
 
 def random_weight_beats(config: TernConfig, n_words: int, rng: np.random.Generator) -> np.ndarray:
@@ -41,11 +42,11 @@ def random_weight_beats(config: TernConfig, n_words: int, rng: np.random.Generat
     only; padding included), generated directly in the stream format."""
     B, bpw = config.bus_bytes, config.beats_per_word
     n = n_words * bpw * B
-    if config.weight_format == "2bit":
-        codes = rng.integers(0, 3, size=(n, 4), dtype=np.uint8)
-        data = codes[:, 0] | (codes[:, 1] << 2) | (codes[:, 2] << 4) | (codes[:, 3] << 6)
-    else:
+    codec = CODECS[config.weight_format]
+    if config.weight_format == "base3":   # the valid bytes 0..242 are the trit combinations: draw one
         data = rng.integers(0, 243, size=n, dtype=np.uint8)
+    else:                                 # draw the codes (0..2) and pack them
+        data = codec.pack_digits(rng.integers(0, 3, size=(n, codec.codes_per_byte), dtype=np.uint8))
     return data.reshape(n_words * bpw, B)
 
 
@@ -60,24 +61,19 @@ def layer_streams(config: TernConfig, T: int, shapes, rng: np.random.Generator, 
                   final_sync: bool = True) -> tuple[Streams, int]:
     """One program running every projection in ``shapes`` ((name, N, K), ...) for ``T`` tokens, with
     random activations and weights. Returns the streams and the number of result vectors."""
-    L, R = config.lanes, config.rows
     words, acts, wgts = [], [], []
     n_out = 0
     for _, N, K in shapes:
-        kw = -(-K // L)
-        tiles = -(-N // R)
-        group = tokens_per_group(config, K)
-        w_beats = random_weight_beats(config, tiles * kw, rng)
-        for t0 in range(0, T, group):
-            tg = min(group, T - t0)
-            q = np.zeros((tg, kw * L), dtype=np.int8)
-            q[:, :K] = rng.integers(-128, 128, size=(tg, K), dtype=np.int8)
-            words.append(load_act(0, tg * kw).word)
-            acts.append(q.reshape(tg * kw, L))
-            for _ in range(tiles):
-                words.append(matmul(0, kw, tg).word)
+        tiling = Tiling.plan(config, N, K)
+        (chunk,) = tiling.chunks
+        segments = tiling.segments(T)
+        w_beats = random_weight_beats(config, tiling.tiles * tiling.k_words, rng)
+        for seg in segments:
+            q = tiling.pad_activations(rng.integers(-128, 128, size=(seg.tokens, K), dtype=np.int8))
+            words.extend(tiling.segment_words(seg))
+            acts.append(tiling.activation_words(q, chunk))
             wgts.append(w_beats)
-            n_out += tiles * tg
+        n_out += tiling.n_outputs(segments)
     if final_sync:
         words.append(sync().word)
     return Streams(words, np.concatenate(acts), np.concatenate(wgts)), n_out

@@ -1,4 +1,5 @@
-"""sw.driver.compiler: tiling, K-split with the accumulator proof, packing, programs, weight cache.
+"""sw.driver.compiler: K-split with the accumulator proof, packing, programs, weight cache (the tiler
+itself: tests/test_tiling.py).
 
 Every D is checked against an independent torch int64 matmul of the unpadded operands."""
 
@@ -11,8 +12,8 @@ from hw.formats import weight_words_to_stream
 from hw.isa import Op, decode
 from hw.program import instr_is_valid, linear_program, outputs_to_matrix
 from hw.sim import simulate
-from sw.driver.compiler import (CompileError, OverflowProofError, WeightCache, compile_linear, max_chunk_words,
-                                prove_no_overflow, split_k, worst_case_abs_sum)
+from sw.driver.compiler import (CompileError, OverflowProofError, WeightCache, compile_linear, prove_no_overflow,
+                                worst_case_abs_sum)
 
 
 def torch_reference(q, t):
@@ -75,19 +76,17 @@ def test_random_shapes_exact_on_sim(name):
 def test_splitting_rules_are_the_tightest_bounds():
     c = CONFIGS["r4l16-acc13"]
     # acc 13 bits: |sum| <= 4095, one 16-lane word reaches 2048, two reach 4096: one word per chunk
-    assert max_chunk_words(c) == 1
+    assert c.max_chunk_words == 1
     comp = compile_linear(c, np.ones((4, 16 * 5), dtype=np.int8))
     assert [ch.words for ch in comp.chunks] == [1] * 5
     c = CONFIGS["r5l8-wgt4"]   # acc 32 bits: the bank (4 words) is the limit
-    assert max_chunk_words(c) == 4
+    assert c.max_chunk_words == 4
     comp = compile_linear(c, np.ones((5, 8 * 10), dtype=np.int8))
     assert [ch.words for ch in comp.chunks] == [4, 3, 3]   # balanced
     c = TernConfig(lanes=4, rows=1, act_depth=16, wgt_depth=64)   # act_depth is the limit
-    assert max_chunk_words(c) == 16
+    assert c.max_chunk_words == 16
     c = TernConfig(lanes=64, acc_width=20)   # (2**19 - 1) // (128 * 64) = 63 words
-    assert max_chunk_words(c) == 63 == c.max_k_exact // 64
-    assert split_k(10, 4) == [(0, 4), (4, 7), (7, 10)]
-    assert split_k(3, 8) == [(0, 3)]
+    assert c.max_chunk_words == 63 == c.max_k_exact // 64
 
 
 def test_tokens_are_grouped_by_act_depth():
@@ -140,7 +139,7 @@ def test_the_proof_guards_a_real_overflow():
     ``safe + 1`` words differs from the exact sum for the adversarial input, while the compiled
     (proven) split is exact."""
     cfg = TernConfig(rows=2, lanes=16, acc_width=13, act_depth=16, wgt_depth=8)
-    safe = max_chunk_words(cfg)
+    safe = cfg.max_chunk_words
     K = (safe + 1) * cfg.lanes
     q = np.full((1, K), -128, dtype=np.int8)
     w = np.stack([-np.ones(K), np.ones(K)]).astype(np.int8)   # sums +4096 and -4096: 13 bits hold -4096..4095

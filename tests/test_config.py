@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hw.config import ConfigError, TernConfig
+from hw.config import ConfigError, TernConfig, check_int
 
 
 def test_defaults_and_derived_geometry():
@@ -27,6 +27,21 @@ def test_dot_width_holds_extremes(lanes, width):
     assert lo <= -128 * lanes and 128 * lanes <= hi
     # and one bit fewer would not do
     assert 128 * lanes > 2 ** (width - 2) - 1
+
+
+def tree_register_bits(lanes, tree_reg_every):
+    return TernConfig(lanes=lanes, tree_reg_every=tree_reg_every).tree_register_bits
+
+
+def test_tree_register_placement():
+    # lanes 8: levels 1, 2, 3 with 4, 2, 1 nodes of dot_width 10, 11, 12 bits
+    assert tree_register_bits(8, 0) == 0
+    assert tree_register_bits(8, 1) == 4 * 10 + 2 * 11 + 12
+    assert tree_register_bits(8, 2) == 2 * 11              # after level 2 only
+    assert tree_register_bits(8, 4) == 0                   # 3 levels < 4
+    # odd lanes: 5 -> 3 nodes (2,2,1) -> 2 nodes (4,1) -> 1 node (5); the odd node passes through at
+    # its own width; dot_width(5) = bit_length(640) + 1 = 11
+    assert tree_register_bits(5, 1) == (10 + 10 + 9) + (11 + 9) + 11
 
 
 def test_base3_geometry_pads_last_beat():
@@ -79,3 +94,16 @@ def test_toml_round_trip_and_errors(tmp_path):
         TernConfig.from_toml(p)
     with pytest.raises(ConfigError, match="no such configuration file"):
         TernConfig.from_toml(tmp_path / "missing.toml")
+
+
+def test_check_int_is_the_one_integer_check():
+    check_int("n", 4, 1, 8, power_of_two=True)
+    check_int("n", 10**9, 1)                                        # open upper bound
+    for value, needle in [(True, "n must be an integer, not True"), (0, "n must be at least 1, not 0"),
+                          (2.0, "n must be an integer, not 2.0")]:
+        with pytest.raises(ConfigError, match=needle):
+            check_int("n", value, 1)
+    with pytest.raises(ConfigError, match="n must be at most 3, not 4"):
+        check_int("n", 4, hi=3)
+    with pytest.raises(KeyError, match="n must be a power of two, not 6"):
+        check_int("n", 6, 1, 8, power_of_two=True, error=KeyError)

@@ -3,7 +3,7 @@
 import pytest
 
 from hw.config import TernConfig
-from hw.estimate.area import area_estimate, tree_register_bits
+from hw.estimate.area import area_estimate
 
 # NanGate 45 nm Open Cell Library cell areas, um^2
 NAND2, INV, HA, FA, MUX2, DFF = 0.798, 0.532, 2.660, 4.256, 1.862, 4.522
@@ -31,17 +31,6 @@ def test_tiny_config_hand_count(node, um2_ge, cell):
         assert a["sram_bits"][k] == b
         assert a["breakdown_mm2"][f"sram_{k}"] == pytest.approx(b * cell / 0.7 * 1e-6, rel=1e-12)
     assert a["area_mm2"] == pytest.approx(sum(a["breakdown_mm2"].values()), rel=1e-12)
-
-
-def test_tree_register_placement():
-    # lanes 8: levels 1, 2, 3 with 4, 2, 1 nodes of dot_width 10, 11, 12 bits
-    assert tree_register_bits(8, 0) == 0
-    assert tree_register_bits(8, 1) == 4 * 10 + 2 * 11 + 12
-    assert tree_register_bits(8, 2) == 2 * 11              # after level 2 only
-    assert tree_register_bits(8, 4) == 0                   # 3 levels < 4
-    # odd lanes: 5 -> 3 nodes (2,2,1) -> 2 nodes (4,1) -> 1 node (5); the odd node passes through at
-    # its own width; dot_width(5) = bit_length(640) + 1 = 11
-    assert tree_register_bits(5, 1) == (10 + 10 + 9) + (11 + 9) + 11
 
 
 def test_area_monotone_in_rows_and_lanes():
@@ -92,7 +81,7 @@ def test_dot_unit_gate_count_against_yosys(lanes, every):
     unknown = set(h) - set(_YOSYS_GE)
     assert not unknown, f"cell types without a GE size: {unknown}"
     flops = sum(n for c, n in h.items() if "DFF" in c)
-    assert flops == tree_register_bits(lanes, every)
+    assert flops == TernConfig(lanes=lanes, tree_reg_every=every).tree_register_bits
     synth_ge = sum(_YOSYS_GE[c] * n for c, n in h.items())
     g = logic_ge(TernConfig(rows=1, lanes=lanes, tree_reg_every=every))
     est = g["lane_negation"] + g["adder_tree"] + g["tree_registers"]

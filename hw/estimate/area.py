@@ -5,9 +5,9 @@ structure of ``hw/rtl/dot.py`` and the accumulators:
 
 * per lane of every row, the conditional negation ``Mux(c == 2, a, Mux(c == 0, -a, 0))``: a 9-bit
   negator (9 inverters + 9 half adders) and two 9-bit 2:1 multiplexers;
-* the adder tree: one full adder per bit of every adder (``hw.sim.adder_tree_widths``);
+* the adder tree: one full adder per bit of every adder (``TernConfig.tree_adder_widths``);
 * the tree's pipeline registers: one flip-flop per bit of every node after every
-  ``tree_reg_every`` adder levels (``hw.rtl.dot``'s placement);
+  ``tree_reg_every`` adder levels (``TernConfig.tree_register_bits``, ``hw.rtl.dot``'s placement);
 * per row, the accumulator: an ``acc_width``-bit adder and an ``acc_width``-bit register.
 
 Not counted (limitations, see docs/ESTIMATE.md): the controller, instruction queues, weight decoder,
@@ -30,7 +30,7 @@ from __future__ import annotations
 from hw.config import TernConfig
 from hw.estimate.energy import NODES, buffer_bits
 
-__all__ = ["CELL_GE", "NODE_AREA", "area_estimate", "tree_register_bits", "logic_ge"]
+__all__ = ["CELL_GE", "NODE_AREA", "area_estimate", "logic_ge"]
 
 #: Cell sizes in gate equivalents (NanGate 45 nm cell area / NAND2_X1 area).
 CELL_GE = {"inv": 0.532 / 0.798, "ha": 2.660 / 0.798, "fa": 4.256 / 0.798, "mux2": 1.862 / 0.798,
@@ -45,38 +45,16 @@ NODE_AREA = {
 _LANE_BITS = 9   # width of a conditional-negation lane term (int8 negated needs 9 bits)
 
 
-def _node_width(n_lanes: int) -> int:
-    from hw.rtl.dot import dot_width
-    return dot_width(n_lanes)
-
-
-def tree_register_bits(lanes: int, tree_reg_every: int) -> int:
-    """Flip-flops of one dot unit's pipeline registers: after adder level ``j * tree_reg_every``
-    (j = 1, 2, ...), one per bit of every node at that level (a node covering ``n`` lanes is
-    ``dot_width(n)`` bits wide; an odd node passes to the next level unchanged)."""
-    if tree_reg_every == 0:
-        return 0
-    nodes = [1] * lanes
-    level, bits = 0, 0
-    while len(nodes) > 1:
-        nodes = [sum(nodes[i:i + 2]) for i in range(0, len(nodes), 2)]
-        level += 1
-        if level % tree_reg_every == 0:
-            bits += sum(_node_width(n) for n in nodes)
-    return bits
-
-
 def logic_ge(config: TernConfig) -> dict:
     """Gate equivalents of the datapath components (whole array)."""
-    from hw.sim.machine import adder_tree_widths
     R, L, A = config.rows, config.lanes, config.acc_width
     g = CELL_GE
     lane = _LANE_BITS * (g["inv"] + g["ha"]) + 2 * _LANE_BITS * g["mux2"]
-    tree_fa_bits = sum(w * n for w, n in adder_tree_widths(L).items())
+    tree_fa_bits = sum(w * n for w, n in config.tree_adder_widths.items())
     return {
         "lane_negation": R * L * lane,
         "adder_tree": R * tree_fa_bits * g["fa"],
-        "tree_registers": R * tree_register_bits(L, config.tree_reg_every) * g["dff"],
+        "tree_registers": R * config.tree_register_bits * g["dff"],
         "accumulators": R * A * (g["fa"] + g["dff"]),
     }
 
