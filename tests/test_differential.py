@@ -15,13 +15,10 @@ Default run: 200 cases (about a minute and a half on one core). ``-m slow``: 200
 programs.
 """
 
-import dataclasses
-
 import pytest
 
 from hw.config import TernConfig
 from hw.isa import Op
-from hw.sim.machine import rtl_latencies
 from hw.verify.differential import VerifyError, check_case, run_verify
 from hw.verify.generate import random_case
 
@@ -85,14 +82,19 @@ def test_run_verify_reports():
 def test_run_verify_catches_a_timing_bug(monkeypatch):
     """A simulator with a PE latency one cycle too long must be reported as cycle mismatches (and
     its outputs still match): the comparison is not vacuous."""
-    import hw.sim.machine as machine
-    real = machine.rtl_latencies
+    import hw.verify.differential as differential
+    real = differential.simulate
 
-    def wrong(cfg):
-        lat = real(cfg)
-        return dataclasses.replace(lat, pe=lat.pe + 1)
+    class DeeperPE(TernConfig):   # the simulator asks the configuration for every latency
+        @property
+        def pe_latency(self):
+            return super().pe_latency + 1
 
-    monkeypatch.setattr(machine, "rtl_latencies", wrong)
+    def wrong(cfg, program, timing):
+        return real(DeeperPE(**cfg.to_dict()), None, timing, words=program.words,
+                    act_beats=program.act_beats, wgt_beats=program.wgt_beats)
+
+    monkeypatch.setattr(differential, "simulate", wrong)
     r = run_verify("amaranth", 6, 3)
     assert r["cycle_mismatches"] >= 1 and r["mismatches"] == 0
     f = r["first_failure"]
@@ -102,7 +104,6 @@ def test_run_verify_catches_a_timing_bug(monkeypatch):
 def test_run_verify_fixed_config_and_errors():
     cfg = TernConfig(rows=3, lanes=7, weight_format="base3", bus_bytes=2, act_depth=16, wgt_depth=4,
                      out_depth=2)
-    rtl_latencies(cfg)
     r = run_verify("amaranth", 3, 1, config=cfg)
     assert r["mismatches"] == r["cycle_mismatches"] == 0
     with pytest.raises(VerifyError, match="verilog"):

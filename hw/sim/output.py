@@ -1,0 +1,48 @@
+"""Output FIFO and ``out`` stream of the simulator (RTL: the output FIFO of :class:`hw.rtl.top.TernCore`).
+
+The result of a token whose last step issued in cycle ``c`` is written into the FIFO after the RAM
+read and the PE array, and can leave ``out`` from ``c + result_latency`` on (RAM read + PE array +
+FIFO); results leave in order, each when the ``out`` stream takes it. Every ``out`` transfer returns
+the output credit its result took (``out_reserved -= 1`` at the end of that cycle), so result ``n``'s
+credit is free from the cycle after the transfer of result ``n - out_depth``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.sim.recurrence import NEG, StreamTimes, chain
+
+__all__ = ["OutputFIFO"]
+
+
+class OutputFIFO:
+    """Times the ``out`` transfers. State: ``out.t`` (cycle of every transfer), ``n`` (results
+    written so far), ``last`` (cycle of the latest transfer, -1 before the first)."""
+
+    def __init__(self, config, timing, n_results: int):
+        self.result_latency = config.result_latency
+        self.depth = config.out_depth
+        self.out = StreamTimes(timing, "out", n_results)
+        self.n = 0
+        self.last = -1
+
+    def credit_free(self, n: int) -> int:
+        """The first cycle in which result ``n`` can take an output credit (``out_reserved <
+        out_depth``)."""
+        return int(self.out.t[n - self.depth]) + 1 if n >= self.depth else NEG
+
+    def credits_free(self, n0: int, n1: int) -> np.ndarray:
+        """:meth:`credit_free` of results ``n0 .. n1-1`` (all of them earlier than ``n0 + out_depth``)."""
+        nn = np.arange(n0, n1, dtype=np.int64)
+        return np.where(nn >= self.depth, self.out.t[np.maximum(nn - self.depth, 0)] + 1, NEG)
+
+    def write(self, last_issue: np.ndarray) -> None:
+        """Results ``n .. n+len(last_issue)-1``, whose tokens' last steps issued in ``last_issue``:
+        ``o_n = max(o_{n-1} + d_n, not_before_n, last_issue_n + result_latency)``."""
+        n0, n1 = self.n, self.n + len(last_issue)
+        out = self.out
+        e = np.maximum(out.not_before[n0:n1], last_issue + self.result_latency)
+        out.t[n0:n1] = chain(int(out.t[n0 - 1]) if n0 else -1, out.s, n0, e)
+        self.n = n1
+        self.last = int(out.t[n1 - 1])

@@ -1,0 +1,58 @@
+"""The closed form every stage of the simulator evaluates, and the stream transfer times it runs on.
+
+Every event of every stage of the core obeys a recurrence ``t_i = max(t_{i-1} + d_i, E_i)``: the next
+event happens ``d_i`` cycles after the previous one at the earliest, and not before its own constraint
+``E_i`` (set by another stage or by the stream's timing). With ``S`` the prefix sum of ``d``, the
+closed form is ``t_i = S_i + max(t_{-1} - S_{-1}, max_{i' <= i}(E_{i'} - S_{i'}))``: a cumulative
+maximum in numpy (:func:`chain`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.timing import Timing
+
+__all__ = ["NEG", "SimError", "prefix_sums", "chain", "StreamTimes"]
+
+#: "Minus infinity" for cycle numbers: a constraint that never binds.
+NEG = -(1 << 62)
+
+
+class SimError(ValueError):
+    """The program cannot run to completion with the given streams (the message says why)."""
+
+
+def prefix_sums(d: np.ndarray) -> np.ndarray:
+    """``S`` with ``S[0] = 0``, ``S[i+1] = d[0] + ... + d[i]``."""
+    s = np.zeros(len(d) + 1, dtype=np.int64)
+    np.cumsum(d, out=s[1:])
+    return s
+
+
+def chain(prev: int, s: np.ndarray, lo: int, e: np.ndarray) -> np.ndarray:
+    """Events ``i = lo .. lo+len(e)-1`` of ``t_i = max(t_{i-1} + d_i, e_i)`` with ``t_{lo-1} = prev``,
+    given the prefix sums ``s`` of ``d`` (``s[i+1] - s[i] = d_i``)."""
+    n = len(e)
+    ss = s[lo + 1:lo + 1 + n]
+    z = np.maximum.accumulate(e - ss)
+    np.maximum(z, prev - s[lo], out=z)
+    return ss + z
+
+
+class StreamTimes:
+    """The transfers of one of the core's streams (``instr``, ``act``, ``wgt``, ``out``) under a
+    :class:`~hw.timing.Timing`: the environment offers transfer ``i`` from
+    ``max(t_{i-1} + 1 + gap_i, not_before_i)`` on, with ``not_before_i = latency + floor(i / rate)``.
+
+    ``d`` holds ``1 + gap_i``, ``s`` its prefix sums, ``not_before`` the bus bound; ``t`` is the cycle
+    of every transfer, filled in by the stage that takes (or, for ``out``, gives) them."""
+
+    __slots__ = ("n", "d", "s", "not_before", "t")
+
+    def __init__(self, timing: Timing, name: str, n: int):
+        self.n = n
+        self.d = 1 + timing.gaps(name, n)
+        self.s = prefix_sums(self.d)
+        self.not_before = timing.not_before(name, n)
+        self.t = np.zeros(n, dtype=np.int64)

@@ -1,0 +1,32 @@
+"""hw.sim.output: results leave ``out`` in order, ``result_latency`` after their tokens' last issue
+at the earliest and as the ``out`` stream allows; credits come back one ``out_depth`` later."""
+
+from hw.config import TernConfig
+from hw.sim.output import OutputFIFO
+from hw.sim.recurrence import NEG
+from hw.timing import StreamTiming, Timing
+
+CFG = TernConfig(rows=4, lanes=8, bus_bytes=2, act_depth=64, wgt_depth=8, out_depth=2, tree_reg_every=1)
+
+
+def test_config():
+    assert CFG.result_latency == CFG.ram_latency + CFG.pe_latency + CFG.out_fifo_latency == 6
+
+
+def test_results_follow_their_last_issue():
+    import numpy as np
+    out = OutputFIFO(CFG, Timing(), 4)
+    assert out.last == -1 and out.credit_free(0) == out.credit_free(1) == NEG
+    out.write(np.array([10]))
+    out.write(np.array([12, 12, 20]))
+    assert out.out.t.tolist() == [16, 18, 19, 26]      # in order, one per cycle at most
+    assert out.n == 4 and out.last == 26
+    assert out.credit_free(2) == 17 and out.credit_free(3) == 19
+    assert out.credits_free(1, 3).tolist() == [NEG, 17]
+
+
+def test_out_stream_gaps():
+    import numpy as np
+    out = OutputFIFO(CFG, Timing(out=StreamTiming(gaps=[0, 5])), 2)
+    out.write(np.array([10, 12]))
+    assert out.out.t.tolist() == [16, 22]              # the second waits 1 + 5 cycles after the first

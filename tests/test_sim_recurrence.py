@@ -1,0 +1,38 @@
+"""hw.sim.recurrence: the closed form of ``t_i = max(t_{i-1} + d_i, E_i)`` against the recurrence
+evaluated step by step, and the stream parameters it runs on."""
+
+import numpy as np
+import pytest
+
+from hw.sim.recurrence import NEG, StreamTimes, chain, prefix_sums
+from hw.timing import StreamTiming, Timing
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_chain_is_the_recurrence(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    d = rng.integers(0, 5, n + 10)
+    lo = int(rng.integers(0, 10))
+    e = rng.integers(-20, 100, n)
+    e[rng.random(n) < 0.3] = NEG
+    prev = int(rng.integers(-5, 50))
+    expect, t = [], prev
+    for i in range(n):
+        t = max(t + int(d[lo + i]), int(e[i]))
+        expect.append(t)
+    assert chain(prev, prefix_sums(d), lo, e).tolist() == expect
+
+
+def test_prefix_sums():
+    assert prefix_sums(np.array([2, 0, 3])).tolist() == [0, 2, 2, 5]
+    assert prefix_sums(np.zeros(0, dtype=np.int64)).tolist() == [0]
+
+
+def test_stream_times_follow_the_timing():
+    timing = Timing(wgt=StreamTiming(gaps=[0, 2, 1], latency=3, rate=0.5))
+    st = StreamTimes(timing, "wgt", 3)
+    assert st.d.tolist() == [1, 3, 2]
+    assert st.s.tolist() == [0, 1, 4, 6]
+    assert st.not_before.tolist() == timing.not_before("wgt", 3).tolist() == [3, 5, 7]
+    assert st.t.tolist() == [0, 0, 0] and st.n == 3

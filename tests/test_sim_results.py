@@ -1,0 +1,111 @@
+"""hw.sim.results: the values the simulator computes, bit-exact against the numpy int64 reference
+(hw.program), including accumulator wrap, K not a multiple of lanes and invalid weight bytes; a
+2B4T-sized projection and a whole 2B4T layer at T=1 against an int64 reference of the decoded weight
+stream."""
+
+import numpy as np
+import pytest
+
+from hw.config import TernConfig
+from hw.formats import BYTE_VALID, stream_to_weight_words
+from hw.program import ProgramBuilder, linear_program, outputs_to_matrix, reference_matmul, wrap_signed
+from hw.sim import simulate
+from hw.sim.results import stream_has_invalid_byte
+from hw.timing import Timing
+from hw.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_linear_program_bit_exact(seed):
+    rng = np.random.default_rng(seed)
+    cfg = TernConfig(rows=int(rng.integers(1, 9)), lanes=int(rng.choice([4, 5, 16, 13])),
+                     weight_format=str(rng.choice(["2bit", "base3"])), bus_bytes=int(rng.choice([1, 4, 8])),
+                     act_depth=128, wgt_depth=16, out_depth=int(rng.integers(2, 7)))
+    cfg = cfg.replace(acc_width=cfg.dot_width)   # sums of several words wrap
+    T, N = int(rng.integers(1, 9)), int(rng.integers(1, 20))
+    K = int(rng.integers(1, cfg.lanes * 6))        # rarely a multiple of lanes
+    q = rng.integers(-128, 128, (T, K))
+    w = rng.integers(-1, 2, (N, K))
+    prog = linear_program(cfg, q, w)
+    r = simulate(cfg, prog, Timing.random(seed, p_instr=0.2, p_act=0.3, p_wgt=0.3, p_out=0.4))
+    d = outputs_to_matrix(cfg, r.outputs, T, N)
+    assert np.array_equal(d, wrap_signed(reference_matmul(q, w), cfg.acc_width))
+    assert r.error == 0
+
+
+def test_many_tokens_wrapping_extreme_values():
+    cfg = TernConfig(rows=4, lanes=8, act_depth=512, wgt_depth=8, out_depth=2, acc_width=12)
+    T, K = 100, 20
+    q = np.full((T, K), -128)
+    q[::3] = 127
+    w = np.ones((7, K), dtype=int)
+    w[1] = -1
+    prog = linear_program(cfg, q, w)
+    r = simulate(cfg, prog, Timing.random(3, p_out=0.5))
+    assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, 7),
+                          wrap_signed(reference_matmul(q, w), 12))
+
+
+@pytest.mark.parametrize("fmt", ["2bit", "base3"])
+def test_invalid_weight_byte_reads_zero(fmt):
+    cfg = TernConfig(rows=2, lanes=5, weight_format=fmt, bus_bytes=2, act_depth=16, wgt_depth=4)
+    rng = np.random.default_rng(0)
+    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (2, 5)))
+    tile = rng.integers(-1, 2, (2, 10))
+    tile[0, :5] = 1   # the byte we spoil carries only row 0, lanes 0..3 (2bit) / 0..4 (base3)
+    b.matmul(0, tile, 1)
+    prog = b.build()
+    beats = prog.wgt_beats.copy()
+    beats[0, 0] = 0xFF if fmt == "2bit" else 250
+    r = simulate(cfg, prog, wgt_beats=beats)
+    spoiled = tile.copy()
+    spoiled[0, :4 if fmt == "2bit" else 5] = 0
+    exp = reference_matmul(np.concatenate(list(prog.act_beats)).reshape(1, 10), spoiled)
+    assert np.array_equal(r.outputs, exp)
+    assert r.error == 2
+
+
+def test_2b4t_projection_bit_exact_against_builder_reference():
+    cfg = TernConfig()
+    rng = np.random.default_rng(5)
+    q = rng.integers(-128, 128, (3, 2560))
+    w = rng.integers(-1, 2, (640, 2560))
+    prog = linear_program(cfg, q, w)
+    r = simulate(cfg, prog)
+    assert np.array_equal(outputs_to_matrix(cfg, r.outputs, 3, 640), reference_matmul(q, w))
+    assert r.counters["busy"] == 40 * 3 * 40
+
+
+def test_2b4t_layer_t1_bit_exact():
+    """All seven projections of a 2B4T layer in one program; the reference decodes each
+    projection's weight stream with hw.formats and multiplies in int64."""
+    cfg = TernConfig()
+    st, n_out = layer_streams(cfg, 1, BITNET_2B4T_LAYER, np.random.default_rng(0))
+    r = simulate(cfg, words=st.words, act_beats=st.act_beats, wgt_beats=st.wgt_beats)
+    assert r.outputs.shape == (n_out, cfg.rows)
+    L, R, bpw = cfg.lanes, cfg.rows, cfg.beats_per_word
+    a = b = o = 0
+    for _, N, K in BITNET_2B4T_LAYER:
+        kw, tiles = K // L, N // R
+        assert tokens_per_group(cfg, K) >= 1
+        x = st.act_beats[a:a + kw].reshape(1, K).astype(np.int64)
+        wds = stream_to_weight_words(st.wgt_beats[b:b + tiles * kw * bpw], cfg)   # (tiles*kw, R, L)
+        wmat = wds.reshape(tiles, kw, R, L).transpose(0, 2, 1, 3).reshape(N, K).astype(np.int64)
+        assert np.array_equal(r.outputs[o:o + tiles].reshape(N), (x @ wmat.T).reshape(N))
+        a, b, o = a + kw, b + tiles * kw * bpw, o + tiles
+    # decode is weight-bus bound: the stream runs at one beat per cycle
+    assert r.counters["wgt_beats"] / r.cycles > 0.99
+
+
+@pytest.mark.parametrize("fmt", ["2bit", "base3"])
+@pytest.mark.parametrize("n_bytes", [1, 2, 7, 64])
+def test_stream_has_invalid_byte_is_the_formats_table(fmt, n_bytes):
+    """Every byte value at every position (odd and even, as the lookup takes bytes in pairs):
+    error bit 1 is exactly "some byte is not BYTE_VALID"."""
+    rng = np.random.default_rng(n_bytes)
+    good = np.flatnonzero(BYTE_VALID[fmt])
+    for byte in range(256):
+        beats = rng.choice(good, n_bytes).astype(np.uint8).reshape(n_bytes, 1)
+        assert not stream_has_invalid_byte(fmt, beats)
+        beats[rng.integers(n_bytes)] = byte
+        assert stream_has_invalid_byte(fmt, beats) == (not BYTE_VALID[fmt][byte])
