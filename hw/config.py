@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 __all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "PERF_COUNTERS",
-           "DEFAULT_CLOCK_MHZ", "sum_width", "check_int"]
+           "DEFAULT_CLOCK_MHZ", "sum_width", "is_int", "check_int"]
 
 #: Hardware weight stream formats (``docs/FORMATS.md``) and the ternary codes each byte carries.
 WEIGHT_FORMATS = ("2bit", "base3")
@@ -38,13 +38,18 @@ class ConfigError(ValueError):
     """An invalid accelerator configuration. The message names the field and the bad value."""
 
 
+def is_int(value) -> bool:
+    """``value`` is an ``int`` and not a ``bool``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def check_int(name, value, lo=None, hi=None, *, power_of_two=False, error=None):
     """Raise ``error`` (default :class:`ConfigError`) unless ``value`` is an ``int`` (not a ``bool``)
     in ``[lo, hi]`` (a bound of ``None`` is open) and, with ``power_of_two``, a power of two. The one
     integer-setting check of the accelerator and model configurations; the message names the
     setting and the bad value."""
     error = ConfigError if error is None else error
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise error(f"{name} must be an integer, not {value!r}")
     if lo is not None and hi is not None and not lo <= value <= hi:
         raise error(f"{name} must be between {lo} and {hi}, not {value}")

@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+from hw.config import check_int, is_int
+
 __all__ = ["ModelConfig", "ConfigError", "SUPPORTED_ACTS"]
 
 SUPPORTED_ACTS = ("relu2", "silu")
@@ -24,10 +26,6 @@ SUPPORTED_ACTS = ("relu2", "silu")
 
 class ConfigError(ValueError):
     """A bad or unsupported model configuration (one line, names the field)."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -51,13 +49,13 @@ class ModelConfig:
     model_type: str = "bitnet"              # "bitnet" or "llama"
 
     def __post_init__(self):
-        if self.head_dim is None and _is_int(self.hidden_size) and _is_int(self.num_attention_heads) \
+        if self.head_dim is None and is_int(self.hidden_size) and is_int(self.num_attention_heads) \
                 and self.num_attention_heads > 0:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_attention_heads)
         eos = self.eos_token_id
         if eos is None:
             eos = ()
-        elif _is_int(eos):
+        elif is_int(eos):
             eos = (eos,)
         elif isinstance(eos, (list, tuple)):
             eos = tuple(eos)
@@ -68,9 +66,7 @@ class ModelConfig:
     def validate(self) -> None:
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                      "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings"):
-            v = getattr(self, name)
-            if not _is_int(v) or v < 1:
-                raise ConfigError(f"{name}={v!r} must be a positive integer")
+            check_int(name, getattr(self, name), 1, error=ConfigError)
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(f"num_attention_heads={self.num_attention_heads} must be a multiple of "
                               f"num_key_value_heads={self.num_key_value_heads}")
@@ -88,12 +84,11 @@ class ModelConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be a bool")
         for name in ("bos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            if v is not None and (not _is_int(v) or not 0 <= v < self.vocab_size):
-                raise ConfigError(f"{name}={v!r} must be None or a token id in [0, {self.vocab_size})")
+            if getattr(self, name) is not None:
+                check_int(f"{name} (a token id)", getattr(self, name), 0, self.vocab_size - 1,
+                          error=ConfigError)
         for v in self.eos_token_id:
-            if not _is_int(v) or not 0 <= v < self.vocab_size:
-                raise ConfigError(f"eos_token_id={v!r} must be a token id in [0, {self.vocab_size})")
+            check_int("eos_token_id (a token id)", v, 0, self.vocab_size - 1, error=ConfigError)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -185,7 +180,7 @@ class ModelConfig:
         nh = d["num_attention_heads"]
         kv = d.get("num_key_value_heads")
         eos = d.get("eos_token_id")
-        if eos is not None and not (_is_int(eos) or isinstance(eos, list)):
+        if eos is not None and not (is_int(eos) or isinstance(eos, list)):
             raise ConfigError(f"eos_token_id={eos!r} must be an integer or a list of integers")
         defaults = {"bitnet": dict(max_position_embeddings=2048, rms_norm_eps=1e-5, rope_theta=500000.0),
                     "llama": dict(max_position_embeddings=2048, rms_norm_eps=1e-6, rope_theta=10000.0)}[family]

@@ -26,7 +26,13 @@ from .config import ModelConfig
 from .layers import DecoderLayer
 from .model import CausalLM
 
-__all__ = ["PRESETS", "preset_config", "random_layer", "random_model", "LazyLayers", "resolve_config"]
+__all__ = ["PRESETS", "preset_config", "layer_shapes", "random_layer", "random_model", "LazyLayers",
+           "resolve_config"]
+
+#: What the three 1bitLLM reproductions share (LLaMA blocks, SwiGLU, no sub-norms, one tokenizer).
+_1BITLLM = dict(vocab_size=32002, num_hidden_layers=24, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                rope_theta=10000.0, hidden_act="silu", sub_norms=False, tie_word_embeddings=True,
+                bos_token_id=1, eos_token_id=2, pad_token_id=32000, model_type="llama")
 
 PRESETS: dict[str, ModelConfig] = {
     "2b4t": ModelConfig(vocab_size=128256, hidden_size=2560, intermediate_size=6912, num_hidden_layers=30,
@@ -34,21 +40,12 @@ PRESETS: dict[str, ModelConfig] = {
                         rms_norm_eps=1e-5, rope_theta=500000.0, hidden_act="relu2", sub_norms=True,
                         tie_word_embeddings=True, bos_token_id=128000, eos_token_id=128001,
                         model_type="bitnet"),
-    "700m": ModelConfig(vocab_size=32002, hidden_size=1536, intermediate_size=4096, num_hidden_layers=24,
-                        num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048,
-                        rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
-                        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
-                        model_type="llama"),
-    "1.3b": ModelConfig(vocab_size=32002, hidden_size=2048, intermediate_size=5460, num_hidden_layers=24,
-                        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
-                        rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
-                        tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
-                        model_type="llama"),
-    "3b": ModelConfig(vocab_size=32002, hidden_size=3200, intermediate_size=8640, num_hidden_layers=26,
-                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=2048,
-                      rms_norm_eps=1e-5, rope_theta=10000.0, hidden_act="silu", sub_norms=False,
-                      tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=32000,
-                      model_type="llama"),
+    "700m": ModelConfig(**_1BITLLM, hidden_size=1536, intermediate_size=4096, num_attention_heads=16,
+                        num_key_value_heads=16),
+    "1.3b": ModelConfig(**_1BITLLM, hidden_size=2048, intermediate_size=5460, num_attention_heads=32,
+                        num_key_value_heads=32),
+    "3b": ModelConfig(**{**_1BITLLM, "num_hidden_layers": 26}, hidden_size=3200, intermediate_size=8640,
+                      num_attention_heads=32, num_key_value_heads=32),
 }
 
 
@@ -60,7 +57,18 @@ def preset_config(name: str) -> ModelConfig:
 
 
 def resolve_config(name_or_config) -> ModelConfig:
+    """``name_or_config`` itself if it is a :class:`ModelConfig`, else the preset of that name."""
     return name_or_config if isinstance(name_or_config, ModelConfig) else preset_config(name_or_config)
+
+
+def layer_shapes(name_or_config) -> tuple:
+    """``((name, N, K), ...)`` of the seven BitLinear projections of one decoder layer of a model (a
+    preset name or a :class:`ModelConfig`), in layer order: ``q``, ``k``, ``v``, ``o``, ``gate``,
+    ``up``, ``down`` (``N`` output, ``K`` input features). The one home of model shapes: the
+    simulator workloads, benchmarks and the estimator take them from here."""
+    c = resolve_config(name_or_config)
+    return tuple((suffix.split(".")[-1].removesuffix("_proj"), n, k)
+                 for suffix, (n, k) in c.projection_shapes().items())
 
 
 def _generator(seed: int, salt: int) -> torch.Generator:
