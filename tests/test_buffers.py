@@ -34,16 +34,16 @@ def test_act_buffer_random_read_write(seed):
             r_addr = rng.randrange(cfg.act_depth)
             if rng.random() < 0.2:
                 r_addr = w_addr  # same-address read/write: not transparent, returns the old word
-            ctx.set(dut.w_en, w_en)
-            ctx.set(dut.w_addr, w_addr)
-            ctx.set(dut.w_data, w_word)
-            ctx.set(dut.r_addr, r_addr)
+            ctx.set(dut.write.en, w_en)
+            ctx.set(dut.write.addr, w_addr)
+            ctx.set(dut.write.data, w_word)
+            ctx.set(dut.read.addr, r_addr)
             expect = model.get(r_addr)
             await ctx.tick()
             if w_en:
                 model[w_addr] = w_word
             if expect is not None:
-                got = [ctx.get(dut.r_data[i]) for i in range(cfg.lanes)]
+                got = [ctx.get(dut.read.data[i]) for i in range(cfg.lanes)]
                 assert got == expect, f"seed={seed} cycle={cycle} addr={r_addr}: {got} != {expect}"
 
     _run(dut, tb)
@@ -64,18 +64,17 @@ def test_weight_buffer_banks(seed):
             w_en = rng.random() < 0.6
             wb, wa, word = rng.randrange(2), rng.randrange(cfg.wgt_depth), rand_word()
             rb, ra = rng.randrange(2), rng.randrange(cfg.wgt_depth)
-            ctx.set(dut.w_en, w_en)
-            ctx.set(dut.w_bank, wb)
-            ctx.set(dut.w_addr, wa)
-            ctx.set(dut.w_data, word)
-            ctx.set(dut.r_bank, rb)
-            ctx.set(dut.r_addr, ra)
+            # word k of bank b is at address b * wgt_depth + k
+            ctx.set(dut.write.en, w_en)
+            ctx.set(dut.write.addr, wb * cfg.wgt_depth + wa)
+            ctx.set(dut.write.data, word)
+            ctx.set(dut.read.addr, rb * cfg.wgt_depth + ra)
             expect = model.get((rb, ra))
             await ctx.tick()
             if w_en:
                 model[(wb, wa)] = word
             if expect is not None:
-                got = [[ctx.get(dut.r_data[r][l]) for l in range(cfg.lanes)] for r in range(cfg.rows)]
+                got = [[ctx.get(dut.read.data[r][l]) for l in range(cfg.lanes)] for r in range(cfg.rows)]
                 assert got == expect, f"seed={seed} cycle={cycle} bank={rb} addr={ra}"
         # both banks were written independently
         assert {b for b, _ in model} == {0, 1}, f"seed={seed}"

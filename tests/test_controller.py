@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from hw.config import TernConfig
 from hw.isa import FIELD_MAX, Instr, Op
 from hw.program import instr_is_valid
-from hw.rtl.controller import PERF_COUNTERS, Controller
+from hw.rtl.controller import Controller
 
 
 class _Gap:
@@ -115,29 +115,29 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
                     pending.append(cycle + 1)
             else:
                 assert not ctx.get(dut.pe_valid), f"seed={seed} cycle={cycle}: pe_valid without issue"
-            busy0 = ctx.get(dut.perf_busy)
+            busy0 = ctx.get(dut.perf.busy)
             i_xfer = iv and ctx.get(dut.instr.ready)
             a_xfer = av and ctx.get(dut.act.ready)
             w_xfer = wv and ctx.get(dut.words.ready)
-            assert ctx.get(dut.act_w_en) == a_xfer, f"seed={seed} cycle={cycle}"
-            assert ctx.get(dut.wgt_w_en) == w_xfer, f"seed={seed} cycle={cycle}"
-            act_r = ctx.get(dut.act_r_addr)
-            wgt_r = (ctx.get(dut.wgt_r_bank), ctx.get(dut.wgt_r_addr))
+            assert ctx.get(dut.act_w.en) == a_xfer, f"seed={seed} cycle={cycle}"
+            assert ctx.get(dut.wgt_w.en) == w_xfer, f"seed={seed} cycle={cycle}"
+            act_r = ctx.get(dut.act_r.addr)
+            wgt_r = ctx.get(dut.wgt_r.addr)  # bank * wgt_depth + word
             writes = []
             if a_xfer:
                 assert ai < n_beats, f"seed={seed} cycle={cycle}: took an activation beat beyond the program"
-                assert [ctx.get(dut.act_w_data[l]) for l in range(cfg.lanes)] == _act_value(ai, cfg.lanes)
-                writes.append((act_mem, ctx.get(dut.act_w_addr), ai))
+                assert [ctx.get(dut.act_w.data[l]) for l in range(cfg.lanes)] == _act_value(ai, cfg.lanes)
+                writes.append((act_mem, ctx.get(dut.act_w.addr), ai))
                 res["act_w"].append(cycle)
             if w_xfer:
                 assert wi < n_words, f"seed={seed} cycle={cycle}: took a weight word beyond the program"
-                writes.append((wgt_mem, (ctx.get(dut.wgt_w_bank), ctx.get(dut.wgt_w_addr)), wi))
+                writes.append((wgt_mem, ctx.get(dut.wgt_w.addr), wi))
                 res["wgt_w"].append(cycle)
             if i_xfer:
                 res["accept"].append(cycle)
             await ctx.tick()
             # the edge: did this cycle issue? (busy counter counts issues)
-            issued = ctx.get(dut.perf_busy) - busy0
+            issued = ctx.get(dut.perf.busy) - busy0
             assert issued in (0, 1)
             prev_issue = (act_mem.get(act_r), wgt_mem.get(wgt_r)) if issued else None
             if issued:
@@ -168,7 +168,7 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
                     break
             else:
                 idle_run = 0
-        res["counters"] = {n: ctx.get(getattr(dut, f"perf_{n}")) for n in PERF_COUNTERS}
+        res["counters"] = {n: ctx.get(dut.perf[n]) for n in cfg.perf_counters}
         res["error"] = ctx.get(dut.error)
         res["n_beats_taken"], res["n_words_taken"] = ai, wi
 

@@ -7,17 +7,10 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from hw.config import TernConfig
-from hw.rtl.dot import TernaryDotUnit, dot_width
+from hw.config import TernConfig, sum_width
+from hw.rtl.dot import TernaryDotUnit
 
 CODE_TO_T = np.array([-1, 0, 1, 0], dtype=np.int64)  # code 3 is invalid and counts as weight 0
-
-
-def pack(values, bits):
-    v = 0
-    for i, x in enumerate(values):
-        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
-    return v
 
 
 def reference(acts, codes):
@@ -34,12 +27,12 @@ def run_stream(lanes, tree_reg_every, acts, codes):
 
     async def tb(ctx):
         for i in range(n + dut.latency + 2):
-            if i < n:
-                ctx.set(dut.act.as_value(), pack(acts[i], 8))
-                ctx.set(dut.codes.as_value(), pack(codes[i], 2))
+            if i < n:   # payloads set through their layouts
+                ctx.set(dut.act, [int(x) for x in acts[i]])
+                ctx.set(dut.codes, [int(x) for x in codes[i]])
             else:
-                ctx.set(dut.act.as_value(), 0)
-                ctx.set(dut.codes.as_value(), 0)
+                ctx.set(dut.act, [0] * lanes)
+                ctx.set(dut.codes, [0] * lanes)
             seen.append(ctx.get(dut.sum))
             await ctx.tick()
 
@@ -95,7 +88,7 @@ def test_extremes(lanes):
     seen, lat = run_stream(lanes, 2, acts, codes)
     exp = [-128 * lanes, 128 * lanes, 127 * lanes, -127 * lanes]
     assert seen[lat:lat + 4] == exp, f"lanes={lanes}"
-    assert dot_width(lanes) == cfg.dot_width
+    assert sum_width(lanes) == cfg.dot_width
     # 128*L is the largest magnitude and needs exactly dot_width signed bits
     assert 128 * lanes <= 2 ** (cfg.dot_width - 1) - 1 < 2 * 128 * lanes
 

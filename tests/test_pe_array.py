@@ -8,25 +8,9 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.config import TernConfig
-from hw.rtl.dot import dot_latency
 from hw.rtl.pe_array import PEArray
 
 CODE_TO_T = np.array([-1, 0, 1, 0], dtype=np.int64)
-
-
-def pack(values, bits):
-    v = 0
-    for i, x in enumerate(np.asarray(values).reshape(-1).tolist()):
-        v |= (int(x) & ((1 << bits) - 1)) << (bits * i)
-    return v
-
-
-def unpack_signed(v, bits, n):
-    out = []
-    for i in range(n):
-        x = (v >> (bits * i)) & ((1 << bits) - 1)
-        out.append(x - (1 << bits) if x >> (bits - 1) else x)
-    return out
 
 
 def wrap(x, bits):
@@ -64,7 +48,7 @@ def run(cfg, cycles):
     """Drives the schedule; returns [(cycle, result list)] for every cycle with result_valid."""
     dut = PEArray(cfg)
     lat = dut.latency
-    R, A = cfg.rows, cfg.acc_width
+    R = cfg.rows
     got = []
 
     async def tb(ctx):
@@ -72,14 +56,16 @@ def run(cfg, cycles):
             if i < len(cycles):
                 v, f, la, act, codes = cycles[i]
             else:
-                v, f, la, act, codes = 0, 1, 1, [0] * cfg.lanes, [0] * (cfg.rows * cfg.lanes)
+                v, f, la, act, codes = 0, 1, 1, np.zeros(cfg.lanes), np.zeros((cfg.rows, cfg.lanes))
             ctx.set(dut.valid, v)
             ctx.set(dut.first, f)
             ctx.set(dut.last, la)
-            ctx.set(dut.act.as_value(), pack(act, 8))
-            ctx.set(dut.codes.as_value(), pack(codes, 2))
+            # payloads set and read through their layouts
+            ctx.set(dut.act, [int(x) for x in act])
+            ctx.set(dut.codes, [[int(x) for x in row] for row in codes])
             if ctx.get(dut.result_valid):
-                got.append((i, unpack_signed(ctx.get(dut.result.as_value()), A, R)))
+                result = ctx.get(dut.result)
+                got.append((i, [result[r] for r in range(R)]))
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -94,7 +80,7 @@ def check(cfg, seed, n_tokens, k_words, p_bubble):
     cycles, expected = make_schedule(cfg, rng, n_tokens, k_words, p_bubble)
     got, lat = run(cfg, cycles)
     msg = f"seed={seed} config={cfg}"
-    assert lat == dot_latency(cfg.lanes, cfg.tree_reg_every) + 1, msg
+    assert lat == cfg.dot_latency + 1, msg
     assert [c for c, _ in got] == [c + lat for c, _ in expected], msg
     for (_, g), (_, e) in zip(got, expected):
         assert np.array_equal(np.array(g, dtype=np.int64), e), msg

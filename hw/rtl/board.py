@@ -37,9 +37,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.isa import INSTR_LAYOUT
-from hw.rtl.buffers import act_word_layout, result_layout
-from hw.rtl.top import TernCore, wgt_beat_layout
+from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
            "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "result_bytes", "uart_divisor"]
@@ -70,9 +68,13 @@ def uart_divisor(clk_freq: float, baud: int) -> int:
     return div
 
 
-def _check_divisor(obj, name, divisor):
+def _check_config(name, config):
+    if not isinstance(config, TernConfig):
+        raise TypeError(f"{name}: config must be a hw.config.TernConfig, not {config!r}")
+
+
+def _check_divisor(name, divisor):
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
-        obj._MustUse__used = True  # not built: no "created but never used" warning
         raise ValueError(f"{name}: divisor must be an integer >= 4 (clock cycles per bit), "
                          f"not {divisor!r}")
 
@@ -95,9 +97,12 @@ class UartRx(wiring.Component):
         One-cycle pulse: a stop bit was low (the byte is dropped).
     """
 
+    def __new__(cls, divisor, *args, **kwargs):
+        _check_divisor(cls.__name__, divisor)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, divisor: int):
-        _check_divisor(self, "UartRx", divisor)
-        self._divisor = divisor
+        self.divisor = divisor
         super().__init__({
             "rx": In(1, init=1),
             "data": Out(stream.Signature(8)),
@@ -106,17 +111,13 @@ class UartRx(wiring.Component):
         })
 
     @property
-    def divisor(self) -> int:
-        return self._divisor
-
-    @property
     def latency(self) -> int:
         """Cycles from the start bit's falling edge on ``rx`` to ``data.valid``."""
-        return 2 + 1 + self._divisor // 2 + 9 * self._divisor
+        return 2 + 1 + self.divisor // 2 + 9 * self.divisor
 
     def elaborate(self, platform):
         m = Module()
-        div = self._divisor
+        div = self.divisor
         rx_s = Signal(1, init=1, name="rx_sync")
         m.submodules.rx_ff = FFSynchronizer(self.rx, rx_s, init=1)
         timer = Signal(range(div), name="timer")
@@ -170,21 +171,20 @@ class UartTx(wiring.Component):
         The serial line (idle high), driven from a register.
     """
 
+    def __new__(cls, divisor, *args, **kwargs):
+        _check_divisor(cls.__name__, divisor)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, divisor: int):
-        _check_divisor(self, "UartTx", divisor)
-        self._divisor = divisor
+        self.divisor = divisor
         super().__init__({
             "data": In(stream.Signature(8)),
             "tx": Out(1, init=1),
         })
 
-    @property
-    def divisor(self) -> int:
-        return self._divisor
-
     def elaborate(self, platform):
         m = Module()
-        div = self._divisor
+        div = self.divisor
         shreg = Signal(10, init=0x3FF, name="tx_shreg")
         count = Signal(range(11), name="tx_bits_left")
         timer = Signal(range(div), name="tx_timer")
@@ -224,38 +224,37 @@ class HostBridge(wiring.Component):
         Sticky: an unknown header byte was received (and dropped).
     """
 
+    def __new__(cls, config, *args, **kwargs):
+        _check_config(cls.__name__, config)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, config: TernConfig):
-        if not isinstance(config, TernConfig):
-            self._MustUse__used = True
-            raise TypeError(f"HostBridge: config must be a hw.config.TernConfig, not {config!r}")
-        self._config = config
+        self.config = config
         super().__init__({
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
-            "instr": Out(stream.Signature(INSTR_LAYOUT)),
-            "act": Out(stream.Signature(act_word_layout(config))),
-            "wgt": Out(stream.Signature(wgt_beat_layout(config))),
-            "out": In(stream.Signature(result_layout(config))),
+            # the core's four streams, seen from the other side
+            **{name: member.flip() for name, member in core_streams(config).items()},
             "error": In(2),
             "idle": In(1),
             "overflow": In(1),
             "bad_header": Out(1),
         })
 
-    @property
-    def config(self) -> TernConfig:
-        return self._config
+    @staticmethod
+    def frame_bytes_of(config: TernConfig) -> dict[str, int]:
+        """Payload bytes per frame type: instr, act, wgt (host -> board), result (board -> host)."""
+        return {"instr": 8, "act": config.lanes, "wgt": config.bus_bytes,
+                "result": config.rows * result_bytes(config)}
 
     @property
     def frame_bytes(self) -> dict[str, int]:
-        """Payload bytes per frame type: instr, act, wgt (host -> board), result (board -> host)."""
-        cfg = self._config
-        return {"instr": 8, "act": cfg.lanes, "wgt": cfg.bus_bytes,
-                "result": cfg.rows * result_bytes(cfg)}
+        """:meth:`frame_bytes_of` this bridge's configuration."""
+        return self.frame_bytes_of(self.config)
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._config
+        cfg = self.config
         n = self.frame_bytes
         width = 8 * max(n["instr"], n["act"], n["wgt"])
         buf = Signal(width, name="rx_word")
@@ -359,17 +358,18 @@ class TernBoard(wiring.Component):
     every byte before it has left the FIFO). An overflow sets status bit 3.
     """
 
-    def __init__(self, config: TernConfig, divisor: int, *, rx_fifo_depth: int = 512):
-        if not isinstance(config, TernConfig):
-            self._MustUse__used = True
-            raise TypeError(f"TernBoard: config must be a hw.config.TernConfig, not {config!r}")
-        _check_divisor(self, "TernBoard", divisor)
+    def __new__(cls, config, divisor, *args, rx_fifo_depth: int = 512, **kwargs):
+        _check_config(cls.__name__, config)
+        _check_divisor(cls.__name__, divisor)
         if isinstance(rx_fifo_depth, bool) or not isinstance(rx_fifo_depth, int) or rx_fifo_depth < 2:
-            self._MustUse__used = True
-            raise ValueError(f"TernBoard: rx_fifo_depth must be an integer >= 2, not {rx_fifo_depth!r}")
-        self._config = config
-        self._divisor = divisor
-        self._rx_fifo_depth = rx_fifo_depth
+            raise ValueError(f"{cls.__name__}: rx_fifo_depth must be an integer >= 2, "
+                             f"not {rx_fifo_depth!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig, divisor: int, *, rx_fifo_depth: int = 512):
+        self.config = config
+        self.divisor = divisor
+        self.rx_fifo_depth = rx_fifo_depth
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -377,25 +377,13 @@ class TernBoard(wiring.Component):
             "error": Out(2),
         })
 
-    @property
-    def config(self) -> TernConfig:
-        return self._config
-
-    @property
-    def divisor(self) -> int:
-        return self._divisor
-
-    @property
-    def rx_fifo_depth(self) -> int:
-        return self._rx_fifo_depth
-
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = TernCore(self._config)
-        m.submodules.uart_rx = urx = UartRx(self._divisor)
-        m.submodules.uart_tx = utx = UartTx(self._divisor)
-        m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=8, depth=self._rx_fifo_depth)
-        m.submodules.bridge = br = HostBridge(self._config)
+        m.submodules.core = core = TernCore(self.config)
+        m.submodules.uart_rx = urx = UartRx(self.divisor)
+        m.submodules.uart_tx = utx = UartTx(self.divisor)
+        m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
+        m.submodules.bridge = br = HostBridge(self.config)
 
         overflow = Signal(name="rx_overflow")
         with m.If(urx.overrun):
@@ -427,13 +415,14 @@ class BoardTop(wiring.Component):
     """Platform top for an ``amaranth-boards`` platform: :class:`TernBoard` on ``uart`` 0 at the
     platform's default clock; ``led`` 0 shows ``idle`` and ``led`` 1 an error (where present)."""
 
+    def __new__(cls, config, *args, **kwargs):
+        _check_config(cls.__name__, config)
+        return super().__new__(cls, src_loc_at=1)
+
     def __init__(self, config: TernConfig, *, baud: int = 115200, rx_fifo_depth: int = 512):
-        if not isinstance(config, TernConfig):
-            self._MustUse__used = True
-            raise TypeError(f"BoardTop: config must be a hw.config.TernConfig, not {config!r}")
-        self._config = config
-        self._baud = baud
-        self._rx_fifo_depth = rx_fifo_depth
+        self.config = config
+        self.baud = baud
+        self.rx_fifo_depth = rx_fifo_depth
         super().__init__({})
 
     def elaborate(self, platform):
@@ -441,8 +430,8 @@ class BoardTop(wiring.Component):
             raise ValueError("BoardTop needs a platform (use TernBoard in simulation)")
         from amaranth.build import ResourceError
         m = Module()
-        div = uart_divisor(platform.default_clk_frequency, self._baud)
-        m.submodules.board = board = TernBoard(self._config, div, rx_fifo_depth=self._rx_fifo_depth)
+        div = uart_divisor(platform.default_clk_frequency, self.baud)
+        m.submodules.board = board = TernBoard(self.config, div, rx_fifo_depth=self.rx_fifo_depth)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.uart_tx_buf = tx_buf = io.Buffer("o", uart.tx)

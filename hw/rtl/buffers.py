@@ -1,4 +1,5 @@
-"""On-chip buffers of the tern core, all built on :class:`amaranth.lib.memory.Memory`.
+"""On-chip buffers of the tern core and the word layouts they hold, all built on
+:class:`amaranth.lib.memory.Memory`.
 
 * :class:`ActBuffer`: the activation buffer, ``act_depth`` words of ``lanes`` int8 values.
 * :class:`WeightBuffer`: the double-buffered weight buffer, 2 banks of ``wgt_depth`` weight words
@@ -6,30 +7,29 @@
 * :class:`OutputFIFO`: the result queue in front of the ``out`` stream, ``out_depth`` result vectors
   (``rows`` signed ``acc_width``-bit accumulators each).
 
-Timing conventions (see ``docs/ARCHITECTURE.md``): a write presented in cycle ``c`` (``w_en`` high) is
-stored at the clock edge that ends cycle ``c``; a read address presented in cycle ``c`` returns its word on
-``r_data`` during cycle ``c + 1`` (``latency == 1``). The RAM read ports are not transparent: reading an
-address in the same cycle it is written returns the old word (the controller never does this).
+The two RAM buffers expose their memory's ports unchanged, as ``write`` (a
+:class:`amaranth.lib.memory.WritePort.Signature`) and ``read`` (a
+:class:`amaranth.lib.memory.ReadPort.Signature`), so the top level connects them to the controller
+with :func:`amaranth.lib.wiring.connect`.
+
+Timing conventions (see ``docs/ARCHITECTURE.md``): a write presented in cycle ``c`` (``write.en`` high)
+is stored at the clock edge that ends cycle ``c``; a read address presented in cycle ``c`` returns its
+word on ``read.data`` during cycle ``c + ram_latency`` (``TernConfig.ram_latency`` = 1: the read port
+is synchronous). The RAM read ports are not transparent: reading an address in the same cycle it is
+written returns the old word (the controller never does this).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 
 __all__ = ["ActBuffer", "WeightBuffer", "OutputFIFO", "act_word_layout", "weight_word_layout",
-           "result_layout"]
-
-
-def _check_config(owner, config):
-    """Reject a non-:class:`TernConfig` (marking ``owner`` used so Amaranth does not warn about it)."""
-    if not isinstance(config, TernConfig):
-        owner._MustUse__used = True
-        raise TypeError(f"{type(owner).__name__}: config must be a hw.config.TernConfig, not {config!r}")
+           "result_layout", "act_addr_width", "wgt_addr_width"]
 
 
 def act_word_layout(config: TernConfig) -> data.ArrayLayout:
@@ -38,7 +38,8 @@ def act_word_layout(config: TernConfig) -> data.ArrayLayout:
 
 
 def weight_word_layout(config: TernConfig) -> data.ArrayLayout:
-    """One weight word: ``rows`` rows of ``lanes`` 2-bit codes (code = t + 1; code 3 reads as 0)."""
+    """One weight word: ``codes[r][l]``, ``rows`` rows of ``lanes`` 2-bit codes (code = t + 1; code 3
+    reads as 0)."""
     return data.ArrayLayout(data.ArrayLayout(unsigned(2), config.lanes), config.rows)
 
 
@@ -47,117 +48,91 @@ def result_layout(config: TernConfig) -> data.ArrayLayout:
     return data.ArrayLayout(signed(config.acc_width), config.rows)
 
 
-class ActBuffer(wiring.Component):
-    """Activation buffer: ``config.act_depth`` words of ``config.lanes`` int8 values.
+def act_addr_width(config: TernConfig) -> int:
+    """Address bits of the activation buffer (``log2(act_depth)``)."""
+    return (config.act_depth - 1).bit_length()
 
-    Ports
-    -----
-    w_en : In(1)
-        Write strobe; the word ``w_data`` is stored at ``w_addr`` at the edge ending the cycle.
-    w_addr : In(range(act_depth))
-    w_data : In(ArrayLayout(signed(8), lanes))
-    r_addr : In(range(act_depth))
-        Read address, presented in cycle ``c``.
-    r_data : Out(ArrayLayout(signed(8), lanes))
-        The word at ``r_addr`` of cycle ``c``, during cycle ``c + 1`` (:attr:`latency` = 1). Not
-        transparent to a write of the same cycle.
-    """
 
-    def __init__(self, config: TernConfig):
-        _check_config(self, config)
-        self._config = config
-        layout = act_word_layout(config)
+def wgt_addr_width(config: TernConfig) -> int:
+    """Address bits of the weight buffer: ``log2(wgt_depth)`` word bits plus the bank (the MSB)."""
+    return (2 * config.wgt_depth - 1).bit_length()
+
+
+def _check_ram_latency(config: TernConfig):
+    # Both RAMs use one synchronous read port: one register stage from address to data.
+    if config.ram_latency != 1:
+        raise AssertionError(f"buffers have 1 read register stage, the configuration says "
+                             f"ram_latency = {config.ram_latency}")
+
+
+class _ConfigBuffer(wiring.Component):
+    """A RAM of words of one configuration, its ports those of the memory."""
+
+    def __new__(cls, config, *args, **kwargs):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"{cls.__name__}: config must be a hw.config.TernConfig, not {config!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig, layout, depth: int):
+        self.config = config
+        self._layout = layout
+        self._depth = depth
+        addr_width = (depth - 1).bit_length()
         super().__init__({
-            "w_en": In(1),
-            "w_addr": In(range(config.act_depth)),
-            "w_data": In(layout),
-            "r_addr": In(range(config.act_depth)),
-            "r_data": Out(layout),
+            "write": Out(WritePort.Signature(addr_width=addr_width, shape=layout)),
+            "read": Out(ReadPort.Signature(addr_width=addr_width, shape=layout)),
         })
 
     @property
-    def config(self) -> TernConfig:
-        return self._config
-
-    @property
     def latency(self) -> int:
-        """Cycles from a read address to its data on ``r_data``."""
-        return 1
+        """Cycles from a read address to its data: ``config.ram_latency``."""
+        return self.config.ram_latency
 
     def elaborate(self, platform):
+        _check_ram_latency(self.config)
         m = Module()
-        cfg = self._config
-        m.submodules.act_mem = mem = Memory(shape=act_word_layout(cfg), depth=cfg.act_depth, init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(domain="sync")
-        m.d.comb += [
-            wp.en.eq(self.w_en),
-            wp.addr.eq(self.w_addr),
-            wp.data.eq(self.w_data),
-            rp.addr.eq(self.r_addr),
-            self.r_data.eq(rp.data),
-        ]
+        m.submodules.mem = mem = Memory(shape=self._layout, depth=self._depth, init=[])
+        wiring.connect(m, wiring.flipped(self.write), mem.write_port())
+        wiring.connect(m, wiring.flipped(self.read), mem.read_port(domain="sync"))
         return m
 
 
-class WeightBuffer(wiring.Component):
-    """Double-buffered weight buffer: 2 banks x ``config.wgt_depth`` weight words.
-
-    One RAM of ``2 * wgt_depth`` words; word ``k`` of bank ``b`` lives at address ``b * wgt_depth + k``
-    (the bank is the address MSB). One write port (the weight loader) and one read port (the execute
-    engine), so the loader can fill one bank while the PE array reads the other.
+class ActBuffer(_ConfigBuffer):
+    """Activation buffer: ``config.act_depth`` words of :func:`act_word_layout`.
 
     Ports
     -----
-    w_en, w_bank : In(1)
-    w_addr : In(range(wgt_depth))
-    w_data : In(ArrayLayout(ArrayLayout(unsigned(2), lanes), rows))
-        Stored at the edge ending the cycle in which ``w_en`` is high.
-    r_bank : In(1)
-    r_addr : In(range(wgt_depth))
-        Read address, presented in cycle ``c``.
-    r_data : Out(ArrayLayout(ArrayLayout(unsigned(2), lanes), rows))
-        The word during cycle ``c + 1`` (:attr:`latency` = 1); not transparent.
+    write : Out(WritePort.Signature(addr_width=log2(act_depth), shape=act_word_layout))
+        ``write.en`` (1 bit), ``write.addr``, ``write.data`` in: the word is stored at the edge
+        ending the cycle in which ``en`` is high.
+    read : Out(ReadPort.Signature(addr_width=log2(act_depth), shape=act_word_layout))
+        ``read.addr`` in (presented in cycle ``c``; ``read.en`` in, high by default), ``read.data``
+        out: the word during cycle ``c + 1``. Not transparent to a write of the same cycle.
     """
 
     def __init__(self, config: TernConfig):
-        _check_config(self, config)
-        self._config = config
-        layout = weight_word_layout(config)
-        super().__init__({
-            "w_en": In(1),
-            "w_bank": In(1),
-            "w_addr": In(range(config.wgt_depth)),
-            "w_data": In(layout),
-            "r_bank": In(1),
-            "r_addr": In(range(config.wgt_depth)),
-            "r_data": Out(layout),
-        })
+        super().__init__(config, act_word_layout(config), config.act_depth)
 
-    @property
-    def config(self) -> TernConfig:
-        return self._config
 
-    @property
-    def latency(self) -> int:
-        """Cycles from a read address to its data on ``r_data``."""
-        return 1
+class WeightBuffer(_ConfigBuffer):
+    """Double-buffered weight buffer: 2 banks x ``config.wgt_depth`` words of
+    :func:`weight_word_layout`.
 
-    def elaborate(self, platform):
-        m = Module()
-        cfg = self._config
-        m.submodules.wgt_mem = mem = Memory(shape=weight_word_layout(cfg), depth=2 * cfg.wgt_depth,
-                                            init=[])
-        wp = mem.write_port()
-        rp = mem.read_port(domain="sync")
-        m.d.comb += [
-            wp.en.eq(self.w_en),
-            wp.addr.eq(Cat(self.w_addr, self.w_bank)),
-            wp.data.eq(self.w_data),
-            rp.addr.eq(Cat(self.r_addr, self.r_bank)),
-            self.r_data.eq(rp.data),
-        ]
-        return m
+    One RAM of ``2 * wgt_depth`` words; word ``k`` of bank ``b`` lives at address
+    ``b * wgt_depth + k`` (the bank is the address MSB). One write port (the weight loader) and one
+    read port (the execute engine), so the loader can fill one bank while the PE array reads the
+    other.
+
+    Ports
+    -----
+    write : Out(WritePort.Signature(addr_width=log2(wgt_depth) + 1, shape=weight_word_layout))
+        Stored at the edge ending the cycle in which ``write.en`` is high.
+    read : Out(ReadPort.Signature(addr_width=log2(wgt_depth) + 1, shape=weight_word_layout))
+        Address presented in cycle ``c``, ``read.data`` during cycle ``c + 1``; not transparent.
+    """
+
+    def __init__(self, config: TernConfig):
+        super().__init__(config, weight_word_layout(config), 2 * config.wgt_depth)
 
 
 class OutputFIFO(wiring.Component):
@@ -175,15 +150,30 @@ class OutputFIFO(wiring.Component):
     level : Out(range(depth + 1))
         Entries stored (start of the cycle).
 
-    :attr:`latency` = 1: cycles from a write into an empty queue to ``r.valid``.
+    :attr:`latency` = 1 (``TernConfig.out_fifo_latency``): cycles from a write into an empty queue
+    to ``r.valid``.
+
+    Why not :mod:`amaranth.lib.fifo`: neither of its synchronous FIFOs keeps this behaviour and a
+    block RAM. :class:`~amaranth.lib.fifo.SyncFIFOBuffered` (synchronous RAM read) presents an entry
+    written into an empty queue one cycle later (from ``c + 2``), which adds a cycle to every
+    result and so changes the core's timing; :class:`~amaranth.lib.fifo.SyncFIFO` has this timing
+    but reads its memory asynchronously, which an FPGA block RAM cannot do. Here the read port is
+    synchronous and transparent for the write port, and it is addressed with the *next* read
+    pointer, so the oldest entry is on ``r.payload`` in the cycle after it was written or after the
+    previous entry left.
     """
 
-    def __init__(self, shape, depth: int):
+    #: Register stages from a write into an empty queue to ``r.valid``.
+    LATENCY = 1
+
+    def __new__(cls, shape, depth, *args, **kwargs):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            self._MustUse__used = True
             raise ValueError(f"OutputFIFO depth must be a positive integer, not {depth!r}")
-        self._shape = shape
-        self._depth = depth
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, shape, depth: int):
+        self.shape = shape
+        self.depth = depth
         super().__init__({
             "w": In(stream.Signature(shape)),
             "r": Out(stream.Signature(shape)),
@@ -192,23 +182,23 @@ class OutputFIFO(wiring.Component):
 
     @classmethod
     def for_config(cls, config: TernConfig) -> "OutputFIFO":
-        """The result FIFO of a configuration: ``out_depth`` entries of :func:`result_layout`."""
+        """The result FIFO of a configuration: ``out_depth`` entries of :func:`result_layout`; its
+        latency is checked against ``config.out_fifo_latency``."""
         if not isinstance(config, TernConfig):
             raise TypeError(f"OutputFIFO: config must be a hw.config.TernConfig, not {config!r}")
+        if config.out_fifo_latency != cls.LATENCY:
+            raise AssertionError(f"OutputFIFO has latency {cls.LATENCY}, the configuration says "
+                                 f"out_fifo_latency = {config.out_fifo_latency}")
         return cls(result_layout(config), config.out_depth)
 
     @property
-    def depth(self) -> int:
-        return self._depth
-
-    @property
     def latency(self) -> int:
-        return 1
+        return self.LATENCY
 
     def elaborate(self, platform):
         m = Module()
-        depth = self._depth
-        m.submodules.fifo_mem = mem = Memory(shape=self._shape, depth=depth, init=[])
+        depth = self.depth
+        m.submodules.fifo_mem = mem = Memory(shape=self.shape, depth=depth, init=[])
         wp = mem.write_port()
         # Transparent for the write port: an entry written into an empty queue is read the next cycle.
         rp = mem.read_port(domain="sync", transparent_for=(wp,))

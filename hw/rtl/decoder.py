@@ -1,59 +1,50 @@
 """Weight decoder: weight stream beats (``hw.formats``) in, decoded weight words (2-bit codes) out.
 
-Formats (``docs/RTL_CONTRACT.md``): ``2bit`` carries 4 codes per byte (code ``i`` in bits
+Formats (``docs/FORMATS.md``, ``hw.formats``): ``2bit`` carries 4 codes per byte (code ``i`` in bits
 ``2*(i%4)``), ``base3`` carries 5 trits per byte (``byte = sum_j (t_j + 1) * 3**j``). A word of
 ``rows * lanes`` codes spans ``beats_per_word`` beats; byte ``j`` of a word is byte lane ``j % B`` of
 beat ``j // B``; the tail of the last beat is padding (decoded, checked, dropped).
 
 Base-3 digit extraction uses one 256-entry ROM per byte lane (``amaranth.lib.memory.Memory`` with
 asynchronous read ports), filled at elaboration time with the five codes of every byte and an
-"invalid" bit for bytes 243..255. Why a ROM rather than constant comparisons/subtractions: the
+"invalid" bit for bytes 243..255, both taken from the format's one decoding table
+(``hw.formats.BYTE_CODES["base3"]``, ``BYTE_VALID["base3"]``). Why a ROM rather than constant comparisons/subtractions: the
 comparison chain needs five dependent stages (compare against 162/81, subtract, compare against
 54/27, ...), i.e. a deep carry chain per byte, while the ROM is a single 8-input function per output
 bit (11 bits), which maps directly onto FPGA LUTs (a few LUT levels, no carry chain) and is
-trivially verifiable: its contents are computed by Python integer arithmetic at elaboration time and
-the hardware contains no multiplier, divider or arithmetic at all on this path.
+trivially verifiable: its contents are the codec's table, read at elaboration time, and the hardware
+contains no multiplier, divider or arithmetic at all on this path.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal
+import numpy as np
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.data import ArrayLayout
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
+from hw.formats import BYTE_CODES, BYTE_VALID, ZERO_CODE
+from hw.rtl.buffers import weight_word_layout
 
-__all__ = ["WeightDecoder", "word_layout", "beat_layout", "base3_rom_init"]
-
-_ZERO_CODE = 1  # code of a zero weight
-
-
-def word_layout(config: TernConfig) -> ArrayLayout:
-    """A weight word: ``codes[r][l]``, row-major (``R`` rows of ``L`` 2-bit codes)."""
-    return ArrayLayout(ArrayLayout(2, config.lanes), config.rows)
+__all__ = ["WeightDecoder", "wgt_beat_layout", "base3_rom_init"]
 
 
-def beat_layout(config: TernConfig) -> ArrayLayout:
+def wgt_beat_layout(config: TernConfig) -> ArrayLayout:
     """A weight stream beat: ``bus_bytes`` bytes, byte lane ``j`` = bits ``8j .. 8j+7``."""
     return ArrayLayout(8, config.bus_bytes)
 
 
 def base3_rom_init() -> list[int]:
     """ROM contents, one entry per byte value: bits ``2j..2j+1`` = code of digit ``j`` (j = 0..4),
-    bit 10 = invalid. Invalid bytes (243..255) decode to zero weights (code 1) with bit 10 set."""
-    init = []
-    for byte in range(256):
-        if byte < 243:
-            v, entry = byte, 0
-            for j in range(5):
-                entry |= (v % 3) << (2 * j)
-                v //= 3
-        else:
-            entry = sum(_ZERO_CODE << (2 * j) for j in range(5)) | (1 << 10)
-        init.append(entry)
-    return init
+    bit 10 = invalid; made from the base3 codec's table. Invalid bytes (243..255) decode to zero
+    weights (code 1) with bit 10 set."""
+    valid = BYTE_VALID["base3"]
+    codes = np.where(valid[:, None], BYTE_CODES["base3"], ZERO_CODE).astype(np.int64)
+    entries = (codes << (2 * np.arange(codes.shape[1]))).sum(axis=1) | (~valid).astype(np.int64) << 10
+    return [int(e) for e in entries]
 
 
 class WeightDecoder(wiring.Component):
@@ -92,34 +83,37 @@ class WeightDecoder(wiring.Component):
     ``word_r`` loaded with ``Cat(beat_buf, decoded last beat)`` truncated to ``R*L`` codes.
     """
 
-    def __init__(self, config: TernConfig):
+    def __new__(cls, config, *args, **kwargs):
         if not isinstance(config, TernConfig):
-            self._MustUse__used = True
             raise TypeError(f"WeightDecoder: config must be a hw.config.TernConfig, not {config!r}")
-        self._config = config
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig):
+        self.config = config
         super().__init__({
-            "beats": In(stream.Signature(beat_layout(config))),
-            "words": Out(stream.Signature(word_layout(config))),
+            "beats": In(stream.Signature(wgt_beat_layout(config))),
+            "words": Out(stream.Signature(weight_word_layout(config))),
             "error": Out(1),
         })
 
     @property
-    def config(self) -> TernConfig:
-        return self._config
-
-    @property
     def latency(self) -> int:
-        """Cycles from the acceptance of a word's last beat to the word's first ``words.valid``."""
-        return 1
+        """Cycles from the acceptance of a word's last beat to the word's first ``words.valid``
+        (``config.decoder_latency``)."""
+        return self.config.decoder_latency
 
     @property
     def max_buffered_beats(self) -> int:
         """Beats accepted beyond a finished word that ``words`` has not taken (``bpw - 1``)."""
-        return self._config.beats_per_word - 1
+        return self.config.beats_per_word - 1
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._config
+        cfg = self.config
+        # One register stage (word_r / word_valid) between the last beat and the word.
+        if cfg.decoder_latency != 1:
+            raise AssertionError(f"WeightDecoder has 1 register stage, the configuration says "
+                                 f"decoder_latency = {cfg.decoder_latency}")
         B, bpw, tpb = cfg.bus_bytes, cfg.beats_per_word, cfg.trits_per_byte
         beat_bits = 2 * tpb * B           # decoded codes of one beat
         word_bits = 2 * cfg.rows * cfg.lanes

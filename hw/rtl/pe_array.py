@@ -10,7 +10,7 @@ from amaranth.lib.data import ArrayLayout
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.dot import TernaryDotUnit, dot_latency
+from hw.rtl.dot import TernaryDotUnit
 
 __all__ = ["PEArray"]
 
@@ -38,16 +38,17 @@ class PEArray(wiring.Component):
     codes : In(ArrayLayout(ArrayLayout(unsigned(2), L), R))
         ``codes[r][l]`` is row ``r``'s weight code for lane ``l`` (2: +1, 0: -1, 1 or 3: 0).
     result_valid : Out(1)
-        High for exactly one cycle, :attr:`latency` cycles after a step with ``valid & last``.
+        High for exactly one cycle, :attr:`latency` (``config.pe_latency``) cycles after a step with ``valid & last``.
     result : Out(ArrayLayout(signed(A), R))
         The finished accumulators while ``result_valid`` is high (otherwise the running
         accumulators; do not use). ``result[r] = sum over the accumulation's steps of d_r``, wrapped
         to ``A`` bits two's complement, where ``d_r = sum_l t[r][l] * act[l]``.
 
     Timing: the step presented in cycle ``c`` reaches the accumulator stage in cycle
-    ``c + dot_latency`` (``valid/first/last`` travel through a matching delay line); the accumulators
-    are registers updated at the end of that cycle, so ``result``/``result_valid`` are registered
-    outputs visible in cycle ``c + latency`` with ``latency = dot_latency + 1``.
+    ``c + config.dot_latency`` (``valid/first/last`` travel through a matching delay line); the
+    accumulators are registers updated at the end of that cycle, so ``result``/``result_valid`` are
+    registered outputs visible in cycle ``c + config.pe_latency`` (``dot_latency + 1``). Elaboration
+    checks that the register stages it builds add up to ``config.pe_latency``.
 
     Internal signals: ``dot{r}_*`` (the dot units), ``d_r{r}`` (row r's dot product at the
     accumulator stage), ``acc_r{r}`` (row r's accumulator register), ``valid_p{i}/first_p{i}/
@@ -55,11 +56,13 @@ class PEArray(wiring.Component):
     accumulator stage).
     """
 
-    def __init__(self, config: TernConfig):
+    def __new__(cls, config, *args, **kwargs):
         if not isinstance(config, TernConfig):
-            self._MustUse__used = True
             raise TypeError(f"PEArray: config must be a hw.config.TernConfig, not {config!r}")
-        self._config = config
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig):
+        self.config = config
         R, L, A = config.rows, config.lanes, config.acc_width
         super().__init__({
             "valid": In(1),
@@ -72,27 +75,20 @@ class PEArray(wiring.Component):
         })
 
     @property
-    def config(self) -> TernConfig:
-        return self._config
-
-    @property
-    def dot_latency(self) -> int:
-        """Register stages inside each dot unit."""
-        return dot_latency(self._config.lanes, self._config.tree_reg_every)
-
-    @property
     def latency(self) -> int:
-        """Cycles from a step with ``valid & last`` to its ``result_valid`` (dot latency + 1)."""
-        return self.dot_latency + 1
+        """Cycles from a step with ``valid & last`` to its ``result_valid``: ``config.pe_latency``."""
+        return self.config.pe_latency
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self._config
+        cfg = self.config
         R, A = cfg.rows, cfg.acc_width
 
-        # Flag delay line matching the dot units' pipeline.
+        # Flag delay line matching the dot units' pipeline (each dot unit checks its own stages).
         valid, first, last = self.valid, self.first, self.last
-        for i in range(self.dot_latency):
+        stages = 0
+        for i in range(cfg.dot_latency):
+            stages += 1
             v = Signal(name=f"valid_p{i}")
             f = Signal(name=f"first_p{i}")
             la = Signal(name=f"last_p{i}")
@@ -105,11 +101,18 @@ class PEArray(wiring.Component):
 
         result_valid = Signal(name="result_valid_r")
         m.d.sync += result_valid.eq(acc_valid & acc_last)
+        stages += 1  # the accumulators and result_valid_r
+        if stages != cfg.pe_latency:
+            raise AssertionError(f"PEArray: built {stages} register stages, the configuration says "
+                                 f"pe_latency = {cfg.pe_latency}")
         m.d.comb += self.result_valid.eq(result_valid)
 
         for r in range(R):
             dot = TernaryDotUnit(cfg.lanes, cfg.tree_reg_every, name_prefix=f"dot{r}")
             m.submodules[f"dot{r}"] = dot
+            if dot.latency != cfg.dot_latency:
+                raise AssertionError(f"PEArray: dot unit latency {dot.latency} != config.dot_latency "
+                                     f"{cfg.dot_latency}")
             m.d.comb += [dot.act.eq(self.act), dot.codes.eq(self.codes[r])]
             d = Signal(signed(A), name=f"d_r{r}")          # sign-extended dot product
             acc = Signal(signed(A), name=f"acc_r{r}")

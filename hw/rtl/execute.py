@@ -1,0 +1,198 @@
+"""Execute engine of the tern core: the in-order engine that runs LOAD_ACT and issues the MATMUL
+steps to the PE array, with the output credits (``docs/ARCHITECTURE.md``, "Execute engine").
+
+The engine pops the execute queue when it has no current instruction or its current one finishes in
+this cycle (the popped one is current from the next cycle). LOAD_ACT accepts one ``act`` beat per
+cycle. MATMUL issues one (token, k) step per cycle when word k of its bank is loaded (bank owned and
+``fill > k``, registered) and, for the last k of a token, an output credit is free
+(``out_reserved < out_depth``, registered). An issue reads the activation word
+``act_addr + t*k_words + k`` and weight word ``k``; ``pe_valid/first/last`` follow one cycle later,
+aligned with the RAM data (``pe_act``/``pe_codes``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+
+from hw.config import TernConfig
+from hw.rtl.buffers import act_addr_width, act_word_layout, weight_word_layout, wgt_addr_width
+from hw.rtl.dispatch import exec_entry_layout
+
+__all__ = ["ExecuteEngine", "EXECUTE_EVENTS", "execute_events_layout"]
+
+#: The performance counter events the execute engine decides (``hw.config.PERF_COUNTERS``).
+EXECUTE_EVENTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
+
+
+def execute_events_layout() -> data.StructLayout:
+    """One bit per event of :data:`EXECUTE_EVENTS`; exactly one of them holds in every cycle."""
+    return data.StructLayout({name: 1 for name in EXECUTE_EVENTS})
+
+
+class ExecuteEngine(wiring.Component):
+    """In-order LOAD_ACT / MATMUL execution (module docstring, docs/ARCHITECTURE.md).
+
+    Ports (``sync`` domain)
+    -----------------------
+    exec_q : In(stream.Signature(exec_entry_layout(config)))
+        The execute queue's head.
+    act : In(stream.Signature(ArrayLayout(signed(8), lanes)))
+        Activation beats; ``act.ready`` is high only while a LOAD_ACT is current.
+    act_w : In(WritePort.Signature(addr_width=log2(act_depth), shape=act_word_layout))
+        The activation buffer's write port, driven in the cycle of the ``act`` transfer.
+    act_r : In(ReadPort.Signature(addr_width=log2(act_depth), shape=act_word_layout))
+        The activation buffer's read port: the address of the step issued in this cycle; its data
+        (next cycle) is passed on as ``pe_act``.
+    wgt_r : In(ReadPort.Signature(addr_width=log2(wgt_depth) + 1, shape=weight_word_layout))
+        The weight buffer's read port (address ``x_bank * wgt_depth + x_k``); data -> ``pe_codes``.
+    bank_owned : In(2); bank0_fill, bank1_fill : In(range(wgt_depth + 1))
+        The loader's bank scoreboard (registers).
+    bank_release : Out(2)
+        Bit ``b``: the last step of the MATMUL using bank ``b`` issues in this cycle.
+    out_pop : In(1)
+        A result vector left the ``out`` stream this cycle (returns one output credit).
+    pe_valid, pe_first, pe_last : Out(1)
+        PE array controls, registered: high in the cycle after an issue.
+    pe_act : Out(act_word_layout); pe_codes : Out(weight_word_layout)
+        The buffers' read data, aligned with ``pe_valid``.
+    engine_idle : Out(1)
+        No current instruction and no output credit reserved (part of the dispatch's quiescence).
+    events : Out(execute_events_layout())
+        The counter events of this cycle (docs/ARCHITECTURE.md, "Performance counters").
+
+    Internal signals: ``x_valid``, ``x_matmul``, ``x_act_addr``, ``x_left`` (LOAD_ACT: beats left
+    - 1; MATMUL: ``k_words - 1``), ``x_k``, ``x_tokens_left`` (tokens still to start after the
+    current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
+    ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``.
+    """
+
+    def __new__(cls, config, *args, **kwargs):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"ExecuteEngine: config must be a hw.config.TernConfig, not {config!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig):
+        self.config = config
+        act_l, wgt_l = act_word_layout(config), weight_word_layout(config)
+        AW, WA = act_addr_width(config), wgt_addr_width(config)
+        super().__init__({
+            "exec_q": In(stream.Signature(exec_entry_layout(config))),
+            "act": In(stream.Signature(act_l)),
+            "act_w": In(WritePort.Signature(addr_width=AW, shape=act_l)),
+            "act_r": In(ReadPort.Signature(addr_width=AW, shape=act_l)),
+            "wgt_r": In(ReadPort.Signature(addr_width=WA, shape=wgt_l)),
+            "bank_owned": In(2),
+            "bank0_fill": In(range(config.wgt_depth + 1)),
+            "bank1_fill": In(range(config.wgt_depth + 1)),
+            "bank_release": Out(2),
+            "out_pop": In(1),
+            "pe_valid": Out(1),
+            "pe_first": Out(1),
+            "pe_last": Out(1),
+            "pe_act": Out(act_l),
+            "pe_codes": Out(wgt_l),
+            "engine_idle": Out(1),
+            "events": Out(execute_events_layout()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        AW = act_addr_width(cfg)
+        KW = wgt_addr_width(cfg) - 1
+        entry = self.exec_q.payload
+
+        cur_valid = Signal(name="x_valid")
+        cur_mm = Signal(name="x_matmul")
+        cur_addr = Signal(AW, name="x_act_addr")
+        cur_left = Signal(len(entry.n_m1), name="x_left")
+        cur_k = Signal(KW, name="x_k")
+        cur_tleft = Signal(AW, name="x_tokens_left")
+        x_bank = Signal(name="x_bank")
+        reserved = Signal(range(cfg.out_depth + 1), name="out_reserved")
+
+        act_xfer = Signal(name="x_act_xfer")
+        load_last = Signal(name="x_load_last")
+        word_ok = Signal(name="x_word_ok")
+        k_last = Signal(name="x_k_last")
+        credit_ok = Signal(name="x_credit_ok")
+        issue = Signal(name="x_issue")
+        mm_last = Signal(name="x_matmul_last")
+        finish = Signal(name="x_finish")
+        pop = Signal(name="x_pop")
+        x_fill = Signal(range(cfg.wgt_depth + 1), name="x_bank_fill")
+        x_owned = Signal(name="x_bank_owned")
+        m.d.comb += [
+            self.act.ready.eq(cur_valid & ~cur_mm),
+            act_xfer.eq(self.act.valid & self.act.ready),
+            load_last.eq(cur_left == 0),
+            self.act_w.en.eq(act_xfer),
+            self.act_w.addr.eq(cur_addr),
+            self.act_w.data.eq(self.act.payload),
+
+            x_fill.eq(Mux(x_bank, self.bank1_fill, self.bank0_fill)),
+            x_owned.eq(Mux(x_bank, self.bank_owned[1], self.bank_owned[0])),
+            word_ok.eq(x_owned & (cur_k < x_fill)),
+            k_last.eq(cur_k == cur_left[:KW]),
+            credit_ok.eq(~k_last | (reserved < cfg.out_depth)),
+            issue.eq(cur_valid & cur_mm & word_ok & credit_ok),
+            mm_last.eq(issue & k_last & (cur_tleft == 0)),
+            finish.eq((act_xfer & load_last) | mm_last),
+            self.bank_release.eq(Mux(mm_last, Mux(x_bank, 0b10, 0b01), 0)),
+
+            self.act_r.addr.eq(cur_addr),
+            self.wgt_r.addr.eq(Cat(cur_k, x_bank)),
+            self.pe_act.eq(self.act_r.data),
+            self.pe_codes.eq(self.wgt_r.data),
+            self.exec_q.ready.eq(~cur_valid | finish),
+            pop.eq(self.exec_q.valid & self.exec_q.ready),
+        ]
+        with m.If(act_xfer):
+            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_left.eq(cur_left - 1)]
+        with m.If(issue):
+            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last, 0, cur_k + 1))]
+            with m.If(k_last):
+                m.d.sync += cur_tleft.eq(cur_tleft - 1)
+        with m.If(mm_last):
+            m.d.sync += x_bank.eq(~x_bank)
+        with m.If(pop):
+            m.d.sync += [
+                cur_valid.eq(1),
+                cur_mm.eq(entry.mm),
+                cur_addr.eq(entry.addr),
+                cur_left.eq(entry.n_m1),
+                cur_k.eq(0),
+                cur_tleft.eq(entry.t_m1),
+            ]
+        with m.Elif(finish):
+            m.d.sync += cur_valid.eq(0)
+
+        # output credits: reserved by the issue of a token's last k, returned by an `out` transfer
+        take = Signal(name="credit_take")
+        m.d.comb += take.eq(issue & k_last)
+        with m.If(take & ~self.out_pop):
+            m.d.sync += reserved.eq(reserved + 1)
+        with m.Elif(self.out_pop & ~take):
+            m.d.sync += reserved.eq(reserved - 1)
+
+        # PE controls, one cycle after the issue (aligned with the buffers' read data)
+        m.d.sync += [
+            self.pe_valid.eq(issue),
+            self.pe_first.eq(issue & (cur_k == 0)),
+            self.pe_last.eq(take),
+        ]
+
+        ev = self.events
+        m.d.comb += [
+            self.engine_idle.eq(~cur_valid & (reserved == 0)),
+            ev.busy.eq(issue),
+            ev.act_beats.eq(act_xfer),
+            ev.stall_weight.eq(cur_valid & cur_mm & ~word_ok),
+            ev.stall_act.eq(cur_valid & ~cur_mm & ~self.act.valid),
+            ev.stall_out.eq(cur_valid & cur_mm & word_ok & ~credit_ok),
+            ev.idle.eq(~cur_valid),
+        ]
+        return m

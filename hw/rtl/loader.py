@@ -1,0 +1,117 @@
+"""Weight loader of the tern core, with the weight-bank scoreboard and the weight stream gate
+(``docs/ARCHITECTURE.md``, "Weight loader and bank scoreboard").
+
+The loader pops the loader queue (the popped MATMUL is the loader's from the next cycle), takes its
+``k_words`` words from the decoder's ``words`` stream and writes word ``k`` to address ``k`` of its
+bank (banks alternate 0, 1, 0, ... per MATMUL from reset). It may write word 0 of a bank only when
+the bank is not *owned*; that write makes it owned, and the execute engine releases it in the cycle
+of the MATMUL's last issue (``bank_release``, visible from the next cycle).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import WritePort
+from amaranth.lib.wiring import In, Out
+
+from hw.config import TernConfig
+from hw.rtl.buffers import weight_word_layout, wgt_addr_width
+from hw.rtl.dispatch import load_entry_layout
+
+__all__ = ["WeightLoader"]
+
+
+class WeightLoader(wiring.Component):
+    """Weight loader + bank scoreboard (module docstring, docs/ARCHITECTURE.md).
+
+    Ports (``sync`` domain)
+    -----------------------
+    load_q : In(stream.Signature(load_entry_layout(config)))
+        The loader queue's head; taken when the loader has no MATMUL or writes its last word.
+    words : In(stream.Signature(weight_word_layout(config)))
+        Decoded weight words; ``words.ready = ld_valid & (ld_count != 0 | ~owned[ld_bank])``.
+    wgt_w : In(WritePort.Signature(addr_width=log2(wgt_depth) + 1, shape=weight_word_layout))
+        The weight buffer's write port, driven in the cycle of the ``words`` transfer; address
+        ``ld_bank * wgt_depth + ld_count``.
+    wgt_gate : Out(1)
+        ``ld_valid`` (a register): the top level lets weight beats into the decoder only while it is
+        high.
+    bank_release : In(2)
+        Bit ``b``: the execute engine issues the last step of the MATMUL that uses bank ``b`` in this
+        cycle (``bank_owned[b]`` is cleared at its end).
+    bank_owned : Out(2)
+        The scoreboard: bank ``b`` holds (or is being filled with) the weights of a MATMUL the
+        execute engine has not finished. Set by the write of word 0, cleared by ``bank_release``.
+    bank0_fill, bank1_fill : Out(range(wgt_depth + 1))
+        Words written into each bank for its current MATMUL (registers).
+
+    Internal signals: ``ld_valid``, ``ld_bank``, ``ld_count`` (words written for the current
+    MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_write``, ``ld_done``, ``ld_bank_owned``.
+    """
+
+    def __new__(cls, config, *args, **kwargs):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"WeightLoader: config must be a hw.config.TernConfig, not {config!r}")
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config: TernConfig):
+        self.config = config
+        wgt_l = weight_word_layout(config)
+        super().__init__({
+            "load_q": In(stream.Signature(load_entry_layout(config))),
+            "words": In(stream.Signature(wgt_l)),
+            "wgt_w": In(WritePort.Signature(addr_width=wgt_addr_width(config), shape=wgt_l)),
+            "wgt_gate": Out(1),
+            "bank_release": In(2),
+            "bank_owned": Out(2),
+            "bank0_fill": Out(range(config.wgt_depth + 1)),
+            "bank1_fill": Out(range(config.wgt_depth + 1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        KW = wgt_addr_width(self.config) - 1
+        owned = self.bank_owned
+        fill0, fill1 = self.bank0_fill, self.bank1_fill
+
+        ld_valid = Signal(name="ld_valid")
+        ld_bank = Signal(name="ld_bank")
+        ld_count = Signal(KW, name="ld_count")
+        ld_last = Signal(KW, name="ld_klast")
+        ld_write = Signal(name="ld_write")
+        ld_done = Signal(name="ld_done")
+        ld_bank_owned = Signal(name="ld_bank_owned")
+        pop = Signal(name="ld_pop")
+        m.d.comb += [
+            ld_bank_owned.eq(Mux(ld_bank, owned[1], owned[0])),
+            self.words.ready.eq(ld_valid & ((ld_count != 0) | ~ld_bank_owned)),
+            ld_write.eq(self.words.valid & self.words.ready),
+            ld_done.eq(ld_write & (ld_count == ld_last)),
+            self.wgt_w.en.eq(ld_write),
+            self.wgt_w.addr.eq(Cat(ld_count, ld_bank)),
+            self.wgt_w.data.eq(self.words.payload),
+            self.load_q.ready.eq(~ld_valid | ld_done),
+            pop.eq(self.load_q.valid & self.load_q.ready),
+            self.wgt_gate.eq(ld_valid),
+        ]
+        with m.If(ld_write):
+            m.d.sync += ld_count.eq(Mux(ld_done, 0, ld_count + 1))
+            with m.If(ld_bank):
+                m.d.sync += fill1.eq(ld_count + 1)
+            with m.Else():
+                m.d.sync += fill0.eq(ld_count + 1)
+        with m.If(ld_done):
+            m.d.sync += ld_bank.eq(~ld_bank)
+        with m.If(pop):
+            m.d.sync += [ld_valid.eq(1), ld_last.eq(self.load_q.payload.k_last)]
+        with m.Elif(ld_done):
+            m.d.sync += ld_valid.eq(0)
+
+        # bank ownership: set by the loader's write of word 0, cleared by the last issue
+        for bank in (0, 1):
+            with m.If(ld_write & (ld_count == 0) & (ld_bank == bank)):
+                m.d.sync += owned[bank].eq(1)
+            with m.Elif(self.bank_release[bank]):
+                m.d.sync += owned[bank].eq(0)
+        return m
