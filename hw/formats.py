@@ -25,9 +25,9 @@ import numpy as np
 from hw.config import TRITS_PER_BYTE, WEIGHT_FORMATS, TernConfig
 
 __all__ = [
-    "FormatError", "Codec", "CODECS", "ZERO_BYTE", "pack_2bit", "unpack_2bit", "pack_base3",
-    "unpack_base3", "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID", "BYTE_WEIGHTS",
-    "weight_words_to_stream", "stream_to_weight_words", "stream_error",
+    "FormatError", "Codec", "CODECS", "ZERO_CODE", "INVALID_CODE", "ZERO_BYTE", "pack_2bit",
+    "unpack_2bit", "pack_base3", "unpack_base3", "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID",
+    "BYTE_WEIGHTS", "weight_words_to_stream", "stream_to_weight_words", "stream_error",
 ]
 
 #: The code of a zero weight (``t + 1`` for ``t = 0``): the padding code of every format.

@@ -7,12 +7,19 @@ holds rows ``i, i + R, i + 2R, i + 3R`` in bit fields ``[1:0], [3:2], [5:4], [7:
 like ``pack_weights`` does. Code 3 is invalid everywhere.
 
 This is the *checkpoint* format; the accelerator's weight *stream* formats (``2bit``, ``base3``) live in
-``hw/formats.py``.
+``hw/formats.py``. Only the grouping differs: the bytes themselves are the stream format ``2bit``'s
+(code ``j`` of a byte in bits ``2j .. 2j+1``), so they are packed and decoded by its codec
+(:data:`hw.formats.CODECS` ``["2bit"]``).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from hw.formats import CODECS, INVALID_CODE
+
+_CODEC = CODECS["2bit"]
 
 __all__ = ["VALUES_PER_BYTE", "PackingError", "pack_ternary", "unpack_ternary", "packed_rows"]
 
@@ -40,14 +47,11 @@ def pack_ternary(t: torch.Tensor) -> torch.Tensor:
         raise PackingError("ternary tensor has values outside {-1, 0, 1}")
     out = t.shape[0]
     r = packed_rows(out)
-    codes = (t.to(torch.int16) + 1).to(torch.uint8)
-    packed = torch.zeros((r, *t.shape[1:]), dtype=torch.uint8)
-    for j in range(VALUES_PER_BYTE):
-        lo, hi = j * r, min((j + 1) * r, out)
-        if lo >= hi:
-            break
-        packed[: hi - lo] |= codes[lo:hi] << (2 * j)
-    return packed
+    codes = np.zeros((VALUES_PER_BYTE * r, *t.shape[1:]), dtype=np.uint8)   # padding fields: code 0
+    codes[:out] = (t.detach().cpu().to(torch.int16) + 1).to(torch.uint8).numpy()
+    # field j of byte row i is row i + j*r: (4, r, ...) -> digits (r, ..., 4)
+    digits = np.moveaxis(codes.reshape(VALUES_PER_BYTE, r, *t.shape[1:]), 0, -1)
+    return torch.from_numpy(_CODEC.pack_digits(digits))
 
 
 def unpack_ternary(packed: torch.Tensor, out_features: int | None = None) -> torch.Tensor:
@@ -66,12 +70,12 @@ def unpack_ternary(packed: torch.Tensor, out_features: int | None = None) -> tor
     if packed_rows(out_features) != r:
         raise PackingError(f"packed weights have {r} rows, expected ceil({out_features}/4) = "
                            f"{packed_rows(out_features)}")
-    fields = torch.stack([(packed >> (2 * j)) & 3 for j in range(VALUES_PER_BYTE)])  # (4, R, ...)
-    bad = fields == 3
-    if bool(bad.any()):
-        idx = bad.nonzero()[0].tolist()
+    fields = np.moveaxis(_CODEC.byte_codes[packed.detach().cpu().numpy()], -1, 0)   # (4, R, ...)
+    bad = np.argwhere(fields == INVALID_CODE)
+    if bad.size:
+        idx = [int(i) for i in bad[0]]
         row = idx[0] * r + idx[1]
         raise PackingError(f"invalid 2-bit code 3 at byte {tuple(idx[1:])} field {idx[0]} (row {row}); "
                            "codes must be 0, 1 or 2")
-    t = fields.reshape(VALUES_PER_BYTE * r, *packed.shape[1:]).to(torch.int8) - 1
-    return t[:out_features].contiguous()
+    t = fields.reshape(VALUES_PER_BYTE * r, *packed.shape[1:]).astype(np.int8) - 1
+    return torch.from_numpy(np.ascontiguousarray(t[:out_features]))
