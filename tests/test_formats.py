@@ -1,5 +1,5 @@
-"""hw.formats: exhaustive byte round trips, invalid bytes, stream layout checked against explicit
-per-code loops written from the contract text (docs/RTL_CONTRACT.md)."""
+"""hw.formats: exhaustive byte round trips, invalid bytes, per-byte tables, stream layout checked
+against explicit per-code loops written from the format text (docs/FORMATS.md)."""
 
 import random
 
@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from hw.config import TernConfig
-from hw.formats import (FormatError, pack_2bit, pack_base3, stream_error, stream_to_weight_words,
-                        unpack_2bit, unpack_base3, weight_words_to_stream)
+from hw.formats import (BYTE_CODES, BYTE_VALID, BYTE_WEIGHTS, CODECS, FormatError, pack_2bit, pack_base3,
+                        stream_error, stream_to_weight_words, unpack_2bit, unpack_base3,
+                        weight_words_to_stream)
+from helpers import random_stream_config
 
 
 # -- independent slow references: one code at a time, straight from the contract ------------------
@@ -119,15 +121,10 @@ def test_bad_values():
 
 # -- stream level ----------------------------------------------------------------------------------
 
-def random_cfg(rng):
-    return TernConfig(rows=rng.randint(1, 16), lanes=rng.randint(1, 64),
-                      bus_bytes=rng.randint(1, 32), weight_format=rng.choice(["2bit", "base3"]))
-
-
 @pytest.mark.parametrize("seed", range(40))
 def test_stream_against_explicit_loops(seed):
     rng = random.Random(seed)
-    cfg = random_cfg(rng)
+    cfg = random_stream_config(rng)
     k = rng.randint(0, 4)
     words = np.array([[[rng.randint(-1, 1) for _ in range(cfg.lanes)] for _ in range(cfg.rows)]
                       for _ in range(k)], dtype=np.int8).reshape(k, cfg.rows, cfg.lanes)
@@ -199,3 +196,25 @@ def test_stream_bad_shapes():
         stream_to_weight_words(np.zeros((2, 2), dtype=np.uint8), cfg)
     with pytest.raises(TypeError, match="TernConfig"):
         weight_words_to_stream(np.zeros((1, 2, 4)), {"rows": 2})
+
+
+# -- the per-byte tables (the one decoding table of each format) -------------------------------------
+
+def test_byte_tables_against_explicit_digits():
+    for b in range(256):
+        codes2 = [(b >> (2 * q)) & 3 for q in range(4)]
+        assert BYTE_CODES["2bit"][b].tolist() == codes2, b
+        assert BYTE_VALID["2bit"][b] == (3 not in codes2), b
+        assert BYTE_WEIGHTS["2bit"][b].tolist() == [0 if c == 3 else c - 1 for c in codes2], b
+        if b < 243:
+            assert BYTE_CODES["base3"][b].tolist() == [t + 1 for t in ref_digits_base3(b)], b
+            assert BYTE_WEIGHTS["base3"][b].tolist() == ref_digits_base3(b), b
+        else:
+            assert BYTE_CODES["base3"][b].tolist() == [3] * 5, b
+            assert BYTE_WEIGHTS["base3"][b].tolist() == [0] * 5, b
+        assert BYTE_VALID["base3"][b] == (b < 243), b
+    for fmt, codec in CODECS.items():
+        assert codec.name == fmt and BYTE_CODES[fmt] is codec.byte_codes
+        assert BYTE_WEIGHTS[fmt].dtype == np.int8 and BYTE_CODES[fmt].dtype == np.uint8
+        with pytest.raises(ValueError):                    # read-only: one table, never patched
+            codec.byte_codes[0, 0] = 0
