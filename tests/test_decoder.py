@@ -8,67 +8,59 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from hw.backends.common import payload_consts, unpack_payloads
+from hw.backends.drive import AmaranthBench, Sink, Source, drive_streams, release
 from hw.config import TernConfig
 from hw.formats import stream_error, stream_to_weight_words, weight_words_to_stream
 from hw.rtl.decoder import WeightDecoder
-from hw.rtl.testing import Stalls, stream_get, stream_put
+from hw.timing import StreamTiming, Timing
 
 
-def codes_of(value, cfg):
-    """Unpack a words payload (int) into an (R, L) array of codes."""
-    n = cfg.rows * cfg.lanes
-    return np.array([(value >> (2 * i)) & 3 for i in range(n)], dtype=np.int64).reshape(
-        cfg.rows, cfg.lanes)
+def codes_of(dut, payloads, cfg):
+    """The words taken from ``dut.words`` (layout constants) as a (k, R, L) array of codes."""
+    return unpack_payloads(dut.words.payload.shape(), payloads).reshape(-1, cfg.rows, cfg.lanes)
 
 
-def run(cfg, beats, *, seed=0, p_in=0.0, p_out=0.0, n_words=None, extra_cycles=0):
-    """Feeds ``beats`` ((n, B) uint8) with seeded input gaps and output backpressure. Returns the
-    received words ((k, R, L) codes), the cycles of their transfers, the cycles of the beat
-    transfers and the error flag seen in every cycle."""
+def beat_values(dut, beats):
+    """The beats ((n, B) bytes) as values of the ``beats`` payload layout."""
+    return payload_consts(dut.beats.payload.shape(), beats)
+
+
+def stalls(seed, p_in, p_out):
+    """Seeded input gaps on ``beats`` (the ``wgt`` stream) and backpressure on ``words`` (``out``)."""
+    return Timing(wgt=StreamTiming(p_in), out=StreamTiming(p_out), seed=seed)
+
+
+def run(cfg, beats, *, timing=None, n_words=None, extra_cycles=0):
+    """Feeds ``beats`` ((n, B) uint8) with the drive policy (hw.backends.drive): ``timing``'s ``wgt``
+    stream offers the beats, its ``out`` stream takes the words. Returns the received words ((k, R,
+    L) codes), the cycles of their transfers, the cycles of the beat transfers and the error flag
+    seen in every cycle up to ``extra_cycles`` after the last word."""
+    timing = Timing() if timing is None else timing
     dut = WeightDecoder(cfg)
     bpw = cfg.beats_per_word
     if n_words is None:
         n_words = len(beats) // bpw
-    words, word_cycles, beat_cycles, errors = [], [], [], []
-    state = {"cycle": 0, "done": False}
+    src = Source(timing, "wgt", beat_values(dut, beats))
+    sink = Sink(timing, "out")
+    errors, state = [], {}
+    limit = int(200 + 40 * len(beats) * (1 + 10 * (timing.wgt.p_stall + timing.out.p_stall)))
 
-    async def producer(ctx):
-        stalls = Stalls(p_in, seed) if p_in else None
-        for beat in beats:
-            await stream_put(ctx, dut.beats, [int(x) for x in beat], stalls=stalls)
+    async def tb(ctx):
+        def until(c):
+            errors.append(ctx.get(dut.error))
+            return sink.n >= n_words and c >= sink.cycles[n_words - 1] + extra_cycles
 
-    async def consumer(ctx):
-        stalls = Stalls(p_out, seed + 1) if p_out else None
-        for _ in range(n_words):
-            payload = await stream_get(ctx, dut.words, stalls=stalls)
-            words.append(codes_of(payload.as_value().value, cfg))
-        for _ in range(extra_cycles):
-            await ctx.tick()
-        state["done"] = True
-
-    async def monitor(ctx):
-        # samples the state at each clock edge: whether a transfer happened in the cycle before it
-        async for _, _, bv, br, wv, wr, err in ctx.tick().sample(
-                dut.beats.valid, dut.beats.ready, dut.words.valid, dut.words.ready, dut.error):
-            if bv and br:
-                beat_cycles.append(state["cycle"])
-            if wv and wr:
-                word_cycles.append(state["cycle"])
-            errors.append(err)
-            state["cycle"] += 1
-            if state["done"]:
-                break
+        state["why"], _ = await drive_streams(AmaranthBench(ctx), [(src, dut.beats)], [(sink, dut.words)],
+                                              until=until, max_cycles=limit)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
-    sim.add_testbench(producer, background=True)
-    sim.add_testbench(consumer)
-    sim.add_process(monitor)
-    sim.run_until(1e-6 * (200 + 40 * len(beats) * (1 + 10 * (p_in + p_out))))
-    assert state["done"], "decoder did not deliver every word (hang)"
-    run.latency = dut.latency
-    return (np.array(words, dtype=np.int64).reshape(-1, cfg.rows, cfg.lanes), word_cycles,
-            beat_cycles, errors)
+    sim.add_testbench(tb)
+    sim.run()
+    assert state["why"] == "done", "decoder did not deliver every word (hang)"
+    run.dut, run.latency = dut, dut.latency
+    return codes_of(dut, sink.payloads, cfg), sink.cycles, src.cycles, errors
 
 
 def random_words(rng, cfg, k):
@@ -108,10 +100,9 @@ def test_invalid_bytes_raise_sticky_error(fmt):
     top = Module()
     top.domains.sync = cd = ClockDomain()
     top.submodules.dut = dut = WeightDecoder(cfg)
-    pack = lambda beat: [int(x) for x in beat]
 
     async def tb(ctx):
-        ctx.set(dut.words.ready, 1)
+        bench = AmaranthBench(ctx, cd.rst)
         for beat_i, lane, bad in cases:
             msg = f"fmt={fmt} beat={beat_i} lane={lane} bad={bad}"
             words = random_words(rng, cfg, 3)
@@ -119,24 +110,24 @@ def test_invalid_bytes_raise_sticky_error(fmt):
             pos = bpw + beat_i                          # in word 1
             beats[pos, lane] = bad
             expect = stream_to_weight_words(beats, cfg, strict=False).astype(np.int64) + 1
-            got = []
-            for i, beat in enumerate(beats):
-                ctx.set(dut.beats.valid, 1)
-                ctx.set(dut.beats.payload, pack(beat))
-                assert ctx.get(dut.beats.ready), msg
-                assert ctx.get(dut.error) == (i > pos), msg
-                if ctx.get(dut.words.valid):
-                    got.append(codes_of(ctx.get(dut.words.payload).as_value().value, cfg))
-                await ctx.tick()
-            ctx.set(dut.beats.valid, 0)
-            assert ctx.get(dut.error) == 1, msg
-            got.append(codes_of(ctx.get(dut.words.payload).as_value().value, cfg))
-            assert np.array_equal(np.array(got), expect), msg
-            await ctx.tick()
+            src = Source(Timing(), "wgt", beat_values(dut, beats))
+            sink = Sink(Timing(), "out")
+            errors = []
+
+            def until(c):
+                errors.append(ctx.get(dut.error))
+                return src.done
+
+            why, c = await drive_streams(bench, [(src, dut.beats)], [(sink, dut.words)], until=until,
+                                         max_cycles=len(beats) + 1)
+            assert why == "done" and c == len(beats), msg
+            assert src.cycles == list(range(len(beats))), msg   # beats.ready high in every cycle
+            # the flag rises in the cycle after the bad beat, and is still high once the beats ended
+            assert errors == [int(i > pos) for i in range(len(beats))] + [1], msg
+            assert np.array_equal(codes_of(dut, sink.payloads, cfg), expect), msg
+            await release(bench, [(src, dut.beats)], [(sink, dut.words)])
             assert ctx.get(dut.error) == 1, msg            # sticky while idle
-            ctx.set(cd.rst, 1)
-            await ctx.tick()
-            ctx.set(cd.rst, 0)
+            await bench.reset()
             assert ctx.get(dut.error) == 0, msg            # cleared by reset only
 
     sim = Simulator(top)
@@ -151,7 +142,7 @@ def test_clean_stream_never_raises_error():
         cfg = TernConfig(rows=3, lanes=7, bus_bytes=2, weight_format=fmt)
         beats = weight_words_to_stream(random_words(rng, cfg, 6), cfg)
         assert not stream_error(beats, cfg)
-        got, _, _, errors = run(cfg, beats, p_in=0.3, p_out=0.3, seed=4, extra_cycles=3)
+        got, _, _, errors = run(cfg, beats, timing=stalls(4, 0.3, 0.3), extra_cycles=3)
         assert not any(errors), fmt
 
 
@@ -170,7 +161,7 @@ def test_random_words_with_stalls(seed):
     words = random_words(rng, cfg, k)
     beats = weight_words_to_stream(words, cfg)
     p_in, p_out = rng.choice([0.0, 0.3, 0.6]), rng.choice([0.0, 0.3, 0.8])
-    got, word_cycles, beat_cycles, errors = run(cfg, beats, seed=seed, p_in=p_in, p_out=p_out)
+    got, word_cycles, beat_cycles, errors = run(cfg, beats, timing=stalls(seed, p_in, p_out))
     msg = f"seed={seed} p_in={p_in} p_out={p_out} {cfg}"
     assert got.shape == (k, cfg.rows, cfg.lanes), msg
     assert np.array_equal(got, words.astype(np.int64) + 1), msg
@@ -205,49 +196,20 @@ def test_throughput_no_stalls(rows, lanes, bus_bytes, fmt):
 
 
 def test_backpressure_buffering():
-    """words.ready low: one finished word plus bpw-1 beats of the next are accepted, then it stalls;
-    nothing is lost when ready returns."""
+    """words.ready low for 20 cycles: one finished word plus bpw-1 beats of the next are accepted,
+    then it stalls; nothing is lost when ready returns."""
     cfg = TernConfig(rows=2, lanes=16, bus_bytes=2, weight_format="2bit")   # 32 codes, bpw = 4
     bpw = cfg.beats_per_word
     assert bpw == 4
     rng = random.Random(9)
     words = random_words(rng, cfg, 3)
     beats = weight_words_to_stream(words, cfg)
-    dut = WeightDecoder(cfg)
-    assert dut.latency == 1 and dut.max_buffered_beats == bpw - 1
-    accepted = []
-
-    async def tb(ctx):
-        ctx.set(dut.words.ready, 0)
-        i = 0
-        for cycle in range(20):
-            ctx.set(dut.beats.valid, i < len(beats))
-            if i < len(beats):
-                ctx.set(dut.beats.payload, [int(x) for x in beats[i]])
-            if ctx.get(dut.beats.valid) and ctx.get(dut.beats.ready):
-                accepted.append(cycle)
-                i += 1
-            await ctx.tick()
-        assert accepted == list(range(2 * bpw - 1))       # word 0 complete + 3 beats of word 1
-        assert ctx.get(dut.words.valid)
-        got = []
-        ctx.set(dut.words.ready, 1)
-        for cycle in range(40):
-            ctx.set(dut.beats.valid, i < len(beats))
-            if i < len(beats):
-                ctx.set(dut.beats.payload, [int(x) for x in beats[i]])
-            if ctx.get(dut.beats.valid) and ctx.get(dut.beats.ready):
-                i += 1
-            if ctx.get(dut.words.valid):
-                got.append(codes_of(ctx.get(dut.words.payload).as_value().value, cfg))
-            await ctx.tick()
-        assert i == len(beats)
-        assert np.array_equal(np.array(got), words.astype(np.int64) + 1)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(tb)
-    sim.run()
+    got, word_cycles, beat_cycles, _ = run(cfg, beats, timing=Timing(out=StreamTiming(latency=20)))
+    assert run.dut.latency == 1 and run.dut.max_buffered_beats == bpw - 1
+    assert [c for c in beat_cycles if c < 20] == list(range(2 * bpw - 1))  # word 0 + 3 beats of word 1
+    assert word_cycles[0] == 20                       # word 0 was waiting when ready rose
+    assert len(beat_cycles) == len(beats)
+    assert np.array_equal(got, words.astype(np.int64) + 1)
 
 
 def test_bad_config():

@@ -1,8 +1,11 @@
-"""TernCore end to end in Amaranth simulation against the numpy int64 reference (hw.program).
+"""TernCore end to end in Amaranth simulation (hw.backends.amaranth) against the numpy int64 reference
+(hw.program) and the cycle-accurate simulator (hw.sim).
 
-Random configurations and programs under random stream stalls; bad instructions; invalid weight
-bytes; reset in the middle of a program; exact cycle counts of stall-free programs from the closed
-forms of docs/ARCHITECTURE.md.
+Random configurations and programs (hw.verify.generate) under random stream stalls; bad
+instructions; invalid weight bytes; reset in the middle of a program; exact cycle counts of
+stall-free programs from the closed forms of docs/ARCHITECTURE.md. Every stream is driven by the one
+drive policy (hw.backends.drive) from a hw.timing.Timing, and every run is also replayed on hw.sim,
+which must give the identical result (outputs, cycles, counters, error flags, every transfer cycle).
 """
 
 import random
@@ -10,67 +13,24 @@ import random
 import numpy as np
 import pytest
 
+from hw.backends.amaranth import run_rtl
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from hw.program import (ProgramBuilder, decode_program, linear_program, outputs_to_matrix, prefill_program,
-                        reference_matmul)
-from hw.rtl.top import TernCore, simulate_program
+from hw.program import ProgramBuilder, decode_program, linear_program, outputs_to_matrix, prefill_program, \
+    reference_matmul
+from hw.sim import simulate
+from hw.timing import Timing
+from hw.verify.generate import random_config, random_program
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
 
 
-def _latencies(cfg):
-    core = TernCore(cfg)
-    core._MustUse__used = True
-    return core.decoder_latency, core.pe_latency
-
-
-def random_config(rng, *, small=True):
-    lanes = rng.choice([4, 5, 8, 13, 16, 32, 64] if not small else [4, 5, 8, 13, 16])
-    cfg = TernConfig(rows=rng.randint(1, 16 if not small else 8), lanes=lanes,
-                     weight_format=rng.choice(["2bit", "base3"]),
-                     bus_bytes=rng.choice([1, 2, 3, 4, 8, 16]),
-                     act_depth=rng.choice([16, 32, 64]), wgt_depth=rng.choice([4, 8]),
-                     out_depth=rng.randint(2, 6), tree_reg_every=rng.randint(0, 3),
-                     acc_width=16)  # placeholder, replaced below
-    # acc_width between the minimum (wrapping sums of several words are then likely) and 32
-    return cfg.replace(acc_width=rng.choice([cfg.dot_width, cfg.dot_width + 3, 32]))
-
-
-def random_program(rng, cfg, n_instr):
-    b = ProgramBuilder(cfg)
-    loaded = np.zeros(cfg.act_depth, dtype=bool)
-    for _ in range(n_instr):
-        r = rng.random()
-        if r < 0.25 or not loaded.any():
-            cnt = rng.randint(1, min(12, cfg.act_depth))
-            addr = rng.randrange(cfg.act_depth - cnt + 1)
-            b.load_act(addr, np.array([[rng.randrange(-128, 128) for _ in range(cfg.lanes)]
-                                       for _ in range(cnt)]))
-            loaded[addr:addr + cnt] = True
-        elif r < 0.8:
-            for _ in range(20):  # a span of loaded activation words
-                kw = rng.randint(1, cfg.wgt_depth)
-                tokens = rng.randint(1, max(1, min(4, cfg.act_depth // kw)))
-                addr = rng.randrange(cfg.act_depth - kw * tokens + 1)
-                if loaded[addr:addr + kw * tokens].all():
-                    tile = np.array([[rng.choice((-1, 0, 1)) for _ in range(kw * cfg.lanes)]
-                                     for _ in range(cfg.rows)])
-                    b.matmul(addr, tile, tokens)
-                    break
-        elif r < 0.87:
-            b.bad(rng.choice([Instr(Op.MATMUL, 0, cfg.wgt_depth + 1, 1), Instr(Op.MATMUL, 0, 1, 0),
-                              Instr(Op.MATMUL, cfg.act_depth - 1, 2, 1), Instr(Op.LOAD_ACT, 5, 0),
-                              Instr(Op.LOAD_ACT, cfg.act_depth - 2, 3), Instr(rng.randint(4, 15))]))
-        elif r < 0.94:
-            b.sync()
-        else:
-            b.nop()
-    return b.build()
+def _small_config(rng):
+    return random_config(rng, max_rows=8, max_lanes=16)
 
 
 def check(cfg, prog, res, seed):
-    got = res.outputs_array()
+    got = res.outputs
     assert got.shape == prog.expected.shape, f"seed={seed} {cfg}: {got.shape} outputs, expected " \
                                              f"{prog.expected.shape}"
     assert np.array_equal(got, prog.expected), f"seed={seed} {cfg}: outputs differ"
@@ -79,28 +39,40 @@ def check(cfg, prog, res, seed):
     assert c["busy"] == prog.n_matmul_steps, f"seed={seed}"
     assert c["act_beats"] == len(prog.act_beats), f"seed={seed}"
     assert c["wgt_beats"] == len(prog.wgt_beats), f"seed={seed}"
-    assert sum(c[p] for p in PARTS) == c["cycles"] == res.idle_cycle, f"seed={seed}: {c}"
+    assert sum(c[p] for p in PARTS) == c["cycles"] == res.cycles, f"seed={seed}: {c}"
+
+
+def run_checked(cfg, prog, timing, seed, **kw):
+    """Run ``prog`` on the RTL with ``timing``, :func:`check` it, and check that hw.sim gives the
+    identical result for the same program and timing."""
+    res = run_rtl(cfg, prog, timing, **kw)
+    check(cfg, prog, res, seed)
+    diffs = res.compare(simulate(cfg, prog, timing))
+    assert diffs == [], f"seed={seed} {cfg} timing={timing!r}: RTL vs hw.sim: {diffs}"
+    return res
+
+
+def _random_stalls(rng, seed, p_instr, p_act, p_wgt, p_out):
+    return Timing.random(seed, p_instr=rng.choice(p_instr), p_act=rng.choice(p_act),
+                         p_wgt=rng.choice(p_wgt), p_out=rng.choice(p_out))
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_random_programs_random_stalls(seed):
     rng = random.Random(seed)
-    cfg = random_config(rng)
+    cfg = _small_config(rng)
     prog = random_program(rng, cfg, rng.randint(6, 14))
-    stalls = dict(p_instr=rng.choice([0, 0.3]), p_act=rng.choice([0, 0.4]),
-                  p_wgt=rng.choice([0, 0.2, 0.6]), p_out=rng.choice([0, 0.5, 0.85]))
-    res = simulate_program(cfg, prog, seed=seed, **stalls)
-    check(cfg, prog, res, seed)
+    timing = _random_stalls(rng, seed, [0, 0.3], [0, 0.4], [0, 0.2, 0.6], [0, 0.5, 0.85])
+    run_checked(cfg, prog, timing, seed)
 
 
 @pytest.mark.parametrize("seed", [100, 101])
 def test_large_config_random_program(seed):
     """rows/lanes up to 16 x 64."""
     rng = random.Random(seed)
-    cfg = random_config(rng, small=False).replace(rows=16, lanes=64)
+    cfg = random_config(rng, rows=16, lanes=64, max_pes=16 * 64)
     prog = random_program(rng, cfg, 6)
-    res = simulate_program(cfg, prog, seed=seed, p_wgt=0.3, p_out=0.5)
-    check(cfg, prog, res, seed)
+    run_checked(cfg, prog, Timing.random(seed, p_wgt=0.3, p_out=0.5), seed)
 
 
 @pytest.mark.parametrize("seed,fmt", [(200, "2bit"), (201, "base3")])
@@ -112,9 +84,8 @@ def test_linear_layer_k_not_multiple_of_lanes(seed, fmt):
     q = rng.integers(-128, 128, (3, 37))
     w = rng.integers(-1, 2, (11, 37))
     prog = linear_program(cfg, q, w)
-    res = simulate_program(cfg, prog, seed=seed, p_act=0.3, p_wgt=0.3, p_out=0.3)
-    check(cfg, prog, res, seed)
-    d = outputs_to_matrix(cfg, res.outputs_array(), 3, 11)
+    res = run_checked(cfg, prog, Timing.random(seed, p_act=0.3, p_wgt=0.3, p_out=0.3), seed)
+    d = outputs_to_matrix(cfg, res.outputs, 3, 11)
     assert np.array_equal(d, reference_matmul(q, w)), f"seed={seed}"
 
 
@@ -154,8 +125,7 @@ def test_invalid_weight_byte(fmt):
     cfg = TernConfig(rows=2, lanes=8, acc_width=20, weight_format=fmt, bus_bytes=2, act_depth=16,
                      wgt_depth=4, out_depth=2)
     prog = _corrupt_program(cfg, 7)
-    res = simulate_program(cfg, prog, seed=7, p_wgt=0.2)
-    check(cfg, prog, res, 7)
+    run_checked(cfg, prog, Timing.random(7, p_wgt=0.2), 7)
 
 
 def test_bad_instructions_skipped():
@@ -170,8 +140,7 @@ def test_bad_instructions_skipped():
     b.matmul(4, rng.integers(-1, 2, (3, 12)), 4).bad(Instr(Op.MATMUL, 0, 0, 0))
     b.matmul(1, rng.integers(-1, 2, (3, 4)), 1).sync()
     prog = b.build()
-    res = simulate_program(cfg, prog, seed=3, p_out=0.5)
-    check(cfg, prog, res, 3)
+    run_checked(cfg, prog, Timing.random(3, p_out=0.5), 3)
 
 
 @pytest.mark.parametrize("seed,reset_after", [(300, 25), (301, 60)])
@@ -184,9 +153,8 @@ def test_reset_mid_program(seed, reset_after):
     first = random_program(rng, cfg, 12)
     first.instrs.append(Instr(9))  # would set the error flag if reached
     second = random_program(rng, cfg, 8)
-    res = simulate_program(cfg, [first, second], reset_after=[reset_after], seed=seed,
-                           p_wgt=0.3, p_out=0.4)
-    check(cfg, second, res, seed)
+    timing = Timing.random(seed, p_wgt=0.3, p_out=0.4)
+    run_checked(cfg, second, timing, seed, interrupt=(first, timing, reset_after))
 
 
 # ------------------------------------------------------------------ closed-form cycle counts
@@ -194,7 +162,7 @@ def test_reset_mid_program(seed, reset_after):
 
 def decode_cycles(cfg, n_mm, kw):
     """docs/ARCHITECTURE.md, "Closed forms": last issue = max(4 + n*kw*bpw + Ld, 2 + kw + n*kw)."""
-    ld, p = _latencies(cfg)
+    ld, p = cfg.decoder_latency, cfg.pe_latency
     bpw = cfg.beats_per_word
     last_issue = max(4 + n_mm * kw * bpw + ld, 2 + kw + n_mm * kw)
     return last_issue + p + 3
@@ -202,7 +170,7 @@ def decode_cycles(cfg, n_mm, kw):
 
 def prefill_cycles(cfg, n_mm, kw, tokens):
     """docs/ARCHITECTURE.md, "Closed forms": T*kw*(n+1) + P + 5."""
-    _, p = _latencies(cfg)
+    p = cfg.pe_latency
     return tokens * kw * (n_mm + 1) + p + 5
 
 
@@ -223,14 +191,14 @@ _DECODE_RUNS = [(ci, n_mm, kw) for ci, cfg in enumerate(_DECODE_CASES)
 @pytest.mark.parametrize("ci,n_mm,kw", _DECODE_RUNS)
 def test_decode_cycles_closed_form(ci, n_mm, kw):
     cfg = _DECODE_CASES[ci]
-    ld, p = _latencies(cfg)
+    p = cfg.pe_latency
     assert (p + 2) // kw < cfg.out_depth, "case outside the closed form's conditions"
     prog = decode_program(cfg, n_mm, kw)
-    res = simulate_program(cfg, prog)
-    check(cfg, prog, res, 0)
-    assert res.cycles == decode_cycles(cfg, n_mm, kw), (cfg, res.cycles)
+    res = run_checked(cfg, prog, Timing.ideal(), 0)
+    # the closed form counts up to the cycle after the last result left `out`
+    assert res.last_out_cycle + 1 == decode_cycles(cfg, n_mm, kw), (cfg, res.last_out_cycle)
     # the weight stream accepted a beat on every cycle from cycle 4 to its last beat
-    assert res.wgt_cycles == list(range(4, 4 + len(prog.wgt_beats)))
+    assert res.wgt_cycles.tolist() == list(range(4, 4 + len(prog.wgt_beats)))
 
 
 _PREFILL_CASES = [
@@ -247,9 +215,8 @@ _PREFILL_CASES = [
 def test_prefill_cycles_closed_form(ci):
     cfg, n_mm, kw, tokens = _PREFILL_CASES[ci]
     prog = prefill_program(cfg, n_mm, kw, tokens)
-    res = simulate_program(cfg, prog)
-    check(cfg, prog, res, 0)
-    assert res.cycles == prefill_cycles(cfg, n_mm, kw, tokens), (cfg, res.cycles)
+    res = run_checked(cfg, prog, Timing.ideal(), 0)
+    assert res.last_out_cycle + 1 == prefill_cycles(cfg, n_mm, kw, tokens), (cfg, res.last_out_cycle)
     c = res.counters
     assert c["stall_weight"] == 0 and c["stall_out"] == 0
 
@@ -259,9 +226,7 @@ def test_prefill_cycles_closed_form(ci):
 def test_random_programs_sweep(seed):
     """Longer sweep (``-m slow``): random configurations up to 16 x 64 and longer programs."""
     rng = random.Random(seed)
-    cfg = random_config(rng, small=seed % 4 != 0)
+    cfg = _small_config(rng) if seed % 4 != 0 else random_config(rng, max_pes=16 * 64)
     prog = random_program(rng, cfg, rng.randint(8, 24))
-    stalls = dict(p_instr=rng.choice([0, 0.3, 0.7]), p_act=rng.choice([0, 0.4, 0.8]),
-                  p_wgt=rng.choice([0, 0.2, 0.6, 0.9]), p_out=rng.choice([0, 0.5, 0.9]))
-    res = simulate_program(cfg, prog, seed=seed, **stalls)
-    check(cfg, prog, res, seed)
+    timing = _random_stalls(rng, seed, [0, 0.3, 0.7], [0, 0.4, 0.8], [0, 0.2, 0.6, 0.9], [0, 0.5, 0.9])
+    run_checked(cfg, prog, timing, seed)

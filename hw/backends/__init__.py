@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-__all__ = ["Backend", "BACKENDS", "BackendError", "BackendUnavailable", "get_backend", "rtl_backends"]
+__all__ = ["Backend", "BACKENDS", "SessionBase", "BackendError", "BackendUnavailable", "get_backend", "rtl_backends"]
 
 
 class BackendError(ValueError):
@@ -32,17 +32,30 @@ class BackendUnavailable(BackendError):
     """A known backend whose implementation is missing from this installation."""
 
 
-class _OneShotSession:
-    """The session of a backend without one of its own: every :meth:`run` is an independent run."""
+class SessionBase:
+    """What every backend session is: ``run(program, timing, **streams)``, ``close()`` (idempotent),
+    ``closed``, and a context manager that closes it on exit."""
 
-    def __init__(self, backend: "Backend", config):
-        self.backend, self.config, self.closed = backend, config, False
-
-    def run(self, program=None, timing=None, **streams):
-        return self.backend.run(self.config, program, timing, **streams)
+    closed = False
 
     def close(self):
         self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _OneShotSession(SessionBase):
+    """The session of a backend without one of its own: every :meth:`run` is an independent run."""
+
+    def __init__(self, backend: "Backend", config):
+        self.backend, self.config = backend, config
+
+    def run(self, program=None, timing=None, **streams):
+        return self.backend.run(self.config, program, timing, **streams)
 
 
 class Backend:

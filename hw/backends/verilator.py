@@ -3,18 +3,11 @@
 the same :class:`hw.result.RunResult` as :func:`hw.backends.amaranth.run_rtl` (Amaranth simulation) and
 :func:`hw.sim.simulate` (the cycle-accurate simulator), field by field.
 
-Drive policy (identical to :mod:`hw.backends.amaranth`, so cycle counts compare exactly)
-----------------------------------------------------------------------------------
-Cycles count from 0 = the first cycle after reset. For each input stream (``instr``, ``act``,
-``wgt``) a :class:`StreamSource` raises ``valid`` for transfer ``i`` in cycle
-``avail_i = Timing.avail(stream, i, x_{i-1})`` and keeps it high until the transfer; the payload of
-transfer ``i`` is on the bus from the cycle after transfer ``i-1`` (item 0 from cycle 0). A
-:class:`StreamSink` raises ``out.ready`` for result ``j`` in ``Timing.avail("out", j, o_{j-1})``. A
-transfer happens in a cycle in which ``valid & ready`` is high at the end of the cycle (sampled after
-the combinational logic settled, cocotb's ``ReadOnly`` phase). The run ends in the first cycle in which
-every instruction, activation beat and weight beat has been accepted and ``idle`` is high; the
-performance counters and error flags are read in that cycle (so ``counters["cycles"] == cycles``).
-Inputs are written on the falling clock edge, outputs sampled in ``ReadOnly`` before the rising edge.
+Drive policy: :mod:`hw.backends.drive` (the one policy of every RTL testbench, shared with
+:mod:`hw.backends.amaranth`, so cycle counts compare exactly), through its cocotb adapter
+:class:`hw.backends.drive.CocotbBench`: inputs are written after the falling clock edge, outputs
+sampled in ``ReadOnly`` before the rising edge; payloads are packed by
+:func:`hw.backends.common.pack_payloads`.
 
 Batches: :func:`run_verilator_batch` runs many programs of one configuration in ONE simulator
 invocation (the cases go to the cocotb test as a JSON file in the run folder, the results come back
@@ -44,17 +37,16 @@ import subprocess
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 
-import numpy as np
-
+from hw.backends import SessionBase
+from hw.backends.common import HarnessError, RunCase, pack_payloads, plan_runs, run_result, stream_layouts
+from hw.backends.drive import CocotbBench, CoreStatus, run_core
 from hw.config import TernConfig
-from hw.backends.common import HarnessError, pack_rows, prepare_run, unpack_rows
 from hw.result import PERF_COUNTERS, RunResult
 from hw.timing import Timing
 
-__all__ = ["run", "run_batch", "Session", "run_verilator", "run_verilator_batch", "run_verify_batch", "VerilatorSession", "build_core",
-           "core_verilog", "VerilatorCase", "StreamSource", "StreamSink", "TB_MODULE"]
+__all__ = ["run", "run_batch", "Session", "run_verilator", "run_verilator_batch", "run_verify_batch",
+           "VerilatorSession", "build_core", "core_verilog", "core_status", "VerilatorCase", "TB_MODULE"]
 
 #: The cocotb test module that drives the core (this module).
 TB_MODULE = "hw.backends.verilator"
@@ -97,41 +89,18 @@ def build_core(config: TernConfig, *, waves: bool | None = None):
 # ---------------------------------------------------------------------------------------------------
 # host side
 
-@dataclass
-class VerilatorCase:
-    """One run of a batch: a program (or explicit streams), its :class:`Timing`, a cycle limit, and
-    optionally an ``interrupt``: ``(program, timing, cycles)`` run first for ``cycles`` cycles and then
-    cut short by a reset (its outcome is discarded; the case's program then runs from reset)."""
-    program: object = None
-    timing: Timing | None = None
-    words: list | None = None
-    act_beats: np.ndarray | None = None
-    wgt_beats: np.ndarray | None = None
-    max_cycles: int | None = None
-    interrupt: tuple | None = None
+#: The cases of :func:`run_verilator_batch` (one type for both RTL backends).
+VerilatorCase = RunCase
 
 
-def _case_json(config: TernConfig, program, timing, *, words=None, act_beats=None, wgt_beats=None,
-               max_cycles=None, stop_at=None) -> dict:
-    timing, st, max_cycles = prepare_run("run_verilator", config, program, timing, words=words,
-                                         act_beats=act_beats, wgt_beats=wgt_beats, max_cycles=max_cycles)
-    return {"words": list(st.words), "act": pack_rows(st.act_beats, 8), "wgt": pack_rows(st.wgt_beats, 8),
-            "timing": timing.to_dict(), "max_cycles": int(max_cycles),
-            "stop_at": None if stop_at is None else int(stop_at)}
-
-
-def _result(config: TernConfig, r: dict) -> RunResult:
-    R, A = config.rows, config.acc_width
-    return RunResult(
-        backend="verilator", config=config,
-        outputs=unpack_rows(r["outputs"], A, R),
-        cycles=int(r["cycles"]), counters={k: int(r["counters"][k]) for k in PERF_COUNTERS},
-        error=int(r["error"]),
-        instr_cycles=np.array(r["instr_cycles"], dtype=np.int64),
-        act_cycles=np.array(r["act_cycles"], dtype=np.int64),
-        wgt_cycles=np.array(r["wgt_cycles"], dtype=np.int64),
-        out_cycles=np.array(r["out_cycles"], dtype=np.int64),
-        wall_s=float(r["wall_s"]))
+def _run_json(config: TernConfig, run) -> dict:
+    """One :class:`hw.backends.common.PlannedRun` as the JSON the cocotb test reads: the payloads
+    packed for Verilog."""
+    lay = stream_layouts(config)
+    st = run.streams
+    return {"instr": pack_payloads(lay["instr"], st.words), "act": pack_payloads(lay["act"], st.act_beats),
+            "wgt": pack_payloads(lay["wgt"], st.wgt_beats), "timing": run.timing.to_dict(),
+            "max_cycles": int(run.max_cycles), "stop_at": run.stop_at, "discard": not run.keep}
 
 
 def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None) -> list:
@@ -141,32 +110,16 @@ def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None)
     from hw.flows.cocotb import run_bench
     if not isinstance(config, TernConfig):
         raise TypeError(f"run_verilator_batch: config must be a hw.config.TernConfig, not {config!r}")
-    entries, owners = [], []
-    for i, c in enumerate(cases):
-        if not isinstance(c, VerilatorCase):
-            prog, tim = c
-            c = VerilatorCase(program=prog, timing=tim)
-        if c.interrupt is not None:
-            iprog, itim, icycles = c.interrupt
-            e = _case_json(config, iprog, itim, stop_at=icycles)
-            e["discard"] = True
-            entries.append(e)
-        entries.append(_case_json(config, c.program, c.timing, words=c.words, act_beats=c.act_beats,
-                                  wgt_beats=c.wgt_beats, max_cycles=c.max_cycles))
-        owners.append(len(entries) - 1)
-    if not entries:
+    plan = plan_runs("run_verilator", config, cases)
+    if not plan:
         return []
+    entries = [_run_json(config, run) for run in plan]
     b = build_core(config, waves=waves)
+    n = sum(run.keep for run in plan)
     out = run_bench(b, TB_MODULE, {"config": config.to_dict(), "cases": entries}, testcase="tern_core_batch",
-                    label=f"{len(owners)} case(s) of {_config_name(config)}")
-    res = []
-    for idx in owners:
-        r = out["results"][idx]
-        if r.get("timeout"):
-            res.append(HarnessError(f"run_verilator: {r['timeout']}"))
-        else:
-            res.append(_result(config, r))
-    return res
+                    label=f"{n} case(s) of {_config_name(config)}")
+    return [run_result("verilator", config, r, "run_verilator")
+            for run, r in zip(plan, out["results"]) if run.keep]
 
 
 def run_verilator(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
@@ -174,14 +127,13 @@ def run_verilator(config: TernConfig, program=None, timing: Timing | None = None
     """Run a program on the Verilated :class:`TernCore`, replaying ``timing`` exactly (same signature
     and semantics as :func:`hw.backends.amaranth.run_rtl`; raises :class:`hw.backends.common.HarnessError` when
     the program does not finish within ``max_cycles``)."""
-    (r,) = run_verilator_batch(config, [VerilatorCase(program, timing, words, act_beats, wgt_beats,
-                                                      max_cycles)])
+    (r,) = run_verilator_batch(config, [RunCase(program, timing, words, act_beats, wgt_beats, max_cycles)])
     if isinstance(r, Exception):
         raise r
     return r
 
 
-class VerilatorSession:
+class VerilatorSession(SessionBase):
     """One Verilated simulator of ``config``, started once and kept running, that runs cases one at a
     time on request (for dependent calls, where :func:`run_verilator_batch` cannot help and
     :func:`run_verilator` would pay the simulator start-up, 1-2 s, on every call).
@@ -288,12 +240,6 @@ class VerilatorSession:
                 self._finalizer()
             self._proc = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __repr__(self):
         state = "closed" if self._closed else ("running" if self.running else "not started")
         return f"VerilatorSession({_config_name(self.config)}, {state}, calls={self.calls})"
@@ -354,8 +300,9 @@ class VerilatorSession:
         """Run one case (same arguments and result as :func:`run_verilator`; raises
         :class:`hw.backends.common.HarnessError` when it does not finish within ``max_cycles``, after which
         the session remains usable)."""
-        case = _case_json(self.config, program, timing, words=words, act_beats=act_beats,
-                          wgt_beats=wgt_beats, max_cycles=max_cycles)
+        (run,) = plan_runs("run_verilator", self.config, [RunCase(program, timing, words, act_beats,
+                                                                 wgt_beats, max_cycles)])
+        case = _run_json(self.config, run)
         with self._lock:
             self._start()
             self._send({"case": case})
@@ -366,9 +313,10 @@ class VerilatorSession:
             from hw.flows.cocotb import CocotbRunError
             raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): the testbench failed: "
                                  f"{r['exception']}")
-        if r.get("timeout"):
-            raise HarnessError(f"run_verilator: {r['timeout']}")
-        return _result(self.config, r)
+        res = run_result("verilator", self.config, r, "run_verilator")
+        if isinstance(res, Exception):
+            raise res
+        return res
 
 
 def _kill(proc):
@@ -440,148 +388,25 @@ def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
 # ---------------------------------------------------------------------------------------------------
 # simulator side (runs inside Verilator under cocotb)
 
-class StreamSource:
-    """Drives one valid/ready input stream from a list of payload integers, replaying the stream's
-    :class:`Timing` (``valid`` for transfer ``i`` from ``Timing.avail(name, i, x_{i-1})`` until the
-    transfer). Call :meth:`drive` after the falling edge, :meth:`fires` in ``ReadOnly``,
-    :meth:`commit` after the next falling edge when it fired."""
-
-    def __init__(self, valid, ready, payload, items, timing: Timing, name: str):
-        self.valid, self.ready, self.payload = valid, ready, payload
-        self.items, self.timing, self.name = items, timing, name
-        self.ptr = 0
-        self.stamps = []
-        self.avail = timing.avail(name, 0, -1)
-        self._v = False
-        valid.value = 0
-        if items:
-            payload.value = items[0]
-
-    @property
-    def done(self) -> bool:
-        return self.ptr == len(self.items)
-
-    def drive(self, c: int):
-        v = self.ptr < len(self.items) and c >= self.avail
-        if v != self._v:
-            self.valid.value = int(v)
-            self._v = v
-
-    def fires(self) -> bool:
-        return self._v and bool(self.ready.value)
-
-    def commit(self, c: int):
-        self.stamps.append(c)
-        self.ptr += 1
-        self.avail = self.timing.avail(self.name, self.ptr, c)
-        if self.ptr < len(self.items):
-            self.payload.value = self.items[self.ptr]
-
-    def release(self):
-        self.valid.value = 0
-        self._v = False
+def core_status(dut) -> CoreStatus:
+    """The status outputs of the Verilated core ``dut`` (sampled in ``ReadOnly``): ``idle``,
+    ``error`` and the performance counters."""
+    return CoreStatus(idle=bool(dut.idle.value), error=dut.error.value.to_unsigned(),
+                      counters={k: getattr(dut, f"perf_{k}").value.to_unsigned() for k in PERF_COUNTERS})
 
 
-class StreamSink:
-    """Takes results from a valid/ready output stream with ``ready`` replaying the ``out`` stream of a
-    :class:`Timing` (backpressure); records every payload (as an unsigned int) and its cycle."""
-
-    def __init__(self, valid, ready, payload, timing: Timing, name: str = "out"):
-        self.valid, self.ready, self.payload = valid, ready, payload
-        self.timing, self.name = timing, name
-        self.n = 0
-        self.items, self.stamps = [], []
-        self.avail = timing.avail(name, 0, -1)
-        self._r = False
-        ready.value = 0
-
-    def drive(self, c: int):
-        r = c >= self.avail
-        if r != self._r:
-            self.ready.value = int(r)
-            self._r = r
-
-    def fires(self) -> bool:
-        return self._r and bool(self.valid.value)
-
-    def take(self, c: int):
-        self.items.append(self.payload.value.to_unsigned())
-        self.stamps.append(c)
-
-    def commit(self, c: int):
-        self.n += 1
-        self.avail = self.timing.avail(self.name, self.n, c)
-
-    def release(self):
-        self.ready.value = 0
-        self._r = False
-
-
-async def _reset(dut, cycles: int = 1):
-    from cocotb.triggers import FallingEdge
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await FallingEdge(dut.clk)
-    dut.rst.value = 0
+#: The core's inputs while no case runs.
+_IDLE_INPUTS = {"instr__valid": 0, "act__valid": 0, "wgt__valid": 0, "out__ready": 0}
 
 
 async def run_case(dut, case: dict) -> dict:
-    """Reset the core, then run one case (see :func:`_case_json`) with the drive policy of the module
-    docstring. Returns the observations (or ``timeout``/``stopped``)."""
-    from cocotb.triggers import FallingEdge, ReadOnly
-
-    timing = Timing.from_dict(case["timing"])
-    srcs = [StreamSource(dut.instr__valid, dut.instr__ready, dut.instr__payload, case["words"], timing,
-                         "instr"),
-            StreamSource(dut.act__valid, dut.act__ready, dut.act__payload, case["act"], timing, "act"),
-            StreamSource(dut.wgt__valid, dut.wgt__ready, dut.wgt__payload, case["wgt"], timing, "wgt")]
-    sink = StreamSink(dut.out__valid, dut.out__ready, dut.out__payload, timing)
-    await _reset(dut)
-    max_cycles, stop_at = case["max_cycles"], case.get("stop_at")
-    idle = dut.idle
-    t0 = time.perf_counter()
-    res = {}
-    c = 0
-    while True:
-        if stop_at is not None and c >= stop_at:
-            res["stopped"] = c
-            break
-        if c >= max_cycles:
-            res["timeout"] = (f"program did not finish within {max_cycles} cycles (accepted "
-                              f"{srcs[0].ptr}/{len(srcs[0].items)} instructions, {srcs[1].ptr}/"
-                              f"{len(srcs[1].items)} act beats, {srcs[2].ptr}/{len(srcs[2].items)} weight "
-                              f"beats; {sink.n} outputs; timing={timing!r})")
-            break
-        for s in srcs:
-            s.drive(c)
-        sink.drive(c)
-        await ReadOnly()
-        fired = [s.fires() for s in srcs]
-        o_x = sink.fires()
-        if o_x:
-            sink.take(c)
-        if srcs[0].done and srcs[1].done and srcs[2].done and bool(idle.value):
-            res["cycles"] = c
-            res["counters"] = {k: getattr(dut, f"perf_{k}").value.to_unsigned() for k in PERF_COUNTERS}
-            res["error"] = dut.error.value.to_unsigned()
-            break
-        await FallingEdge(dut.clk)
-        for s, f in zip(srcs, fired):
-            if f:
-                s.commit(c)
-        if o_x:
-            sink.commit(c)
-        c += 1
-    res["wall_s"] = time.perf_counter() - t0
-    res["outputs"] = sink.items
-    res["out_cycles"] = sink.stamps
-    res["instr_cycles"], res["act_cycles"], res["wgt_cycles"] = (s.stamps for s in srcs)
-    res["transfers"] = {"instr": srcs[0].ptr, "act": srcs[1].ptr, "wgt": srcs[2].ptr, "out": sink.n}
-    await FallingEdge(dut.clk)
-    for s in srcs:
-        s.release()
-    sink.release()
-    return res
+    """One case (see :func:`_run_json`) on the Verilated core: :func:`hw.backends.drive.run_core`
+    with the cocotb adapter (a one-cycle reset, then the drive policy)."""
+    bench = CocotbBench(dut)
+    ports = {name: bench.port(name) for name in ("instr", "act", "wgt", "out")}
+    items = {name: case[name] for name in ("instr", "act", "wgt")}
+    return await run_core(bench, ports, lambda: core_status(dut), items, Timing.from_dict(case["timing"]),
+                          max_cycles=case["max_cycles"], stop_at=case.get("stop_at"))
 
 
 try:  # the cocotb test is only defined where cocotb is importable (always, with the pinned deps)
@@ -593,18 +418,10 @@ if _cocotb is not None:
     @_cocotb.test()
     async def tern_core_batch(dut):
         """Runs every case of ``$TERN_TB_IN`` in order, writes ``{"results": [...]}`` to ``$TERN_TB_OUT``."""
-        from cocotb.clock import Clock
-        from cocotb.triggers import FallingEdge
-
-        from hw.flows.cocotb import bench_input, bench_output
+        from hw.flows.cocotb import bench_input, bench_output, start_bench
 
         spec = bench_input()
-        Clock(dut.clk, 10, unit="ns").start()
-        dut.rst.value = 1
-        for name in ("instr", "act", "wgt"):
-            getattr(dut, f"{name}__valid").value = 0
-        dut.out__ready.value = 0
-        await FallingEdge(dut.clk)
+        await start_bench(dut, **_IDLE_INPUTS)
         results = []
         for case in spec["cases"]:
             results.append(await run_case(dut, case))
@@ -618,8 +435,7 @@ if _cocotb is not None:
         the pipe). Blocking on the pipe is fine: simulated time does not advance meanwhile."""
         import traceback
 
-        from cocotb.clock import Clock
-        from cocotb.triggers import FallingEdge
+        from hw.flows.cocotb import start_bench
 
         fds = os.environ.get("TERN_SESSION_FDS")
         if not fds:  # not started by a VerilatorSession: nothing to serve
@@ -627,12 +443,7 @@ if _cocotb is not None:
         rfd, wfd = (int(x) for x in fds.split(","))
         rf = os.fdopen(rfd, "rb")
         wf = os.fdopen(wfd, "wb")
-        Clock(dut.clk, 10, unit="ns").start()
-        dut.rst.value = 1
-        for name in ("instr", "act", "wgt"):
-            getattr(dut, f"{name}__valid").value = 0
-        dut.out__ready.value = 0
-        await FallingEdge(dut.clk)
+        await start_bench(dut, **_IDLE_INPUTS)
 
         def send(obj):
             wf.write(json.dumps(obj).encode() + b"\n")

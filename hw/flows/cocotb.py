@@ -12,7 +12,9 @@ compile into the same folder at once: the second one waits and then reuses the f
 several runs of one build can proceed at the same time, and returns the parsed results.
 :func:`run_bench` is the round trip the testbenches of ``tests/cocotb`` and :mod:`hw.backends.verilator`
 use: it writes a JSON stimulus file into the run folder, runs the module (which reads it from
-``$TERN_TB_IN`` and writes its observations to ``$TERN_TB_OUT``) and returns the decoded output.
+``$TERN_TB_IN`` and writes its observations to ``$TERN_TB_OUT``) and returns the decoded output;
+inside the test, :func:`bench_input`, :func:`start_bench` (clock and reset) and :func:`bench_output`
+are its three steps.
 :func:`launch` starts a test module in the background instead (``Popen``, with file descriptors
 passed to the simulator) for long-lived testbenches such as :class:`hw.backends.verilator.VerilatorSession`.
 
@@ -45,8 +47,8 @@ from pathlib import Path
 
 from .toolchain import setup_verilator, verilator_root
 
-__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "bench_input", "bench_output", "launch", "default_build_root",
-           "waves_requested"]
+__all__ = ["BuildResult", "CocotbRunError", "build", "test", "run_bench", "bench_input", "bench_output",
+           "start_bench", "launch", "default_build_root", "waves_requested"]
 
 _STAMP = "tern-build.ok"
 _RUNTIME_OBJS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
@@ -349,6 +351,21 @@ def bench_input() -> dict:
 def bench_output(observed: dict) -> None:
     """Inside a cocotb test run by :func:`run_bench`: what it observed (to ``$TERN_TB_OUT``)."""
     Path(os.environ["TERN_TB_OUT"]).write_text(json.dumps(observed))
+
+
+async def start_bench(dut, **inputs):
+    """Start a cocotb test on ``dut``: a 10 ns clock on ``dut.clk``, ``rst`` high and every named
+    input at its value (e.g. ``valid=0``) for the first rising edge; returns after the falling edge
+    that follows, with ``rst`` low again (inputs are written after falling edges)."""
+    from cocotb.clock import Clock
+    from cocotb.triggers import FallingEdge
+
+    Clock(dut.clk, 10, unit="ns").start()
+    dut.rst.value = 1
+    for name, value in inputs.items():
+        getattr(dut, name).value = value
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
 
 
 def run_bench(result: BuildResult, test_module: str, stimulus: dict, *, module_dir: Path | None = None,

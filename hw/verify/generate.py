@@ -21,14 +21,18 @@ from hw.timing import StreamTiming, Timing
 __all__ = ["random_config", "random_program", "random_timing", "random_case", "Case"]
 
 
-def random_config(rng: random.Random, *, max_rows: int = 16, max_lanes: int = 64) -> TernConfig:
+def random_config(rng: random.Random, *, max_rows: int = 16, max_lanes: int = 64, rows: int | None = None,
+                  lanes: int | None = None, max_pes: int = 256) -> TernConfig:
     """A small random configuration: rows 1..16, lanes 4..64 (skewed small, so the Amaranth
     simulation stays quick), both weight formats, small depths so that the queue, bank and FIFO
-    limits are reached, and an accumulator that sometimes wraps."""
-    lanes = rng.choice([x for x in (4, 5, 7, 8, 12, 13, 16, 24, 32, 64) if x <= max_lanes])
-    rows = rng.choice([x for x in (1, 2, 3, 4, 5, 8, 16) if x <= max_rows])
-    if rows * lanes > 256:   # keep the RTL small: Amaranth sim time grows with rows * lanes
-        rows = max(1, 256 // lanes)
+    limits are reached, and an accumulator that sometimes wraps. ``rows``/``lanes`` fix the array
+    size instead of drawing it; ``rows * lanes`` is kept to at most ``max_pes``."""
+    if lanes is None:
+        lanes = rng.choice([x for x in (4, 5, 7, 8, 12, 13, 16, 24, 32, 64) if x <= max_lanes])
+    if rows is None:
+        rows = rng.choice([x for x in (1, 2, 3, 4, 5, 8, 16) if x <= max_rows])
+    if rows * lanes > max_pes:   # keep the RTL small: Amaranth sim time grows with rows * lanes
+        rows = max(1, max_pes // lanes)
     cfg = TernConfig(rows=rows, lanes=lanes, weight_format=rng.choice(["2bit", "base3"]),
                      bus_bytes=rng.choice([1, 2, 3, 4, 8, 16]), act_depth=rng.choice([16, 32]),
                      wgt_depth=rng.choice([4, 8]), out_depth=rng.randint(2, 6),
