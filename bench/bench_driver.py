@@ -3,6 +3,7 @@
     python bench/bench_driver.py            # layer (cold and warm) + whole-model prefill and decode token
     python bench/bench_driver.py --quick    # layer only, and a 4-layer model
     python bench/bench_driver.py --json     # one JSON object
+    python bench/bench_driver.py --rows 32  # any configuration flag of tern (default: TernConfig())
 
 Prints wall times of the host (compile = pack the weights once; run = simulate + host ops) and the
 device figures the simulator reports (cycles, PE and weight-bus utilization, modelled tokens/s at
@@ -12,8 +13,6 @@ identical ids) unless --no-check.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from hw.config import TernConfig  # noqa: E402
+from sw.cli.common import add_config_flags, bench_parser, config_from_args, print_json  # noqa: E402
 from sw.driver.models import generate, layer_input  # noqa: E402
 from sw.driver.runtime import Accelerator  # noqa: E402
 from sw.model.presets import preset_config, random_layer, random_model  # noqa: E402
@@ -79,12 +79,11 @@ def bench_model(cfg: TernConfig, num_layers: int | None, check: bool) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--json", action="store_true")
+    p = bench_parser(__doc__.splitlines()[0], quick_help="layer only, and a 4-layer model")
     p.add_argument("--no-check", action="store_true", help="skip the reference comparison of the whole model")
+    add_config_flags(p)
     a = p.parse_args(argv)
-    cfg = TernConfig()
+    cfg = config_from_args(a)
     out = {"config": cfg.to_dict(), "torch_threads": torch.get_num_threads()}
     out["layer_decode"] = bench_layer(cfg, 1)
     if not a.json:
@@ -104,7 +103,7 @@ def main(argv=None) -> int:
               + (f"; tokens match the reference: {m['match']} (reference {m['reference_s']:.1f} s)"
                  if "match" in m else ""), flush=True)
     else:
-        print(json.dumps(out))
+        print_json(out)
     ok = out["layer_decode"]["bit_exact"] and out["model_decode"].get("match", True)
     return 0 if ok else 1
 

@@ -5,35 +5,33 @@ ternary weights) and prices the events with hw.estimate (docs/ESTIMATE.md): deco
 45 nm, and (full run only) a 128-token prefill of 2b4t. The LM head, attention and the other host-side
 work are not included.
 
-    python bench/bench_estimate.py [--quick] [--json]
+    python bench/bench_estimate.py [--quick] [--json] [configuration flags, e.g. --rows 32]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 
-from hw.config import TernConfig
 from hw.estimate import estimate
+from sw.cli.common import add_config_flags, bench_parser, config_from_args, print_json
+from sw.cli.estimate import model_shape
 
 PRESETS = ("2b4t", "700m", "1.3b", "3b")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="7 nm decode only")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap = bench_parser(__doc__.splitlines()[0], quick_help="7 nm decode only")
+    add_config_flags(ap)
     args = ap.parse_args(argv)
-    cfg = TernConfig()
+    cfg = config_from_args(args)
     cases = [(m, node, 1) for node in (("7nm",) if args.quick else ("7nm", "45nm")) for m in PRESETS]
     if not args.quick:
         cases.append(("2b4t", "7nm", 128))
     rows = []
     for model, node, T in cases:
         t0 = time.perf_counter()
-        r = estimate(model, cfg, node=node, tokens=T)
+        r = estimate(model_shape(model), cfg, node=node, tokens=T)
         rows.append({"model": model, "node": node, "tokens": T,
                      "energy_per_token_j": r["energy_per_token_j"],
                      "core_energy_per_token_j": r["core_energy_per_token_j"],
@@ -42,7 +40,7 @@ def main(argv=None) -> int:
                      "average_power_w": r["average_power_w"],
                      "wall_s": round(time.perf_counter() - t0, 2)})
     if args.json:
-        print(json.dumps({"config": cfg.to_dict(), "clock_mhz": 200.0, "rows": rows}))
+        print_json({"config": cfg.to_dict(), "clock_mhz": 200.0, "rows": rows})
         return 0
     print(f"tern estimate on {cfg.rows}x{cfg.lanes} {cfg.weight_format}, {cfg.bus_bytes}-byte bus, 200 MHz "
           f"(BitLinear projections only; host work excluded)")

@@ -102,10 +102,8 @@ def per_projection(quick: bool):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="two small workloads and T=1 only")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    args = ap.parse_args(argv)
+    from sw.cli.common import bench_parser
+    args = bench_parser(__doc__.splitlines()[0], quick_help="two small workloads and T=1 only").parse_args(argv)
     rows = compare_workloads(args.quick)
     layers = layer_2b4t(args.quick)
     shapes = per_projection(args.quick)

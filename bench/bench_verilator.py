@@ -12,7 +12,6 @@ is compiled with ``$TERN_VERILATOR_OPT`` (default ``-O1``; try ``-O0`` to see th
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ from hw.program import linear_program  # noqa: E402
 from hw.backends.verilator import build_core, run_verilator  # noqa: E402
 from hw.sim.machine import simulate  # noqa: E402
 from hw.timing import Timing  # noqa: E402
+from sw.cli.common import bench_parser  # noqa: E402
 
 CONFIGS = {
     "small": TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=4, act_depth=256, wgt_depth=32,
@@ -73,12 +73,10 @@ def run(name: str, tokens: int, stalls: bool, tiles: int = 32) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = bench_parser(__doc__.splitlines()[0], quick_help="the small configuration only")
     ap.add_argument("--config", choices=sorted(CONFIGS), help="one configuration (default: small and real)")
     ap.add_argument("--tokens", type=int, default=16)
     ap.add_argument("--stalls", action="store_true", help="random stalls and backpressure on every stream")
-    ap.add_argument("--quick", action="store_true", help="the small configuration only")
-    ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.config:
         plan = [(a.config, a.stalls)]

@@ -1,43 +1,83 @@
-"""Command-line contract (SPEC section 5): exit codes and one-line errors on bad input."""
+"""``sw.cli`` and ``sw.cli.common``: the command-line contract (exit codes, one-line errors on bad input,
+``TERN_DEBUG``) and the shared configuration flags; and the helpers the ``tests/test_cli_*.py`` files
+share (``run``, ``run_json``, ``assert_one_line_error``, ``bad_input_test``, ``install_faulty_sim``)."""
 
+import argparse
 import json
+import shlex
 import subprocess
 import sys
 
 import pytest
 
+from hw.config import TernConfig
 from sw.cli import main
+from sw.cli.common import add_config_flags, config_flags_given, config_from_args
 
 
 def run(capsys, *argv):
+    """``tern ARGV``: (exit code, stdout, stderr)."""
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
+def run_json(capsys, *argv):
+    """``tern ARGV --json``: (exit code, the one JSON object it printed on one line)."""
+    code, out, err = run(capsys, *argv, "--json")
+    assert out.count("\n") == 1, out
+    return code, json.loads(out)
+
+
 def assert_one_line_error(code, out, err, needle):
-    assert code == 2
+    assert code == 2, (code, out, err)
     assert out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert needle in lines[0]
+    assert needle in lines[0], lines[0]
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv,needle", [
-    ((), "required"),
-    (("frobnicate",), "invalid choice: 'frobnicate'"),
-    (("rtl",), "-o/--output"),
-    (("rtl", "-o", "x.v", "--rows", "0"), "rows must be between 1 and 256, not 0"),
-    (("rtl", "-o", "x.v", "--rows", "four"), "invalid int value: 'four'"),
-    (("rtl", "-o", "x.v", "--weight-format", "3bit"), "weight_format must be one of 2bit, base3, not '3bit'"),
-    (("rtl", "-o", "x.v", "--acc-width", "8"), "acc_width must be between 15 and 64, not 8"),
-    (("rtl", "-o", "x.v", "--config", "/nonexistent/acc.toml"), "no such configuration file"),
-    (("rtl", "-o", "out.txt"), "must end in .v"),
-    (("rtl", "-o", "/nonexistent-dir/out.v"), "does not exist"),
-])
-def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
-    assert_one_line_error(*run(capsys, *argv), needle)
+def install_faulty_sim(monkeypatch):
+    """Replace the ``sim`` backend of the registry with one whose first output is one unit off."""
+    from hw.backends import BACKENDS, Backend
+    real = BACKENDS["sim"].run
+
+    def faulty(config, program, timing, **streams):
+        r = real(config, program, timing, **streams)
+        r.outputs = r.outputs.copy()
+        r.outputs[0, 0] += 1
+        return r
+
+    monkeypatch.setitem(BACKENDS, "sim", Backend("sim", rtl=False, run=faulty))
+
+
+def bad_input_cases(table: str) -> list[str]:
+    """The cases of a table of bad command lines, one ``COMMAND LINE => MESSAGE`` a line (the command
+    line split like a shell does; MESSAGE: a part of the one line tern must print)."""
+    return [line.strip() for line in table.strip().splitlines()]
+
+
+def bad_input_test(table: str):
+    """A test, parametrized over the cases of ``table`` (:func:`bad_input_cases`), that runs each
+    command line and asserts exit code 2, nothing on stdout and one line on stderr that holds the
+    case's message."""
+    @pytest.mark.parametrize("case", bad_input_cases(table))
+    def test(capsys, case):
+        command, needle = (part.strip() for part in case.split("=>", 1))
+        assert_one_line_error(*run(capsys, *shlex.split(command)), needle)
+    return test
+
+
+test_bad_input_is_one_line_exit_2 = bad_input_test("""
+    => required
+    frobnicate => invalid choice: 'frobnicate'
+    rtl -o x.v --rows 0 => rows must be between 1 and 256, not 0
+    rtl -o x.v --rows four => invalid int value: 'four'
+    rtl -o x.v --weight-format 3bit => weight_format must be one of 2bit, base3, not '3bit'
+    rtl -o x.v --acc-width 8 => acc_width must be between 15 and 64, not 8
+    rtl -o x.v --config /nonexistent/acc.toml => no such configuration file
+""")
 
 
 def test_bad_toml_is_one_line_exit_2(capsys, tmp_path):
@@ -56,70 +96,38 @@ def test_console_entry_point_reports_usage_error():
     assert r.stderr.strip() == "tern: error: flags: lanes must be between 1 and 256, not 0"
 
 
-# -- tern verify -------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("argv,needle", [
-    (("verify", "--backend", "vhdl"), "unknown backend 'vhdl'"),
-    (("verify", "--programs", "0"), "--programs must be between 1 and 1000000, not 0"),
-    (("verify", "--programs", "ten"), "invalid int value: 'ten'"),
-    (("verify", "--max-instr", "0"), "--max-instr must be between 1 and 1000, not 0"),
-    (("verify", "--start", "-1"), "--start must be between 0 and 2**31, not -1"),
-    (("verify", "--lanes", "0"), "lanes must be"),
-])
-def test_verify_bad_input(capsys, argv, needle):
-    assert_one_line_error(*run(capsys, *argv), needle)
+def test_tern_debug_shows_the_traceback(capsys, monkeypatch):
+    monkeypatch.setenv("TERN_DEBUG", "1")
+    with pytest.raises(ValueError, match="lanes must be between 1 and 256, not 0"):
+        main(["rtl", "-o", "x.v", "--lanes", "0"])
 
 
-def test_verify_json_contract(capsys):
-    code, out, err = run(capsys, "verify", "--backend", "amaranth", "--programs", "5", "--seed", "11",
-                         "--json")
-    assert code == 0, err
-    r = json.loads(out)
-    assert (r["programs"], r["mismatches"], r["cycle_mismatches"], r["seed"]) == (5, 0, 0, 11)
-    assert r["cycles"] > 0 and r["first_failure"] is None
+def test_interrupt_exits_130(capsys, monkeypatch):
+    import sw.cli.rtl
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sw.cli.rtl, "_cmd_rtl", interrupted)
+    code, out, err = run(capsys, "rtl", "-o", "x.v")
+    assert code == 130 and out == "" and err.strip() == "tern: interrupted"
 
 
-def test_verify_fixed_configuration(capsys):
-    code, out, _ = run(capsys, "verify", "--programs", "3", "--rows", "3", "--lanes", "5",
-                       "--weight-format", "base3", "--bus-bytes", "2", "--act-depth", "16",
-                       "--wgt-depth", "4", "--out-depth", "2")
-    assert code == 0
-    assert "3 random programs on amaranth" in out and "0 output mismatches, 0 cycle mismatches" in out
+def _config_args(*argv):
+    p = argparse.ArgumentParser()
+    add_config_flags(p)
+    return p.parse_args(list(argv))
 
 
-def test_verify_mismatch_exits_1_and_names_the_replay(capsys, monkeypatch):
-    """A simulator whose PE pipeline is one cycle too deep: exit code 1, the first failure named with
-    a command line that replays it alone, and the replay fails the same way."""
-    import dataclasses
-
-    import hw.sim.machine as machine
-    real = machine.rtl_latencies
-    monkeypatch.setattr(machine, "rtl_latencies",
-                        lambda cfg: dataclasses.replace(real(cfg), pe=real(cfg).pe + 1))
-    code, out, _ = run(capsys, "verify", "--programs", "6", "--seed", "3")
-    assert code == 1
-    assert "0 output mismatches" in out and "0 cycle mismatches" not in out
-    replay = out.split("replay: tern ")[1].split(")")[0].split()
-    assert replay[:2] == ["verify", "--backend"] and "--start" in replay
-    code, out, _ = run(capsys, *replay, "--json")
-    r = json.loads(out)
-    assert code == 1 and r["programs"] == 1 and r["cycle_mismatches"] == 1
-
-
-# -- tern bench --------------------------------------------------------------------------------------
-
-def test_bench_unknown_name(capsys):
-    assert_one_line_error(*run(capsys, "bench", "--only", "nope"), "unknown benchmark 'nope'")
-
-
-def test_bench_sim_quick_json(capfd):
-    """The simulator benchmark through ``tern bench``: identical results on both simulators, and a
-    speed ratio that is a measured number (its size is reported, not asserted)."""
-    code = main(["bench", "--only", "sim", "--quick", "--json"])
-    out, _ = capfd.readouterr()
-    r = json.loads(out)
-    assert code == 0 and r["failed"] == []
-    rows = r["benchmarks"]["sim"]["compare"]
-    assert len(rows) == 2 and all(x["equal"] and x["cycles"] > 0 and x["speedup"] > 0 for x in rows)
-    (layer,) = r["benchmarks"]["sim"]["layer_2b4t"]
-    assert layer["T"] == 1 and layer["cycles"] > 1_000_000
+def test_configuration_flags_override_the_file(tmp_path):
+    toml = tmp_path / "acc.toml"
+    toml.write_text("rows = 8\nlanes = 32\n")
+    assert not config_flags_given(_config_args())
+    assert config_from_args(_config_args()) == TernConfig()
+    args = _config_args("--config", str(toml), "--lanes", "16", "--weight-format", "base3")
+    assert config_flags_given(args)
+    assert config_from_args(args) == TernConfig(rows=8, lanes=16, weight_format="base3")
+    # defaults (a board's configuration) stand in for the file; flags still win
+    board = TernConfig(rows=4, lanes=16)
+    assert config_from_args(_config_args("--rows", "2"), defaults=board) == TernConfig(rows=2, lanes=16)
+    assert config_from_args(_config_args("--config", str(toml)), defaults=board) == TernConfig(rows=8, lanes=32)

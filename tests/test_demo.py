@@ -1,4 +1,5 @@
-"""The embedded demo model: tokenizer, task, split, committed checkpoint and its accuracy."""
+"""The embedded demo model: tokenizer, task, split, committed checkpoint and its accuracy
+(sw.model.demo_task), and the demo through a backend (sw.driver.demo.run_demo)."""
 
 import json
 
@@ -232,15 +233,14 @@ def test_demo_model_held_out_accuracy():
     assert correct / len(problems) >= 0.95, correct
 
 
-# -- run_demo ----------------------------------------------------------------------------------------
+# -- sw.driver.demo.run_demo ---------------------------------------------------------------------------
 
 class _CoreBackend:
     """A backend that runs the model with an independent integer core (int64 numpy matmul)."""
     name = "numpy-core"
 
     def __init__(self, corrupt: bool = False):
-        from sw.demo import load_demo_model
-        self.model, _ = load_demo_model()
+        self.model, _ = demo_task.load_demo_model()
         self.corrupt = corrupt
         self.stats = {"core_calls": 0}
 
@@ -257,7 +257,7 @@ class _CoreBackend:
 
 
 def test_run_demo_reference_and_backends():
-    from sw.demo import run_demo
+    from sw.driver.demo import run_demo
 
     r = run_demo(n_problems=6, seed=1, quiet=True)
     probs = demo_task.held_out_problems(6, seed=1)
@@ -280,7 +280,7 @@ def test_run_demo_reference_and_backends():
 def test_run_demo_prints_a_table_and_rejects_bad_arguments():
     from rich.console import Console
 
-    from sw.demo import run_demo
+    from sw.driver.demo import run_demo
 
     console = Console(record=True, width=120)
     r = run_demo(n_problems=3, seed=0, console=console)
@@ -296,7 +296,7 @@ def test_run_demo_prints_a_table_and_rejects_bad_arguments():
 def test_run_demo_accepts_an_integer_core_backend():
     import numpy as np
 
-    from sw.demo import run_demo
+    from sw.driver.demo import run_demo
 
     class CoreOnly:
         name = "core-only"
@@ -328,7 +328,7 @@ def test_demo_checkpoint_also_works_in_transformers():
 
 
 def test_run_demo_bad_model_dir(tmp_path):
-    from sw.demo import run_demo
+    from sw.driver.demo import run_demo
 
     with pytest.raises(ValueError, match="no model.safetensors"):
         run_demo(n_problems=1, model_dir=tmp_path, quiet=True)

@@ -100,7 +100,7 @@ def test_random_model_generation_matches_reference(mc):
 
 
 def test_driver_backend_in_run_demo():
-    from sw.demo import run_demo
+    from sw.driver.demo import run_demo
     r = run_demo(n_problems=2, seed=3, backend="sim", config=TernConfig(rows=8, lanes=32), clock_mhz=100,
                  quiet=True)
     assert r["match"] is True and r["backend"] == "sim"

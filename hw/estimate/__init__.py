@@ -4,14 +4,15 @@
   energy of one :func:`hw.sim.simulate` run from its event counts (``res.events``) plus the off-chip
   DRAM traffic of its streams.
 * :mod:`hw.estimate.area` -- area of a configuration: adders, registers (gate equivalents) and SRAM.
-* :mod:`hw.estimate.model` -- the per-token estimate of a model (``tern estimate --model M``).
+* :mod:`hw.estimate.model` -- the per-token estimate of a model described by a :class:`ModelShape`
+  (what ``tern estimate --model M`` runs).
 
 The model, its constants and their sources are documented in ``docs/ESTIMATE.md``.
 """
 
 from hw.estimate.area import area_estimate
 from hw.estimate.energy import NODES, EnergyTable, core_energy, energy_table, paper_matmul_energy_pj
-from hw.estimate.model import EstimateError, estimate
+from hw.estimate.model import EstimateError, ModelShape, estimate
 
 __all__ = ["NODES", "EnergyTable", "energy_table", "core_energy", "paper_matmul_energy_pj",
-           "area_estimate", "estimate", "EstimateError"]
+           "area_estimate", "estimate", "EstimateError", "ModelShape"]

@@ -1,9 +1,10 @@
 """Per-token area / energy / speed estimate of a BitNet b1.58 model on a tern configuration.
 
-One decoder layer's seven BitLinear projections (the model's real (N, K) shapes, random int8
-activations and uniformly random ternary weights) run through the cycle-accurate simulator
-(:func:`hw.sim.simulate`) for ``tokens`` tokens (1 = one decode step). Every layer has the same shapes,
-so cycles and events of the whole model are those of one layer times ``num_hidden_layers``.
+The model is described by a :class:`ModelShape` (its projection shapes and layer count). One decoder
+layer's BitLinear projections (the model's real (N, K) shapes, random int8 activations and uniformly
+random ternary weights) run through the cycle-accurate simulator (:func:`hw.sim.simulate`) for
+``tokens`` tokens (1 = one decode step). Every layer has the same shapes, so cycles and events of the
+whole model are those of one layer times the number of layers.
 
 What is on the accelerator and what is not: the tern core runs the BitLinear projections only. The
 embedding lookup, RMSNorms, RoPE, attention scores and softmax over the KV cache, the activation
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from hw.config import TernConfig
+from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 from hw.estimate.area import area_estimate
 from hw.estimate.energy import NODES, core_energy, energy_table
 
-__all__ = ["EstimateError", "estimate", "model_shapes", "MAX_TOKENS"]
+__all__ = ["EstimateError", "ModelShape", "estimate", "MAX_TOKENS"]
 
 MAX_TOKENS = 4096
 
@@ -33,39 +35,51 @@ class EstimateError(ValueError):
     """Bad input to the estimator (one line, names the bad value)."""
 
 
-def _model_config(model: str):
-    """(name, ModelConfig) of ``demo``, a preset name or a checkpoint folder (weights are not read)."""
-    from sw.driver.models import PRESET_NAMES, ModelSpecError, model_config
-    from sw.model.checkpoint import CheckpointError
-    try:
-        mc = model_config(model)
-    except ModelSpecError as e:
-        raise EstimateError(str(e)) from None
-    except CheckpointError as e:
-        raise EstimateError(f"model {model!r}: {str(e).splitlines()[0]}") from None
-    return (model.lower() if model.lower() in PRESET_NAMES else model), mc
+@dataclass(frozen=True)
+class ModelShape:
+    """What the estimator needs to know of a model: the ``(name, N, K)`` shapes of one decoder layer's
+    BitLinear projections (every layer has the same), the number of layers, and the LM head's size
+    (``vocab_size x hidden_size``, reported as host work). ``name`` labels the result.
+
+    ``tern estimate --model M`` builds it from the model's configuration (``demo``, a shape preset or
+    a checkpoint folder)."""
+    name: str
+    projections: tuple
+    layers: int
+    vocab_size: int
+    hidden_size: int
+
+    def __post_init__(self):
+        object.__setattr__(self, "projections", tuple((str(n), N, K) for n, N, K in self.projections))
+        if not self.projections:
+            raise EstimateError(f"model {self.name!r}: no projections")
+        for n, N, K in self.projections:
+            for what, v in (("N", N), ("K", K)):
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise EstimateError(f"model {self.name!r}: projection {n!r} has {what}={v!r}, "
+                                        f"not a positive integer")
+        for what in ("layers", "vocab_size", "hidden_size"):
+            v = getattr(self, what)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise EstimateError(f"model {self.name!r}: {what}={v!r} must be a positive integer")
 
 
-def model_shapes(mc) -> list:
-    """``[(name, N, K), ...]`` of the seven BitLinear projections of one layer."""
-    return [(name.split(".")[-1].removesuffix("_proj"), n, k)
-            for name, (n, k) in mc.projection_shapes().items()]
-
-
-def estimate(model: str, config: TernConfig | None = None, *, node: str = "7nm",
-             clock_mhz: float = 200.0, tokens: int = 1, dram_pj_per_bit: float | None = None,
+def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str = "7nm",
+             clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, dram_pj_per_bit: float | None = None,
              seed: int = 0) -> dict:
-    """Area, energy per token and tokens/s of ``model`` on ``config``.
+    """Area, energy per token and tokens/s of ``model`` (a :class:`ModelShape`) on ``config``.
 
     ``tokens``: tokens processed together per layer pass (1 = decode; T > 1 = a T-token prefill, the
     weights are streamed once per group of tokens that fits the activation buffer). Energy per token
     is the energy of the pass divided by ``tokens``; tokens/s is ``tokens * clock / cycles``.
-    Returns the SPEC keys ``energy_per_token_j``, ``tokens_per_s``, ``area_mm2``, ``breakdown``
+    Returns the keys ``energy_per_token_j``, ``tokens_per_s``, ``area_mm2``, ``breakdown``
     (joules per token by component) and details.
     """
     from hw.sim import simulate
     from hw.workloads import layer_streams
 
+    if not isinstance(model, ModelShape):
+        raise TypeError(f"model must be a hw.estimate.ModelShape, not {model!r}")
     config = TernConfig() if config is None else config
     if not isinstance(config, TernConfig):
         raise TypeError(f"config must be a hw.config.TernConfig, not {config!r}")
@@ -78,15 +92,14 @@ def estimate(model: str, config: TernConfig | None = None, *, node: str = "7nm",
         raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
     if dram_pj_per_bit is not None and (not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0):
         raise EstimateError(f"dram_pj_per_bit must be a non-negative number, not {dram_pj_per_bit!r}")
-    name, mc = _model_config(model)
-    shapes = model_shapes(mc)
-    layers = mc.num_hidden_layers
+    shapes = list(model.projections)
+    layers = model.layers
 
     t0 = time.perf_counter()
     try:
         streams, _ = layer_streams(config, tokens, shapes, np.random.default_rng(seed))
     except ValueError as e:
-        raise EstimateError(f"model {model!r} does not fit the configuration: {e}") from None
+        raise EstimateError(f"model {model.name!r} does not fit the configuration: {e}") from None
     res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
     sim_s = time.perf_counter() - t0
     if res.error:
@@ -103,7 +116,7 @@ def estimate(model: str, config: TernConfig | None = None, *, node: str = "7nm",
     area = area_estimate(config, node)
     power_w = energy * tokens_per_s
     return {
-        "model": name, "node": node, "clock_mhz": float(clock_mhz), "tokens": tokens,
+        "model": model.name, "node": node, "clock_mhz": float(clock_mhz), "tokens": tokens,
         "energy_per_token_j": energy,
         "tokens_per_s": tokens_per_s,
         "area_mm2": area["area_mm2"],
@@ -123,7 +136,7 @@ def estimate(model: str, config: TernConfig | None = None, *, node: str = "7nm",
         "sram_bits": area["sram_bits"],
         "energy_table": table.as_dict() | ({"dram_pj_per_bit": float(dram_pj_per_bit)}
                                            if dram_pj_per_bit is not None else {}),
-        "host": {"lm_head_params": mc.vocab_size * mc.hidden_size,
+        "host": {"lm_head_params": model.vocab_size * model.hidden_size,
                  "note": "embeddings, norms, attention over the KV cache, activation functions, "
                          "scaling epilogue and the (unquantized) LM head run on the host and are "
                          "not included"},

@@ -1,6 +1,6 @@
 """FPGA builds of the board top (``hw/rtl/board.py``) with amaranth-boards platforms and the YoWASP
-open-source toolchain (Yosys, nextpnr-ice40/-ecp5, icepack/ecppack, all pip wheels), and the
-``tern synth`` command (SPEC section 5).
+open-source toolchain (Yosys, nextpnr-ice40/-ecp5, icepack/ecppack, all pip wheels): what ``tern synth``
+runs.
 
 :func:`build_board` elaborates :class:`hw.rtl.board.BoardTop` for a board, runs the platform's build
 script in a temporary folder next to the output folder (nothing half-written: the folder is moved into
@@ -28,7 +28,7 @@ from pathlib import Path
 from hw.config import TernConfig
 
 __all__ = ["BOARDS", "Board", "BoardError", "BuildError", "build_board", "default_output",
-           "add_synth_command"]
+           "default_config"]
 
 
 class BoardError(ValueError):
@@ -238,46 +238,3 @@ def build_board(board: str, config: TernConfig | None = None, output=None, *, ba
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
 
-
-# -- tern synth ------------------------------------------------------------------------------------
-
-def add_synth_command(sub, add_config_flags, config_from_args, emit) -> None:
-    """Add ``synth`` to ``tern``'s subparsers (errors follow ``sw.cli``'s contract)."""
-    s = sub.add_parser("synth", help="build a bitstream for an open-source FPGA board")
-    s.add_argument("--board", help=f"board: {', '.join(BOARDS)}")
-    s.add_argument("--list", action="store_true", help="list the boards and exit")
-    s.add_argument("--output", metavar="DIR",
-                   help="output folder (default build/synth/<board>-<config hash>)")
-    s.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
-    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_flags(s)
-    s.set_defaults(func=lambda a: _cmd_synth(a, config_from_args, emit))
-
-
-def _cmd_synth(args, config_from_args, emit) -> int:
-    if args.list:
-        boards = {n: {"device": b.device, "description": b.description,
-                      "default_config": b.default_config} for n, b in BOARDS.items()}
-        text = "\n".join(f"{n:12s} {b.description}" for n, b in BOARDS.items())
-        emit(args, {"boards": boards}, text)
-        return 0
-    if not args.board:
-        raise BoardError("tern synth: --board is required (tern synth --list shows the boards)")
-    _board(args.board)
-    # --config FILE.toml, else the board's default configuration; individual flags override either
-    from sw.cli import _CONFIG_FLAGS
-    values = (TernConfig.from_toml(args.config).to_dict() if args.config
-              else default_config(args.board).to_dict())
-    for flag in _CONFIG_FLAGS:
-        v = getattr(args, flag.replace("-", "_"))
-        if v is not None:
-            values[flag.replace("-", "_")] = v
-    config = TernConfig.from_dict(values, source="--config/flags")
-    r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed)
-    text = (f"tern synth: {r['board']} ({r['device']}): {r['luts']}/{r['luts_available']} LUTs, "
-            f"{r['ffs']} FFs, {r['brams']}/{r['brams_available']} BRAMs, {r['dsps']} DSPs, "
-            f"Fmax {r['fmax_mhz']} MHz at a {r['clock_mhz']} MHz clock: timing "
-            f"{'met' if r['timing_met'] else 'FAILED'}; {r['build_s']} s\nbitstream: {r['bitstream']}")
-    emit(args, r, text)
-    return 0 if r["timing_met"] else 1

@@ -13,7 +13,7 @@ own code in :mod:`sw.model`, so a correct device gives outputs ``torch.equal`` t
 * :func:`generate` is greedy generation with the KV cache, step for step the loop of
   :meth:`sw.model.model.CausalLM.generate_greedy`, with the accelerator's core and a callback per
   step (progress bars, per-step statistics);
-* :class:`DriverBackend` plugs the accelerator into :func:`sw.demo.run_demo`.
+* :class:`DriverBackend` plugs the accelerator into :func:`sw.driver.demo.run_demo`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Callable, Optional
 
 import torch
 
-from hw.config import TernConfig
-from sw.driver.runtime import DEFAULT_CLOCK_MHZ, Accelerator
+from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
+from sw.driver.runtime import Accelerator
 from sw.model.presets import PRESETS
 
 __all__ = ["ModelSpecError", "LoadedModel", "load_model", "model_config", "num_layers", "load_layer",
@@ -90,7 +90,7 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
     """``demo``, a preset name (random weights from ``seed``) or a checkpoint folder."""
     folder = _check_spec(spec)
     if spec == "demo":
-        from sw.demo import load_demo_model
+        from sw.model.demo_task import load_demo_model
         model, tok = load_demo_model()
         return LoadedModel(spec, "demo", model, tok)
     if folder is None:
@@ -110,8 +110,8 @@ def model_config(spec: str):
         return preset_config(spec.lower())
     from sw.model.checkpoint import read_config
     if folder is None:
-        from sw.demo import demo_model_dir
-        folder = demo_model_dir()
+        from sw.model.demo_task import default_model_dir
+        folder = default_model_dir()
     return read_config(folder)[1]
 
 
@@ -191,7 +191,7 @@ def generate(model, ids, max_new_tokens: int, acc: Accelerator, *,
 
 
 class DriverBackend:
-    """A :func:`sw.demo.run_demo` backend that generates through an :class:`Accelerator`.
+    """A :func:`sw.driver.demo.run_demo` backend that generates through an :class:`Accelerator`.
 
     ``stats`` (after a ``generate``) holds the accelerator's figures: ``cycles``, ``utilization``,
     ``bus_utilization``, ``tokens_per_s``, the per-projection ``breakdown``, ..."""

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["summarize", "breakdown_table", "summary_lines", "progress"]
+__all__ = ["PROJECTIONS", "summarize", "breakdown_table", "summary_lines", "progress"]
+
+#: The seven projections of a decoder layer, in execution order (the order of ``breakdown``).
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def _ratio(a, b):
@@ -23,6 +26,7 @@ def _ratio(a, b):
 
 
 def summarize(records, config, *, clock_mhz: float, generated_tokens: int = 0, backend: str = "sim") -> dict:
+    """The figures of the module docstring from ``records`` (:class:`sw.driver.runtime.CallRecord` s)."""
     hz = clock_mhz * 1e6
     cyc = sum(r.cycles for r in records)
     busy = sum(r.counters["busy"] for r in records)
@@ -79,7 +83,6 @@ def summarize(records, config, *, clock_mhz: float, generated_tokens: int = 0, b
         k["utilization"] = _ratio(k["busy"], k["cycles"])
         k["bus_utilization"] = _ratio(k["wgt_beats"], k["cycles"])
         k["share"] = _ratio(k["cycles"], cyc)
-    from sw.driver.runtime import PROJECTIONS
     order = {p: i for i, p in enumerate(PROJECTIONS)}
     out["breakdown"] = dict(sorted(kinds.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
     out["wall_s_device"] = sum(r.wall_s for r in records)

@@ -31,12 +31,10 @@ from hw.backends import BACKENDS, BackendError, BackendUnavailable, get_backend
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 from hw.result import PERF_COUNTERS
 from sw.driver.compiler import CompiledLinear, CompileError, WeightCache
+from sw.driver.report import summarize
 
 __all__ = ["Accelerator", "BACKENDS", "BackendError", "BackendUnavailable", "DeviceError", "CallRecord",
-           "get_backend", "projection_kind", "PROJECTIONS", "DEFAULT_CLOCK_MHZ"]
-
-#: The seven projections of a decoder layer, in execution order.
-PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+           "get_backend", "projection_kind", "DEFAULT_CLOCK_MHZ"]
 
 
 class DeviceError(RuntimeError):
@@ -219,7 +217,6 @@ class Accelerator:
     @property
     def stats(self) -> dict:
         """Figures of every call since the last :meth:`reset_stats` (see :func:`sw.driver.report.summarize`)."""
-        from sw.driver.report import summarize
         return summarize(self.records, self.config, clock_mhz=self.clock_mhz,
                          generated_tokens=self.generated_tokens, backend=self.backend)
 

@@ -14,6 +14,10 @@ Split: every pair ``(a, b)`` in ``[0, 999]**2`` is assigned to the held-out set 
 by a fixed integer hash of ``a * 1000 + b`` (:func:`is_held_out`, about 5% held out). Training batches
 are drawn only from the training pairs and evaluation problems only from the held-out pairs, so the
 model is always measured on additions it has never seen.
+
+The committed demo model that solves the task (``sw/model/demo``, trained by
+``python -m sw.model.train``) is loaded by :func:`load_demo_model`; :func:`reference_generate_fn` makes
+the ``generate`` function of :func:`solve` and :func:`evaluate` from a reference model.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from .tokenizer import CharTokenizer
 __all__ = [
     "N_DIGITS", "ANSWER_DIGITS", "MAX_OPERAND", "PROMPT_LEN", "SEQ_LEN", "HELD_OUT_MODULUS",
     "Problem", "make_tokenizer", "format_prompt", "format_target", "parse_answer", "is_held_out",
-    "held_out_mask", "sample_pairs", "training_batch", "held_out_problems", "evaluate",
+    "held_out_mask", "sample_pairs", "training_batch", "held_out_problems", "solve", "evaluate",
+    "default_model_dir", "load_demo_model", "reference_generate_fn",
 ]
 
 N_DIGITS = 3                       # digits per operand
@@ -209,3 +214,28 @@ def evaluate(generate: GenerateFn, problems: Sequence[Problem], tokenizer: CharT
 def default_model_dir() -> Path:
     """Folder of the committed demo model (``sw/model/demo``)."""
     return Path(__file__).resolve().parent / "demo"
+
+
+def load_demo_model(model_dir: str | Path | None = None):
+    """(reference :class:`~sw.model.model.CausalLM`, :class:`CharTokenizer`) of the committed demo
+    model (or of the demo model folder ``model_dir``)."""
+    from .checkpoint import load_checkpoint
+
+    d = Path(model_dir) if model_dir is not None else default_model_dir()
+    if not (d / "model.safetensors").is_file():
+        raise ValueError(f"{d}: no model.safetensors (not a demo model folder, or the demo model is missing "
+                         "from this install)")
+    model = load_checkpoint(d)
+    tok = CharTokenizer.from_file(d / "tokenizer.json")
+    if tok.vocab_size != model.config.vocab_size:
+        raise ValueError(f"{d}: tokenizer has {tok.vocab_size} tokens, model vocab_size is "
+                         f"{model.config.vocab_size}")
+    return model, tok
+
+
+def reference_generate_fn(model) -> GenerateFn:
+    """``generate(prompts, max_new_tokens)`` of a reference CausalLM (exact host integer core), for
+    :func:`solve` and :func:`evaluate`."""
+    def generate(prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        return model.generate_greedy(prompts, max_new_tokens).tolist()
+    return generate

@@ -1,7 +1,8 @@
-"""``tern demo``: the embedded BitNet b1.58 model adds numbers.
+"""The embedded BitNet b1.58 demo model adds numbers, through a backend and through the reference
+(what ``tern demo`` runs).
 
-:func:`run_demo` loads the committed demo model (``sw/model/demo``: a 2-layer ternary transformer
-trained by ``python -m sw.model.train``), picks held-out 3-digit additions it never saw in training,
+:func:`run_demo` loads the committed demo model (:func:`sw.model.demo_task.load_demo_model`: a 2-layer
+ternary transformer trained by ``python -m sw.model.train``), picks held-out 3-digit additions it never saw in training,
 generates the answers greedily with the PyTorch reference ternary inference model, and, when a
 ``backend`` is given, generates them again through that backend and compares the token ids exactly.
 
@@ -24,36 +25,7 @@ from typing import Any
 
 from sw.model import demo_task
 
-__all__ = ["run_demo", "load_demo_model", "demo_model_dir", "reference_generate_fn"]
-
-
-def demo_model_dir() -> Path:
-    """Folder of the embedded demo model (config.json, model.safetensors, tokenizer.json)."""
-    return demo_task.default_model_dir()
-
-
-def load_demo_model(model_dir: str | Path | None = None):
-    """(reference CausalLM, CharTokenizer) of the embedded demo model (or of ``model_dir``)."""
-    from sw.model.checkpoint import load_checkpoint
-    from sw.model.tokenizer import CharTokenizer
-
-    d = Path(model_dir) if model_dir is not None else demo_model_dir()
-    if not (d / "model.safetensors").is_file():
-        raise ValueError(f"{d}: no model.safetensors (not a demo model folder, or the demo model is missing "
-                         "from this install)")
-    model = load_checkpoint(d)
-    tok = CharTokenizer.from_file(d / "tokenizer.json")
-    if tok.vocab_size != model.config.vocab_size:
-        raise ValueError(f"{d}: tokenizer has {tok.vocab_size} tokens, model vocab_size is "
-                         f"{model.config.vocab_size}")
-    return model, tok
-
-
-def reference_generate_fn(model):
-    """``generate(prompts, max_new_tokens)`` with the PyTorch reference (exact host integer core)."""
-    def generate(prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        return model.generate_greedy(prompts, max_new_tokens).tolist()
-    return generate
+__all__ = ["run_demo"]
 
 
 def _backend_generate(backend, model):
@@ -90,14 +62,14 @@ def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_d
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed={seed!r} must be an integer")
     if isinstance(backend, str):  # an accelerator backend of the driver: "sim", "amaranth", "verilator"
+        from hw.config import DEFAULT_CLOCK_MHZ
         from sw.driver.models import DriverBackend
-        from sw.driver.runtime import DEFAULT_CLOCK_MHZ
         backend = DriverBackend(backend, config, clock_mhz=clock_mhz or DEFAULT_CLOCK_MHZ, progress=progress)
-    model, tok = load_demo_model(model_dir)
+    model, tok = demo_task.load_demo_model(model_dir)
     problems = demo_task.held_out_problems(n_problems, seed=seed)
 
     t0 = time.perf_counter()
-    ref_tokens, _ = demo_task.solve(reference_generate_fn(model), problems, tok)
+    ref_tokens, _ = demo_task.solve(demo_task.reference_generate_fn(model), problems, tok)
     t_ref = time.perf_counter() - t0
     if backend is None:
         tokens, backend_name, t_backend = ref_tokens, "reference", None
@@ -129,10 +101,10 @@ def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_d
         "accuracy": accuracy,
         "backend": backend_name,
         "seed": seed,
-        "model_dir": str(Path(model_dir) if model_dir is not None else demo_model_dir()),
+        "model_dir": str(Path(model_dir) if model_dir is not None else demo_task.default_model_dir()),
         "seconds": {"reference": round(t_ref, 4),
                     **({"backend": round(t_backend, 4)} if t_backend is not None else {})},
-        # accelerator figures (SPEC section 5): None until a backend reports them in its ``stats``
+        # accelerator figures: None until a backend reports them in its ``stats``
         "cycles": None,
         "utilization": None,
         "tokens_per_s": None,
@@ -179,17 +151,3 @@ def _print_report(r: dict, tok, console=None) -> None:
         for line in summary_lines(r):
             console.print(line)
 
-
-def main(argv=None) -> int:
-    """``python -m sw.demo [--problems N] [--seed S]`` (the reference path; ``tern demo`` is the CLI)."""
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m sw.demo", description="the embedded demo model adds numbers")
-    p.add_argument("--problems", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    r = run_demo(n_problems=a.problems, seed=a.seed)
-    return 0 if r["match"] else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

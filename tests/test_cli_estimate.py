@@ -1,16 +1,17 @@
-"""``tern estimate``: JSON contract (SPEC section 5), table output and bad input (exit 2, one line)."""
+"""``tern estimate`` (sw/cli/estimate.py): JSON contract, table output, bad input (exit 2, one line),
+and the resolution of ``--model`` into the :class:`hw.estimate.ModelShape` the estimator prices."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from sw.cli import main
+from hw.estimate import EstimateError, ModelShape, estimate
+from sw.cli.estimate import model_shape
+from test_cli import run
 
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+DEMO = Path(__file__).resolve().parent.parent / "sw" / "model" / "demo"
 
 
 def test_json_contract(capsys):
@@ -41,9 +42,10 @@ def test_table_output(capsys):
 
 
 def test_default_clock_is_the_drivers():
-    from hw.estimate.cli import DEFAULT_CLOCK_MHZ
+    from sw.cli.common import DEFAULT_CLOCK_MHZ
+    from sw.cli.estimate import DEFAULT_CLOCK_MHZ as ESTIMATE
     from sw.driver.runtime import DEFAULT_CLOCK_MHZ as DRIVER
-    assert DEFAULT_CLOCK_MHZ == DRIVER
+    assert ESTIMATE == DEFAULT_CLOCK_MHZ == DRIVER
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -63,3 +65,39 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     assert out == ""
     assert len(err.strip().splitlines()) == 1 and needle in err, err
     assert "Traceback" not in err
+
+
+# -- --model: demo, a preset or a checkpoint folder --------------------------------------------------
+
+def test_model_shapes_of_a_preset():
+    """2b4t (microsoft/bitnet-b1.58-2B-4T): hidden 2560, intermediate 6912, 20 query / 5 kv heads of
+    128, 30 layers."""
+    m = model_shape("2B4T")
+    assert isinstance(m, ModelShape) and m.name == "2b4t" and m.layers == 30
+    assert m.projections == (("q", 2560, 2560), ("k", 640, 2560), ("v", 640, 2560), ("o", 2560, 2560),
+                             ("gate", 6912, 2560), ("up", 6912, 2560), ("down", 2560, 6912))
+    assert (m.vocab_size, m.hidden_size) == (128256, 2560)
+
+
+def test_demo_name_and_checkpoint_folder_agree(tmp_path):
+    a = estimate(model_shape("demo"))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    shutil.copy(DEMO / "config.json", folder / "config.json")
+    b = estimate(model_shape(str(folder)))
+    assert a["energy_per_token_j"] == b["energy_per_token_j"]
+    assert a["cycles_per_token"] == b["cycles_per_token"]
+    assert a["layers"] == 2
+
+
+def test_unknown_model():
+    with pytest.raises(EstimateError, match="no such checkpoint folder"):
+        model_shape("nonsense")
+
+
+def test_bad_checkpoint_folder(tmp_path):
+    with pytest.raises(EstimateError, match="config.json"):
+        model_shape(str(tmp_path))
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(EstimateError, match="config.json"):
+        model_shape(str(tmp_path))

@@ -1,19 +1,14 @@
-"""``tern synth`` (hw/flows/boards.py): bad input (fast) and real place-and-route builds (slow)."""
+"""``tern synth`` (sw/cli/synth.py, building through hw/flows/boards.py): bad input (fast) and real
+place-and-route builds (slow)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from hw.flows.boards import BOARDS, BoardError, build_board, default_config
+from hw.flows.boards import BoardError, build_board, default_config
 from hw.config import TernConfig
-from sw.cli import main
-
-
-def _run(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
+from test_cli import run as _run
 
 
 def test_list(capsys):

@@ -1,27 +1,43 @@
 """``tern estimate --model M``: area, energy per token and tokens/s of a model on a configuration.
 
-Registered by :func:`sw.cli.build_parser` through :func:`add_estimate_command`. Errors follow
-``sw.cli``'s contract: a ``ValueError`` (bad model, node, clock, tokens, configuration) is one line on
-stderr and exit code 2.
+The model spec (``demo``, a checkpoint folder or a shape preset) is resolved here, from its
+configuration alone (:func:`sw.driver.models.model_config`), into the
+:class:`hw.estimate.ModelShape` that :func:`hw.estimate.estimate` prices.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["add_estimate_command"]
-
 from hw.config import DEFAULT_CLOCK_MHZ
+from sw.cli.common import (UsageError, add_config_flags, add_json_flag, check_clock, check_seed,
+                           config_from_args, emit)
+
+__all__ = ["add_command", "model_shape"]
 
 
-class EstimateUsageError(ValueError):
-    """Bad command-line input for ``tern estimate`` (one line, exit code 2)."""
+def model_shape(spec: str):
+    """The :class:`hw.estimate.ModelShape` of ``demo``, a preset name or a checkpoint folder (no
+    weights are read); a bad spec or checkpoint configuration raises :class:`hw.estimate.EstimateError`."""
+    from hw.estimate import EstimateError, ModelShape
+    from sw.driver.models import PRESET_NAMES, ModelSpecError, model_config
+    from sw.model.checkpoint import CheckpointError
+    try:
+        mc = model_config(spec)
+    except ModelSpecError as e:
+        raise EstimateError(str(e)) from None
+    except CheckpointError as e:
+        raise EstimateError(f"model {spec!r}: {str(e).splitlines()[0]}") from None
+    projections = tuple((name.split(".")[-1].removesuffix("_proj"), n, k)
+                        for name, (n, k) in mc.projection_shapes().items())
+    return ModelShape(name=spec.lower() if spec.lower() in PRESET_NAMES else spec, projections=projections,
+                      layers=mc.num_hidden_layers, vocab_size=mc.vocab_size, hidden_size=mc.hidden_size)
 
 
-def add_estimate_command(sub, add_config_flags, config_from_args, emit):
-    """Adds the ``estimate`` subcommand to ``sub`` (an argparse subparsers object)."""
-    from hw.estimate.energy import NODES
+def add_command(sub) -> None:
+    from hw.estimate import NODES
     e = sub.add_parser("estimate", help="area, energy per token and tokens/s for a model on a configuration")
+    e.set_defaults(func=_cmd_estimate)
     e.add_argument("--model", required=True,
                    help="demo, a checkpoint folder, or a shape preset (2b4t, 700m, 1.3b, 3b)")
     e.add_argument("--node", default="7nm", help=f"process node: {', '.join(NODES)} (default 7nm)")
@@ -32,33 +48,30 @@ def add_estimate_command(sub, add_config_flags, config_from_args, emit):
     e.add_argument("--dram-pj-per-bit", type=float, default=None,
                    help="off-chip DRAM energy per bit (default: Horowitz 2014, 1.3 nJ / 64 bit)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random activations and weights")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(e)
     add_config_flags(e)
-    e.set_defaults(func=lambda args: _cmd_estimate(args, config_from_args, emit))
 
 
-def _cmd_estimate(args, config_from_args, emit) -> int:
-    from hw.estimate.energy import NODES
-    from hw.estimate.model import MAX_TOKENS, estimate
+def _cmd_estimate(args) -> int:
+    from hw.estimate import NODES, estimate
+    from hw.estimate.model import MAX_TOKENS
 
+    cmd = "estimate"
     if args.node not in NODES:
-        raise EstimateUsageError(f"tern estimate: unknown --node {args.node!r} (choose from {', '.join(NODES)})")
-    if not math.isfinite(args.clock_mhz) or not 0 < args.clock_mhz <= 100_000:
-        raise EstimateUsageError(f"tern estimate: --clock-mhz must be in (0, 100000], not {args.clock_mhz:g}")
+        raise UsageError(f"tern estimate: unknown --node {args.node!r} (choose from {', '.join(NODES)})")
+    check_clock(cmd, args.clock_mhz)
     if not 1 <= args.tokens <= MAX_TOKENS:
-        raise EstimateUsageError(f"tern estimate: --tokens must be between 1 and {MAX_TOKENS}, not {args.tokens}")
+        raise UsageError(f"tern estimate: --tokens must be between 1 and {MAX_TOKENS}, not {args.tokens}")
     if args.dram_pj_per_bit is not None and (not math.isfinite(args.dram_pj_per_bit)
                                              or not 0 <= args.dram_pj_per_bit <= 1e6):
-        raise EstimateUsageError(f"tern estimate: --dram-pj-per-bit must be in [0, 1e6], "
-                                 f"not {args.dram_pj_per_bit:g}")
-    if not 0 <= args.seed < 2**63:
-        raise EstimateUsageError(f"tern estimate: --seed must be between 0 and 2**63-1, not {args.seed}")
+        raise UsageError(f"tern estimate: --dram-pj-per-bit must be in [0, 1e6], not {args.dram_pj_per_bit:g}")
+    check_seed(cmd, args.seed)
     cfg = config_from_args(args)
     try:
-        r = estimate(args.model, cfg, node=args.node, clock_mhz=args.clock_mhz, tokens=args.tokens,
-                     dram_pj_per_bit=args.dram_pj_per_bit, seed=args.seed)
+        r = estimate(model_shape(args.model), cfg, node=args.node, clock_mhz=args.clock_mhz,
+                     tokens=args.tokens, dram_pj_per_bit=args.dram_pj_per_bit, seed=args.seed)
     except ValueError as e:
-        raise EstimateUsageError(f"tern estimate: {str(e).splitlines()[0]}") from None
+        raise UsageError(f"tern estimate: {str(e).splitlines()[0]}") from None
     if args.json:
         emit(args, r, None)
     else:

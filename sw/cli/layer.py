@@ -1,0 +1,111 @@
+"""``tern layer``: one transformer layer of a model through the accelerator, checked bit-exact
+(``torch.equal``) against the reference layer (:func:`sw.driver.models.layer_check`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hw.fileio import atomic_write
+from sw.cli.common import (UsageError, add_accelerator_flags, check_backend, check_clock,
+                           check_seed, config_from_args, device_failure, emit)
+from sw.cli.run import MODEL_HELP, device_figures
+
+__all__ = ["add_command", "MAX_LAYER_TOKENS", "save_npz_atomic"]
+
+#: Hard upper bound of ``--tokens`` (a model's max_position_embeddings usually bounds it first).
+MAX_LAYER_TOKENS = 65_536
+
+#: Figures of a generation that a single layer pass does not have.
+_GENERATION_FIGURES = ("tokens_per_s", "decode_tokens_per_s", "cycles_per_token", "decode_cycles_per_token",
+                       "generated_tokens", "prefill_cycles", "decode_cycles")
+
+
+def add_command(sub) -> None:
+    la = sub.add_parser("layer", help="one transformer layer through the accelerator vs the reference")
+    la.set_defaults(func=_cmd_layer)
+    la.add_argument("--model", required=True, help=MODEL_HELP)
+    la.add_argument("--layer", type=int, required=True, help="layer index")
+    la.add_argument("--tokens", type=int, default=1, help="tokens (sequence positions) of the input (default 1)")
+    la.add_argument("--seed", type=int, default=0,
+                    help="seed of the random input (and of a preset's random weights) (default 0)")
+    la.add_argument("--save", metavar="OUT.npz", help="write arrays input, output, reference_output")
+    add_accelerator_flags(la)
+
+
+def _check_save_path(cmd, save):
+    if save is None:
+        return None
+    p = Path(save)
+    if p.suffix != ".npz":
+        raise UsageError(f"tern {cmd}: --save file must end in .npz, not {p.name!r}")
+    if not p.parent.is_dir():
+        raise UsageError(f"tern {cmd}: --save folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise UsageError(f"tern {cmd}: --save {str(p)!r} is a folder")
+    return p
+
+
+def save_npz_atomic(path: Path, **arrays) -> None:
+    """Write ``arrays`` to ``path`` (.npz) through a temporary file in the same folder and
+    ``os.replace``: the file appears complete or not at all."""
+    import numpy as np
+
+    def write(tmp: Path):
+        with open(tmp, "wb") as f:   # a file object: np.savez would append .npz to a path
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def _cmd_layer(args) -> int:
+    from sw.driver.models import layer_check, layer_input, load_layer, num_layers
+    from sw.driver.report import breakdown_table, summary_lines
+    from sw.driver.runtime import Accelerator, DeviceError
+
+    cmd = "layer"
+    check_backend(cmd, args.backend)
+    check_clock(cmd, args.clock_mhz)
+    check_seed(cmd, args.seed)
+    save = _check_save_path(cmd, args.save)
+    if not 1 <= args.tokens <= MAX_LAYER_TOKENS:
+        raise UsageError(f"tern layer: --tokens must be between 1 and {MAX_LAYER_TOKENS}, not {args.tokens}")
+    cfg = config_from_args(args)
+    n_layers = num_layers(args.model)
+    if not 0 <= args.layer < n_layers:
+        raise UsageError(f"tern layer: --layer {args.layer} is out of range: model {args.model!r} has "
+                         f"layers 0..{n_layers - 1}")
+    layer, mc = load_layer(args.model, args.layer, seed=args.seed)
+    if args.tokens > mc.max_position_embeddings:
+        raise UsageError(f"tern layer: --tokens {args.tokens} exceeds the model's "
+                         f"max_position_embeddings={mc.max_position_embeddings}")
+    x = layer_input(mc, args.tokens, args.seed)
+    acc = Accelerator(cfg, args.backend, clock_mhz=args.clock_mhz)
+    try:
+        chk = layer_check(acc, layer, x)
+    except (DeviceError, RuntimeError) as e:
+        return device_failure(cmd, e)
+    stats = acc.stats
+    diff = (chk.output - chk.reference_output).abs()
+    result = {"model": args.model, "layer": args.layer, "tokens": args.tokens, "backend": args.backend,
+              "seed": args.seed, "bit_exact": chk.bit_exact, "max_abs_diff": float(diff.max()),
+              **device_figures(stats, leave_out=_GENERATION_FIGURES),
+              "layer_tokens_per_s": args.tokens / stats["device_seconds"] if stats["cycles"] else None,
+              "config": cfg.to_dict()}
+    if save is not None:
+        save_npz_atomic(save, input=chk.input.numpy(), output=chk.output.numpy(),
+                        reference_output=chk.reference_output.numpy())
+        result["saved"] = str(save)
+    if args.json:
+        emit(args, result, None)
+    else:
+        from rich.console import Console
+        con = Console()
+        con.print(breakdown_table(stats, title=f"tern layer {args.model} #{args.layer}, {args.tokens} tokens "
+                                               f"on {args.backend}"))
+        for line in summary_lines(stats):
+            con.print(line)
+        con.print("[green]bit-exact: the layer output equals the reference (torch.equal)[/]" if chk.bit_exact
+                  else f"[red]MISMATCH: max |difference| {result['max_abs_diff']:g}[/]")
+        if save is not None:
+            con.print(f"wrote {save}")
+    return 0 if chk.bit_exact else 1

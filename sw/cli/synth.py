@@ -1,0 +1,43 @@
+"""``tern synth --board B``: a bitstream of the board top for an open-source FPGA board
+(:func:`hw.flows.boards.build_board`); ``tern synth --list`` lists the boards."""
+
+from __future__ import annotations
+
+from sw.cli.common import UsageError, add_config_flags, add_json_flag, config_from_args, emit
+
+__all__ = ["add_command"]
+
+
+def add_command(sub) -> None:
+    from hw.flows.boards import BOARDS
+    s = sub.add_parser("synth", help="build a bitstream for an open-source FPGA board")
+    s.set_defaults(func=_cmd_synth)
+    s.add_argument("--board", help=f"board: {', '.join(BOARDS)}")
+    s.add_argument("--list", action="store_true", help="list the boards and exit")
+    s.add_argument("--output", metavar="DIR",
+                   help="output folder (default build/synth/<board>-<config hash>)")
+    s.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    add_json_flag(s)
+    add_config_flags(s)
+
+
+def _cmd_synth(args) -> int:
+    from hw.flows.boards import BOARDS, build_board, default_config
+    if args.list:
+        boards = {n: {"device": b.device, "description": b.description,
+                      "default_config": b.default_config} for n, b in BOARDS.items()}
+        text = "\n".join(f"{n:12s} {b.description}" for n, b in BOARDS.items())
+        emit(args, {"boards": boards}, text)
+        return 0
+    if not args.board:
+        raise UsageError("tern synth: --board is required (tern synth --list shows the boards)")
+    # --config FILE.toml, else the board's default configuration; individual flags override either
+    config = config_from_args(args, defaults=default_config(args.board))
+    r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed)
+    text = (f"tern synth: {r['board']} ({r['device']}): {r['luts']}/{r['luts_available']} LUTs, "
+            f"{r['ffs']} FFs, {r['brams']}/{r['brams_available']} BRAMs, {r['dsps']} DSPs, "
+            f"Fmax {r['fmax_mhz']} MHz at a {r['clock_mhz']} MHz clock: timing "
+            f"{'met' if r['timing_met'] else 'FAILED'}; {r['build_s']} s\nbitstream: {r['bitstream']}")
+    emit(args, r, text)
+    return 0 if r["timing_met"] else 1

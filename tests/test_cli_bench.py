@@ -1,0 +1,24 @@
+"""``tern bench`` (sw/cli/bench.py): an unknown benchmark is one line with exit code 2; the simulator
+benchmark's JSON through ``tern bench``."""
+
+import json
+
+from sw.cli import main
+from test_cli import assert_one_line_error, run
+
+
+def test_bench_unknown_name(capsys):
+    assert_one_line_error(*run(capsys, "bench", "--only", "nope"), "unknown benchmark 'nope'")
+
+
+def test_bench_sim_quick_json(capfd):
+    """The simulator benchmark through ``tern bench``: identical results on both simulators, and a
+    speed ratio that is a measured number (its size is reported, not asserted)."""
+    code = main(["bench", "--only", "sim", "--quick", "--json"])
+    out, _ = capfd.readouterr()
+    r = json.loads(out)
+    assert code == 0 and r["failed"] == []
+    rows = r["benchmarks"]["sim"]["compare"]
+    assert len(rows) == 2 and all(x["equal"] and x["cycles"] > 0 and x["speedup"] > 0 for x in rows)
+    (layer,) = r["benchmarks"]["sim"]["layer_2b4t"]
+    assert layer["T"] == 1 and layer["cycles"] > 1_000_000
