@@ -1,8 +1,8 @@
 """RTL throughput in Amaranth simulation: weight-bus utilization of decode, PE utilization of prefill.
 
-Measured cycle by cycle on TernCore (hw/rtl/top.py) with every stream always valid/ready, results
-checked bit-exactly against the numpy int64 reference, and compared with the closed forms of
-docs/ARCHITECTURE.md. Prints one line per run; ``--json`` prints one JSON object.
+Measured cycle by cycle on TernCore (hw/rtl/top.py, run by hw.backends.amaranth with the ideal
+hw.timing.Timing: every stream always valid/ready), results checked bit-exactly against the numpy
+int64 reference, and compared with the closed forms of docs/ARCHITECTURE.md. Prints one line per run; ``--json`` prints one JSON object.
 
     python bench/bench_rtl_throughput.py [--quick] [--json]
 """
@@ -15,43 +15,39 @@ import time
 
 import numpy as np
 
+from hw.backends.amaranth import run_rtl
 from hw.config import TernConfig
 from hw.program import decode_program, prefill_program
-from hw.rtl.top import TernCore, simulate_program
+from hw.timing import Timing
 from sw.cli.common import bench_parser
-
-
-def _latencies(cfg):
-    core = TernCore(cfg)
-    core._MustUse__used = True
-    return core.decoder_latency, core.pe_latency
 
 
 def run(kind, cfg, n_mm, kw, tokens=1):
     prog = decode_program(cfg, n_mm, kw) if kind == "decode" else prefill_program(cfg, n_mm, kw, tokens)
     t0 = time.perf_counter()
-    res = simulate_program(cfg, prog)
+    res = run_rtl(cfg, prog, Timing.ideal())
     wall = time.perf_counter() - t0
-    exact = bool(np.array_equal(res.outputs_array(), prog.expected))
-    ld, p = _latencies(cfg)
+    exact = bool(np.array_equal(res.outputs, prog.expected))
+    ld, p = cfg.decoder_latency, cfg.pe_latency
     bpw = cfg.beats_per_word
     if kind == "decode":
         closed = max(4 + n_mm * kw * bpw + ld, 2 + kw + n_mm * kw) + p + 3
     else:
         closed = tokens * kw * (n_mm + 1) + p + 5
+    cycles = res.last_out_cycle + 1   # the closed forms count to the cycle after the last result
     c = res.counters
     beats = c["wgt_beats"]
-    first_w, last_w = res.wgt_cycles[0], res.wgt_cycles[-1]
+    first_w, last_w = int(res.wgt_cycles[0]), int(res.wgt_cycles[-1])
     return {
         "kind": kind, "rows": cfg.rows, "lanes": cfg.lanes, "format": cfg.weight_format,
         "bus_bytes": cfg.bus_bytes, "beats_per_word": bpw, "matmuls": n_mm, "k_words": kw,
-        "tokens": tokens, "cycles": res.cycles, "closed_form_cycles": closed,
+        "tokens": tokens, "cycles": cycles, "closed_form_cycles": closed,
         "bit_exact": exact,
         # weight stream: beats accepted / all cycles of the program, and within its busy window
-        "bus_utilization": beats / res.cycles,
+        "bus_utilization": beats / cycles,
         "bus_utilization_window": beats / (last_w - first_w + 1),
         # PE: issue cycles / all cycles of the program
-        "pe_utilization": c["busy"] / res.cycles,
+        "pe_utilization": c["busy"] / cycles,
         "stall_weight": c["stall_weight"], "stall_out": c["stall_out"], "stall_act": c["stall_act"],
         "sim_seconds": round(wall, 2),
     }
