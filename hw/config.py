@@ -219,18 +219,19 @@ class TernConfig:
         return 48
 
     @property
+    def word_trits(self) -> int:
+        """Codes in one weight word: one ``lanes``-chunk of K for every row."""
+        return self.rows * self.lanes
+
+    @property
     def trits_per_byte(self) -> int:
+        """Ternary codes carried by one weight stream byte (4 in ``2bit``, 5 in ``base3``)."""
         return TRITS_PER_BYTE[self.weight_format]
 
     @property
     def trits_per_beat(self) -> int:
         """Ternary codes carried by one weight stream beat."""
         return self.bus_bytes * self.trits_per_byte
-
-    @property
-    def word_trits(self) -> int:
-        """Codes in one weight word: one ``lanes``-chunk of K for every row."""
-        return self.rows * self.lanes
 
     @property
     def beats_per_word(self) -> int:
