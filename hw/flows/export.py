@@ -58,9 +58,9 @@ def write_verilog(config: TernConfig, path) -> dict:
         "config": json.loads(config.to_json()),
         "ports": ports,
         "latency": {
-            "pe_array": core.pe_latency,
-            "decoder": core.decoder_latency,
-            "result": core.result_latency,
+            "pe_array": config.pe_latency,
+            "decoder": config.decoder_latency,
+            "result": config.result_latency,
         },
     }
     sidecar = json.dumps(meta, indent=2) + "\n"

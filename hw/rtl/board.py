@@ -37,6 +37,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
+from hw.rtl.buffers import ConfigComponent
 from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
@@ -68,18 +69,25 @@ def uart_divisor(clk_freq: float, baud: int) -> int:
     return div
 
 
-def _check_config(name, config):
-    if not isinstance(config, TernConfig):
-        raise TypeError(f"{name}: config must be a hw.config.TernConfig, not {config!r}")
-
-
 def _check_divisor(name, divisor):
     if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 4:
         raise ValueError(f"{name}: divisor must be an integer >= 4 (clock cycles per bit), "
                          f"not {divisor!r}")
 
 
-class UartRx(wiring.Component):
+class _UartPhy(wiring.Component):
+    """A UART PHY of ``divisor`` clock cycles per bit (checked before any Amaranth object exists)."""
+
+    def __new__(cls, divisor, *args, **kwargs):
+        _check_divisor(cls.__name__, divisor)
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, divisor: int, members: dict):
+        self.divisor = divisor
+        super().__init__(members)
+
+
+class UartRx(_UartPhy):
     """8N1 UART receiver.
 
     Ports
@@ -97,13 +105,8 @@ class UartRx(wiring.Component):
         One-cycle pulse: a stop bit was low (the byte is dropped).
     """
 
-    def __new__(cls, divisor, *args, **kwargs):
-        _check_divisor(cls.__name__, divisor)
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, divisor: int):
-        self.divisor = divisor
-        super().__init__({
+        super().__init__(divisor, {
             "rx": In(1, init=1),
             "data": Out(stream.Signature(8)),
             "overrun": Out(1),
@@ -159,7 +162,7 @@ class UartRx(wiring.Component):
         return m
 
 
-class UartTx(wiring.Component):
+class UartTx(_UartPhy):
     """8N1 UART transmitter.
 
     Ports
@@ -171,13 +174,8 @@ class UartTx(wiring.Component):
         The serial line (idle high), driven from a register.
     """
 
-    def __new__(cls, divisor, *args, **kwargs):
-        _check_divisor(cls.__name__, divisor)
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, divisor: int):
-        self.divisor = divisor
-        super().__init__({
+        super().__init__(divisor, {
             "data": In(stream.Signature(8)),
             "tx": Out(1, init=1),
         })
@@ -201,7 +199,7 @@ class UartTx(wiring.Component):
         return m
 
 
-class HostBridge(wiring.Component):
+class HostBridge(ConfigComponent):
     """Byte-stream framing between a host link and the four streams of :class:`TernCore`.
 
     Ports
@@ -224,13 +222,8 @@ class HostBridge(wiring.Component):
         Sticky: an unknown header byte was received (and dropped).
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        _check_config(cls.__name__, config)
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
-        super().__init__({
+        super().__init__(config, {
             "rx": In(stream.Signature(8)),
             "tx": Out(stream.Signature(8)),
             # the core's four streams, seen from the other side
@@ -341,7 +334,7 @@ class HostBridge(wiring.Component):
         return m
 
 
-class TernBoard(wiring.Component):
+class TernBoard(ConfigComponent):
     """:class:`TernCore` behind a UART host link (framing: module docstring, ``docs/FPGA.md``).
 
     Ports
@@ -358,19 +351,17 @@ class TernBoard(wiring.Component):
     every byte before it has left the FIFO). An overflow sets status bit 3.
     """
 
-    def __new__(cls, config, divisor, *args, rx_fifo_depth: int = 512, **kwargs):
-        _check_config(cls.__name__, config)
+    @classmethod
+    def check_args(cls, divisor, *, rx_fifo_depth: int = 512):
         _check_divisor(cls.__name__, divisor)
         if isinstance(rx_fifo_depth, bool) or not isinstance(rx_fifo_depth, int) or rx_fifo_depth < 2:
             raise ValueError(f"{cls.__name__}: rx_fifo_depth must be an integer >= 2, "
                              f"not {rx_fifo_depth!r}")
-        return super().__new__(cls, src_loc_at=1)
 
     def __init__(self, config: TernConfig, divisor: int, *, rx_fifo_depth: int = 512):
-        self.config = config
         self.divisor = divisor
         self.rx_fifo_depth = rx_fifo_depth
-        super().__init__({
+        super().__init__(config, {
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "idle": Out(1),
@@ -411,19 +402,14 @@ class TernBoard(wiring.Component):
         return m
 
 
-class BoardTop(wiring.Component):
+class BoardTop(ConfigComponent):
     """Platform top for an ``amaranth-boards`` platform: :class:`TernBoard` on ``uart`` 0 at the
     platform's default clock; ``led`` 0 shows ``idle`` and ``led`` 1 an error (where present)."""
 
-    def __new__(cls, config, *args, **kwargs):
-        _check_config(cls.__name__, config)
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig, *, baud: int = 115200, rx_fifo_depth: int = 512):
-        self.config = config
         self.baud = baud
         self.rx_fifo_depth = rx_fifo_depth
-        super().__init__({})
+        super().__init__(config, {})
 
     def elaborate(self, platform):
         if platform is None:

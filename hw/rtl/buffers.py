@@ -28,8 +28,31 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 
-__all__ = ["ActBuffer", "WeightBuffer", "OutputFIFO", "act_word_layout", "weight_word_layout",
-           "result_layout", "act_addr_width", "wgt_addr_width"]
+__all__ = ["ConfigComponent", "ActBuffer", "WeightBuffer", "OutputFIFO", "act_word_layout",
+           "weight_word_layout", "result_layout", "act_addr_width", "wgt_addr_width"]
+
+
+class ConfigComponent(wiring.Component):
+    """Base of every block built for one :class:`hw.config.TernConfig` (kept as :attr:`config`).
+
+    The arguments are checked in ``__new__``, before any Amaranth object exists, so a rejected
+    block leaves no "created but never used" warning behind: the configuration must be a
+    ``TernConfig`` (which validated itself), and a subclass with more parameters checks them in
+    :meth:`check_args`."""
+
+    def __new__(cls, config, *args, **kwargs):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"{cls.__name__}: config must be a hw.config.TernConfig, not {config!r}")
+        cls.check_args(*args, **kwargs)
+        return super().__new__(cls, src_loc_at=1)
+
+    @classmethod
+    def check_args(cls, *args, **kwargs):
+        """Check the parameters after ``config`` (raise TypeError / ValueError); none by default."""
+
+    def __init__(self, config: TernConfig, members: dict):
+        self.config = config
+        super().__init__(members)
 
 
 def act_word_layout(config: TernConfig) -> data.ArrayLayout:
@@ -65,20 +88,14 @@ def _check_ram_latency(config: TernConfig):
                              f"ram_latency = {config.ram_latency}")
 
 
-class _ConfigBuffer(wiring.Component):
+class _ConfigBuffer(ConfigComponent):
     """A RAM of words of one configuration, its ports those of the memory."""
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"{cls.__name__}: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig, layout, depth: int):
-        self.config = config
         self._layout = layout
         self._depth = depth
         addr_width = (depth - 1).bit_length()
-        super().__init__({
+        super().__init__(config, {
             "write": Out(WritePort.Signature(addr_width=addr_width, shape=layout)),
             "read": Out(ReadPort.Signature(addr_width=addr_width, shape=layout)),
         })

@@ -16,26 +16,34 @@ per stage with the same names.
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.memory import ReadPort, WritePort
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.isa import INSTR_LAYOUT
-from hw.rtl.buffers import act_addr_width, act_word_layout, weight_word_layout, wgt_addr_width
-from hw.rtl.counters import PerfCounters, counters_layout
+from hw.rtl.buffers import ConfigComponent
+from hw.rtl.counters import PerfCounters
 from hw.rtl.dispatch import Dispatch
 from hw.rtl.execute import EXECUTE_EVENTS, ExecuteEngine
 from hw.rtl.loader import WeightLoader
 
 __all__ = ["Controller"]
 
+#: The ports of each stage that are the controller's own (same names, same members).
+_EXPORTED = {
+    "dispatch": ("instr", "idle"),
+    "loader": ("words", "wgt_w", "wgt_gate"),
+    "execute": ("act", "act_w", "act_r", "wgt_r", "out_pop", "pe_valid", "pe_first", "pe_last",
+                "pe_act", "pe_codes"),
+    "counters": ("perf",),
+}
 
-class Controller(wiring.Component):
+
+class Controller(ConfigComponent):
     """Dispatch + weight loader + execute engine + counters (module docstring).
 
-    Ports (all synchronous to the ``sync`` domain)
-    ------------------------------------------------
+    Ports (all synchronous to the ``sync`` domain; each is the port of the same name of the stage
+    named, passed through, except ``wgt_beat``, ``dec_error`` and ``error``)
+    --------------------------------------------------------------------------------------------
     instr : In(stream.Signature(INSTR_LAYOUT))
         Instruction words (:class:`Dispatch`).
     act : In(stream.Signature(ArrayLayout(signed(8), lanes)))
@@ -66,36 +74,14 @@ class Controller(wiring.Component):
         The performance counters (:class:`PerfCounters`).
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"Controller: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
-        act_l, wgt_l = act_word_layout(config), weight_word_layout(config)
-        AW, WA = act_addr_width(config), wgt_addr_width(config)
-        super().__init__({
-            "instr": In(stream.Signature(INSTR_LAYOUT)),
-            "act": In(stream.Signature(act_l)),
-            "words": In(stream.Signature(wgt_l)),
-            "act_w": In(WritePort.Signature(addr_width=AW, shape=act_l)),
-            "act_r": In(ReadPort.Signature(addr_width=AW, shape=act_l)),
-            "wgt_w": In(WritePort.Signature(addr_width=WA, shape=wgt_l)),
-            "wgt_r": In(ReadPort.Signature(addr_width=WA, shape=wgt_l)),
-            "pe_valid": Out(1),
-            "pe_first": Out(1),
-            "pe_last": Out(1),
-            "pe_act": Out(act_l),
-            "pe_codes": Out(wgt_l),
-            "wgt_gate": Out(1),
-            "wgt_beat": In(1),
-            "out_pop": In(1),
-            "dec_error": In(1),
-            "error": Out(2),
-            "idle": Out(1),
-            "perf": Out(counters_layout(config)),
-        })
+        self.dispatch = Dispatch(config)
+        self.loader = WeightLoader(config)
+        self.execute = ExecuteEngine(config)
+        self.counters = PerfCounters(config)
+        members = {name: getattr(self, stage).signature.members[name]
+                   for stage, names in _EXPORTED.items() for name in names}
+        super().__init__(config, {**members, "wgt_beat": In(1), "dec_error": In(1), "error": Out(2)})
 
     def elaborate(self, platform):
         m = Module()
@@ -104,40 +90,35 @@ class Controller(wiring.Component):
             raise AssertionError(f"Controller drives the counters cycles, wgt_beats and "
                                  f"{', '.join(EXECUTE_EVENTS)}; the configuration has "
                                  f"{', '.join(cfg.perf_counters)}")
-        m.submodules.dispatch = dispatch = Dispatch(cfg)
-        m.submodules.loader = loader = WeightLoader(cfg)
-        m.submodules.execute = execute = ExecuteEngine(cfg)
-        m.submodules.counters = counters = PerfCounters(cfg)
+        m.submodules.dispatch = dispatch = self.dispatch
+        m.submodules.loader = loader = self.loader
+        m.submodules.execute = execute = self.execute
+        m.submodules.counters = counters = self.counters
 
-        wiring.connect(m, wiring.flipped(self.instr), dispatch.instr)
+        # the stages' own ports, passed through under their names
+        for stage, names in _EXPORTED.items():
+            for name in names:
+                outer, inner = getattr(self, name), getattr(getattr(self, stage), name)
+                member = self.signature.members[name]
+                if member.is_signature:
+                    wiring.connect(m, wiring.flipped(outer), inner)
+                elif member.flow == In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.comb += outer.eq(inner)
+
+        # between the stages
         wiring.connect(m, dispatch.load_q, loader.load_q)
         wiring.connect(m, dispatch.exec_q, execute.exec_q)
-        wiring.connect(m, wiring.flipped(self.words), loader.words)
-        wiring.connect(m, wiring.flipped(self.wgt_w), loader.wgt_w)
-        wiring.connect(m, wiring.flipped(self.act), execute.act)
-        wiring.connect(m, wiring.flipped(self.act_w), execute.act_w)
-        wiring.connect(m, wiring.flipped(self.act_r), execute.act_r)
-        wiring.connect(m, wiring.flipped(self.wgt_r), execute.wgt_r)
         m.d.comb += [
             execute.bank_owned.eq(loader.bank_owned),
             execute.bank0_fill.eq(loader.bank0_fill),
             execute.bank1_fill.eq(loader.bank1_fill),
             loader.bank_release.eq(execute.bank_release),
-            execute.out_pop.eq(self.out_pop),
             dispatch.engine_idle.eq(execute.engine_idle),
-
-            self.pe_valid.eq(execute.pe_valid),
-            self.pe_first.eq(execute.pe_first),
-            self.pe_last.eq(execute.pe_last),
-            self.pe_act.eq(execute.pe_act),
-            self.pe_codes.eq(execute.pe_codes),
-            self.wgt_gate.eq(loader.wgt_gate),
             self.error.eq(Cat(dispatch.bad_instr, self.dec_error)),
-            self.idle.eq(dispatch.idle),
-
             counters.events.cycles.eq(1),
             counters.events.wgt_beats.eq(self.wgt_beat),
-            self.perf.eq(counters.perf),
         ]
         for name in EXECUTE_EVENTS:
             m.d.comb += counters.events[name].eq(execute.events[name])

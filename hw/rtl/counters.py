@@ -5,10 +5,11 @@ in ``docs/ARCHITECTURE.md``, section "Performance counters")."""
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
+from hw.rtl.buffers import ConfigComponent
 
 __all__ = ["PerfCounters", "counters_layout", "events_layout"]
 
@@ -24,7 +25,7 @@ def events_layout(config: TernConfig) -> data.StructLayout:
     return data.StructLayout({name: 1 for name in config.perf_counters})
 
 
-class PerfCounters(wiring.Component):
+class PerfCounters(ConfigComponent):
     """The performance counters: each counts the cycles in which its event bit is high.
 
     Ports (``sync`` domain)
@@ -38,14 +39,8 @@ class PerfCounters(wiring.Component):
     Internal signals: ``perf_<name>_q`` (the counter registers), ``perf_<name>_event``.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"PerfCounters: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
-        super().__init__({
+        super().__init__(config, {
             "events": In(events_layout(config)),
             "perf": Out(counters_layout(config)),
         })

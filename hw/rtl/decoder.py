@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.data import ArrayLayout
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.formats import BYTE_CODES, BYTE_VALID, ZERO_CODE
-from hw.rtl.buffers import weight_word_layout
+from hw.rtl.buffers import ConfigComponent, weight_word_layout
 
 __all__ = ["WeightDecoder", "wgt_beat_layout", "base3_rom_init"]
 
@@ -47,7 +47,7 @@ def base3_rom_init() -> list[int]:
     return [int(e) for e in entries]
 
 
-class WeightDecoder(wiring.Component):
+class WeightDecoder(ConfigComponent):
     """Decodes the weight stream into weight words, one beat per cycle.
 
     Parameters
@@ -83,14 +83,8 @@ class WeightDecoder(wiring.Component):
     ``word_r`` loaded with ``Cat(beat_buf, decoded last beat)`` truncated to ``R*L`` codes.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"WeightDecoder: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
-        super().__init__({
+        super().__init__(config, {
             "beats": In(stream.Signature(wgt_beat_layout(config))),
             "words": Out(stream.Signature(weight_word_layout(config))),
             "error": Out(1),

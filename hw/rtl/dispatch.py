@@ -15,13 +15,13 @@ The product ``k_words * tokens`` of the MATMUL range check is a shift-and-add of
 from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.isa import INSTR_LAYOUT, Op, check
-from hw.rtl.buffers import act_addr_width
+from hw.rtl.buffers import ConfigComponent, act_addr_width
 
 __all__ = ["Dispatch", "exec_entry_layout", "load_entry_layout"]
 
@@ -47,7 +47,7 @@ def load_entry_layout(config: TernConfig) -> data.StructLayout:
     return data.StructLayout({"k_last": _word_bits(config)})   # k_words - 1
 
 
-class Dispatch(wiring.Component):
+class Dispatch(ConfigComponent):
     """Stage D: instruction checks, queue pushes, SYNC (module docstring, docs/ARCHITECTURE.md).
 
     Ports (``sync`` domain)
@@ -73,14 +73,8 @@ class Dispatch(wiring.Component):
     ``err_bad_instr``.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"Dispatch: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
-        super().__init__({
+        super().__init__(config, {
             "instr": In(stream.Signature(INSTR_LAYOUT)),
             "exec_q": Out(stream.Signature(exec_entry_layout(config))),
             "load_q": Out(stream.Signature(load_entry_layout(config))),

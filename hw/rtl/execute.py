@@ -13,12 +13,12 @@ aligned with the RAM data (``pe_act``/``pe_codes``).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, stream
 from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import act_addr_width, act_word_layout, weight_word_layout, wgt_addr_width
+from hw.rtl.buffers import ConfigComponent, act_addr_width, act_word_layout, weight_word_layout, wgt_addr_width
 from hw.rtl.dispatch import exec_entry_layout
 
 __all__ = ["ExecuteEngine", "EXECUTE_EVENTS", "execute_events_layout"]
@@ -32,7 +32,7 @@ def execute_events_layout() -> data.StructLayout:
     return data.StructLayout({name: 1 for name in EXECUTE_EVENTS})
 
 
-class ExecuteEngine(wiring.Component):
+class ExecuteEngine(ConfigComponent):
     """In-order LOAD_ACT / MATMUL execution (module docstring, docs/ARCHITECTURE.md).
 
     Ports (``sync`` domain)
@@ -69,16 +69,10 @@ class ExecuteEngine(wiring.Component):
     ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"ExecuteEngine: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
         act_l, wgt_l = act_word_layout(config), weight_word_layout(config)
         AW, WA = act_addr_width(config), wgt_addr_width(config)
-        super().__init__({
+        super().__init__(config, {
             "exec_q": In(stream.Signature(exec_entry_layout(config))),
             "act": In(stream.Signature(act_l)),
             "act_w": In(WritePort.Signature(addr_width=AW, shape=act_l)),

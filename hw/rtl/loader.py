@@ -11,18 +11,18 @@ of the MATMUL's last issue (``bank_release``, visible from the next cycle).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import weight_word_layout, wgt_addr_width
+from hw.rtl.buffers import ConfigComponent, weight_word_layout, wgt_addr_width
 from hw.rtl.dispatch import load_entry_layout
 
 __all__ = ["WeightLoader"]
 
 
-class WeightLoader(wiring.Component):
+class WeightLoader(ConfigComponent):
     """Weight loader + bank scoreboard (module docstring, docs/ARCHITECTURE.md).
 
     Ports (``sync`` domain)
@@ -50,15 +50,9 @@ class WeightLoader(wiring.Component):
     MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_write``, ``ld_done``, ``ld_bank_owned``.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"WeightLoader: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
         wgt_l = weight_word_layout(config)
-        super().__init__({
+        super().__init__(config, {
             "load_q": In(stream.Signature(load_entry_layout(config))),
             "words": In(stream.Signature(wgt_l)),
             "wgt_w": In(WritePort.Signature(addr_width=wgt_addr_width(config), shape=wgt_l)),

@@ -5,17 +5,17 @@ wrapping accumulator. Additions and subtractions only; there is no multiplier.
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import wiring
 from amaranth.lib.data import ArrayLayout
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
+from hw.rtl.buffers import ConfigComponent
 from hw.rtl.dot import TernaryDotUnit
 
 __all__ = ["PEArray"]
 
 
-class PEArray(wiring.Component):
+class PEArray(ConfigComponent):
     """``R`` ternary dot units of ``L`` lanes and ``R`` signed ``A``-bit accumulators.
 
     Parameters
@@ -56,15 +56,9 @@ class PEArray(wiring.Component):
     accumulator stage).
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"PEArray: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
         R, L, A = config.rows, config.lanes, config.acc_width
-        super().__init__({
+        super().__init__(config, {
             "valid": In(1),
             "first": In(1),
             "last": In(1),

@@ -10,9 +10,9 @@ from amaranth.hdl import Module
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import PERF_COUNTERS, TernConfig  # PERF_COUNTERS: simulate_program below
+from hw.config import TernConfig
 from hw.isa import INSTR_LAYOUT
-from hw.rtl.buffers import ActBuffer, OutputFIFO, WeightBuffer, act_word_layout, result_layout
+from hw.rtl.buffers import ActBuffer, ConfigComponent, OutputFIFO, WeightBuffer, act_word_layout, result_layout
 from hw.rtl.controller import Controller
 from hw.rtl.decoder import WeightDecoder, wgt_beat_layout
 from hw.rtl.pe_array import PEArray
@@ -31,7 +31,7 @@ def core_streams(config: TernConfig) -> dict:
     }
 
 
-class TernCore(wiring.Component):
+class TernCore(ConfigComponent):
     """The tern accelerator core for one :class:`TernConfig`.
 
     Ports (``sync`` domain; a synchronous reset returns everything to the reset state)
@@ -57,32 +57,11 @@ class TernCore(wiring.Component):
     result with the output FIFO otherwise empty); each block checks its own at elaboration.
     """
 
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"TernCore: config must be a hw.config.TernConfig, not {config!r}")
-        return super().__new__(cls, src_loc_at=1)
-
     def __init__(self, config: TernConfig):
-        self.config = config
         ports = {**core_streams(config), "error": Out(2), "idle": Out(1)}
         for name in config.perf_counters:
             ports[f"perf_{name}"] = Out(config.perf_width)
-        super().__init__(ports)
-
-    @property
-    def pe_latency(self) -> int:
-        """``config.pe_latency``."""
-        return self.config.pe_latency
-
-    @property
-    def decoder_latency(self) -> int:
-        """``config.decoder_latency``."""
-        return self.config.decoder_latency
-
-    @property
-    def result_latency(self) -> int:
-        """``config.result_latency``."""
-        return self.config.result_latency
+        super().__init__(config, ports)
 
     def elaborate(self, platform):
         m = Module()
