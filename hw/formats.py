@@ -26,7 +26,7 @@ from hw.config import TRITS_PER_BYTE, WEIGHT_FORMATS, TernConfig
 
 __all__ = [
     "FormatError", "Codec", "CODECS", "ZERO_CODE", "INVALID_CODE", "ZERO_BYTE", "pack_2bit",
-    "unpack_2bit", "pack_base3", "unpack_base3", "BASE3_TABLE", "BYTE_CODES", "BYTE_VALID",
+    "unpack_2bit", "pack_base3", "unpack_base3", "BYTE_CODES", "BYTE_VALID",
     "BYTE_WEIGHTS", "weight_words_to_stream", "stream_to_weight_words", "stream_error",
 ]
 
@@ -159,8 +159,6 @@ BYTE_VALID = {fmt: c.byte_valid for fmt, c in CODECS.items()}
 BYTE_WEIGHTS = {fmt: c.byte_weights for fmt, c in CODECS.items()}
 #: The byte that encodes only zero weights, per format (used for padding).
 ZERO_BYTE = {fmt: c.zero_byte for fmt, c in CODECS.items()}
-#: ``BASE3_TABLE[byte, j]`` = code (trit + 1) of digit ``j`` of a valid base-3 byte (0..242).
-BASE3_TABLE = BYTE_CODES["base3"][:243]
 
 
 # -- byte level -------------------------------------------------------------------------------------
