@@ -1,4 +1,6 @@
-"""Controller: dispatch checks, weight-bank scoreboard, in-order execution, output credits, counters.
+"""Controller: its four stages together against the program-order semantics (random programs under
+random stalls, a hand-derived schedule). ``run_controller`` is the harness of the stage tests too
+(test_dispatch.py, test_loader.py, test_execute.py).
 
 The controller is simulated alone; the testbench plays the buffers (dict models updated at the clock
 edge, reads see writes of earlier cycles only), the decoder (a stream of numbered words) and the
@@ -13,7 +15,7 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hw.config import TernConfig
-from hw.isa import FIELD_MAX, Instr, Op
+from hw.isa import Instr, Op
 from hw.program import instr_is_valid
 from hw.rtl.controller import Controller
 
@@ -239,77 +241,3 @@ def test_exact_timing_small_program():
     assert res["pops"] == [10, 12]
     c = res["counters"]
     assert (c["cycles"], c["busy"], c["act_beats"], c["stall_weight"]) == (res["cycles"], 4, 4, 0)
-
-
-def test_issue_waits_for_word_and_streams_behind_loader():
-    """Decode-like MATMUL (tokens=1): word k written in cycle w_k is issued in cycle
-    max(w_k + 1, previous issue + 1) — the execute engine follows the loader with no extra bubble."""
-    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=8, out_depth=4)
-    res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 8), Instr(Op.MATMUL, 0, 8, 1)], seed=11,
-                         p_word=0.6)
-    prev = None
-    for w, i in zip(res["wgt_w"], res["issue_cycles"]):
-        expect = w + 1 if prev is None else max(w + 1, prev + 1)
-        expect = max(expect, 3 + 8)  # the MATMUL is current only after the LOAD_ACT's beats 3..10
-        assert i == expect, f"seed=11: words written {res['wgt_w']}, issues {res['issue_cycles']}"
-        prev = i
-
-
-def test_credits_limit_results_in_flight():
-    """k_words=1, many tokens, out_depth=2, slow consumer: never more than 2 results reserved, and the
-    last-k issue waits (stall_out) instead of overrunning."""
-    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=2)
-    res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 16), Instr(Op.MATMUL, 0, 1, 16)], seed=5,
-                         p_pop=0.7)
-    assert res["max_reserved"] == 2
-    assert res["counters"]["stall_out"] > 0
-
-
-def test_sync_waits_for_results():
-    """The instruction after a SYNC is accepted exactly one cycle after the last earlier result left
-    (instructions always valid, consumer stalling randomly)."""
-    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
-    prog = [Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2), Instr(Op.SYNC),
-            Instr(Op.MATMUL, 0, 4, 1), Instr(Op.SYNC), Instr(Op.NOP)]
-    res = run_controller(cfg, prog, seed=7, p_pop=0.6)
-    assert len(res["pops"]) == 3
-    # accept[3] is the MATMUL after the first SYNC: one cycle after the 2nd pop
-    assert res["accept"][3] == res["pops"][1] + 1
-    assert res["accept"][5] == res["pops"][2] + 1
-
-
-# Hand-chosen boundary operands for act_depth=16, wgt_depth=4 (validity worked out by hand).
-_VALIDITY = [
-    (Instr(Op.LOAD_ACT, 0, 16), True), (Instr(Op.LOAD_ACT, 1, 16), False),
-    (Instr(Op.LOAD_ACT, 15, 1), True), (Instr(Op.LOAD_ACT, 16, 1), False),
-    (Instr(Op.LOAD_ACT, 3, 0), False), (Instr(Op.LOAD_ACT, FIELD_MAX, FIELD_MAX), False),
-    (Instr(Op.LOAD_ACT, 0, 17), False),
-    (Instr(Op.MATMUL, 0, 4, 4), True), (Instr(Op.MATMUL, 1, 4, 4), False),
-    (Instr(Op.MATMUL, 0, 5, 1), False), (Instr(Op.MATMUL, 0, 0, 1), False),
-    (Instr(Op.MATMUL, 0, 1, 0), False), (Instr(Op.MATMUL, 0, 1, 16), True),
-    (Instr(Op.MATMUL, 0, 1, 17), False), (Instr(Op.MATMUL, 12, 2, 2), True),
-    (Instr(Op.MATMUL, 13, 2, 2), False), (Instr(Op.MATMUL, 10, 3, 2), True),
-    (Instr(Op.MATMUL, 0, 3, 6), False), (Instr(Op.MATMUL, 15, 1, 1), True),
-    (Instr(Op.MATMUL, 0, 4, 1 + (1 << 17)), False), (Instr(Op.MATMUL, 0, 4 + (1 << 17), 1), False),
-    (Instr(Op.MATMUL, FIELD_MAX, FIELD_MAX, FIELD_MAX), False),
-    (Instr(Op.NOP, 5, 6, 7), True), (Instr(Op.SYNC, 1, 1, 1), True),
-] + [(Instr(op, 0, 1, 1), False) for op in range(4, 16)]
-
-
-def test_reference_validity_table():
-    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4)
-    for instr, ok in _VALIDITY:
-        assert instr_is_valid(cfg, instr) == ok, str(instr)
-
-
-@pytest.mark.parametrize("case", range(0, len(_VALIDITY), 4))
-def test_operand_checks_in_hardware(case):
-    """Each boundary instruction (a few per simulation, each followed by a SYNC): valid ones run and
-    consume exactly their data, invalid ones set error bit 0 and consume nothing."""
-    cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
-    for instr, ok in _VALIDITY[case:case + 4]:
-        prog = [instr, Instr(Op.SYNC)]
-        if ok and instr.op == Op.MATMUL:
-            prog = [Instr(Op.LOAD_ACT, 0, 16)] + prog
-        res = run_controller(cfg, prog, seed=case, max_cycles=400)
-        assert res["error"] == (0 if ok else 1), str(instr)
