@@ -133,6 +133,11 @@ class TernConfig:
         return sum_width(self.lanes)
 
     @property
+    def lane_term_width(self) -> int:
+        """Signed width of one lane term of a dot unit (``+a``, ``-a`` or 0 for an int8 ``a``): 9."""
+        return sum_width(1)
+
+    @property
     def tree_levels(self) -> int:
         """Adder levels in the dot unit's reduction tree: ``ceil(log2(lanes))``."""
         return (self.lanes - 1).bit_length()

@@ -42,14 +42,12 @@ NODE_AREA = {
     "7nm": {"um2_per_ge": 0.27 * 3 * 0.054, "bitcell_um2": 0.027, "array_efficiency": 0.7},
 }
 
-_LANE_BITS = 9   # width of a conditional-negation lane term (int8 negated needs 9 bits)
-
-
 def logic_ge(config: TernConfig) -> dict:
     """Gate equivalents of the datapath components (whole array)."""
     R, L, A = config.rows, config.lanes, config.acc_width
     g = CELL_GE
-    lane = _LANE_BITS * (g["inv"] + g["ha"]) + 2 * _LANE_BITS * g["mux2"]
+    lane_bits = config.lane_term_width
+    lane = lane_bits * (g["inv"] + g["ha"]) + 2 * lane_bits * g["mux2"]
     tree_fa_bits = sum(w * n for w, n in config.tree_adder_widths.items())
     return {
         "lane_negation": R * L * lane,

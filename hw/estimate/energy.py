@@ -152,7 +152,7 @@ def buffer_bits(config: TernConfig) -> dict:
     the output FIFO (``out_depth`` vectors of ``rows`` ``acc_width``-bit results)."""
     c = config
     return {"act_buffer": c.act_depth * c.lanes * 8,
-            "weight_buffer": 2 * c.wgt_depth * c.rows * c.lanes * 2,
+            "weight_buffer": 2 * c.wgt_depth * c.word_trits * 2,
             "output_fifo": c.out_depth * c.rows * c.acc_width}
 
 
@@ -160,7 +160,7 @@ def core_energy(events: dict, config: TernConfig, table: EnergyTable, *,
                 dram_pj_per_bit: float | None = None) -> dict:
     """Energy in joules of one run, per component, from :func:`hw.sim.simulate`'s ``res.events``:
 
-    * ``lane_negation``: ``lane_terms`` conditional negations, each one 9-bit addition
+    * ``lane_negation``: ``lane_terms`` conditional negations, each one 9-bit (``lane_term_width``) addition
       (``-a = ~a + 1``; the RTL computes it for every lane term every issue step);
     * ``adder_tree``: ``tree_adds_by_width[w]`` additions of ``w`` bits;
     * ``accumulators``: ``acc_updates`` additions of ``acc_width`` bits (loads priced as additions);
@@ -173,7 +173,7 @@ def core_energy(events: dict, config: TernConfig, table: EnergyTable, *,
     if not math.isfinite(dram) or dram < 0:
         raise ValueError(f"DRAM energy per bit must be a non-negative number, not {dram_pj_per_bit!r}")
     pj = {
-        "lane_negation": events["lane_terms"] * add_energy_pj(table, 9),
+        "lane_negation": events["lane_terms"] * add_energy_pj(table, config.lane_term_width),
         "adder_tree": sum(int(n) * add_energy_pj(table, int(w))
                           for w, n in events["tree_adds_by_width"].items()),
         "accumulators": events["acc_updates"] * add_energy_pj(table, int(events["acc_width"])),
