@@ -19,7 +19,7 @@ def test_first_matmul_streams_from_the_cycle_after_the_pop():
     assert ld.ld_pop == [3] and ld.ld_valid_from == [4]
     assert ld.wgt.t.tolist() == list(range(4, 16))
     # word k's last beat in 7 + 4k, written decoder_latency later (ARCHITECTURE: 3 + (k+1)*bpw + Ld)
-    assert writes.tolist() == [8, 12, 16] == ld.word_write.tolist()
+    assert writes.tolist() == [8, 12, 16] == ld.ld_write.tolist()
     assert ld.ld_valid_until == [16] and ld.n_words == 3
 
 

@@ -84,7 +84,7 @@ class Dispatch:
         return p
 
     @staticmethod
-    def sync_retire(taken: int, x_done: list, out_empty: int) -> int:
+    def sync_retire(taken: int, x_finish: list, out_empty: int) -> int:
         """The cycle D retires a SYNC taken in ``taken``: the machine is quiescent (the last
         execute instruction finished before, every result has left ``out`` by ``out_empty``)."""
-        return max(taken + 1, (x_done[-1] + 1) if x_done else NEG, out_empty)
+        return max(taken + 1, (x_finish[-1] + 1) if x_finish else NEG, out_empty)

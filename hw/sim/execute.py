@@ -23,23 +23,23 @@ __all__ = ["ExecuteEngine"]
 
 class ExecuteEngine:
     """Times the ``act`` beats and every issue step. State: ``act.t`` (cycle of every ``act``
-    beat), ``x_pop`` / ``x_done`` (the cycle each execute instruction was popped / finished: it is
-    current from ``x_pop + 1`` to ``x_done``), ``bank_release`` (each MATMUL's last issue, after
-    which its bank is no longer owned), ``token_end`` (the cycle of each result's last issue, when
+    beat), ``x_pop`` / ``x_finish`` (the cycle each execute instruction was popped / finished: it is
+    current from ``x_pop + 1`` to ``x_finish``), ``bank_release`` (each MATMUL's last issue, after
+    which its bank is no longer owned), ``credit_take`` (the cycle of each result's last issue, when
     it takes its output credit)."""
 
     def __init__(self, config, timing, n_act: int, n_results: int, output, counters, datapath):
         self.act = StreamTimes(timing, "act", n_act)
         self.x_pop: list = []
-        self.x_done: list = []
+        self.x_finish: list = []
         self.bank_release: list = []
-        self.token_end = np.zeros(n_results, dtype=np.int64)
+        self.credit_take = np.zeros(n_results, dtype=np.int64)
         self.output, self.counters, self.datapath = output, counters, datapath
         self._beat = 0                  # next activation beat
 
     def pop(self, push: int) -> int:
         """The cycle the instruction pushed in ``push`` is popped (current from the next cycle)."""
-        x_pop = max(push + 1, self.x_done[-1]) if self.x_done else push + 1
+        x_pop = max(push + 1, self.x_finish[-1]) if self.x_finish else push + 1
         self.x_pop.append(x_pop)
         return x_pop
 
@@ -51,24 +51,24 @@ class ExecuteEngine:
         e[0] = max(e[0], x_pop + 1)
         t = chain(act.t[ab - 1] if ab else -1, act.s, ab, e)
         act.t[ab:ab + count] = t
-        x_done = int(t[-1])
+        x_finish = int(t[-1])
         self.datapath.load_act(addr, ab, count)
         self._beat = ab + count
         c = self.counters
-        c.stall_act += x_done - x_pop - count
-        c.x_valid += x_done - x_pop
-        self.x_done.append(x_done)
+        c.stall_act += x_finish - x_pop - count
+        c.x_valid += x_finish - x_pop
+        self.x_finish.append(x_finish)
 
-    def matmul(self, x_pop: int, addr: int, k_words: int, tokens: int, word_write: np.ndarray,
+    def matmul(self, x_pop: int, addr: int, k_words: int, tokens: int, ld_write: np.ndarray,
                first_word: int) -> None:
         """MATMUL ``addr, k_words, tokens`` popped in ``x_pop``, whose weight words (from
-        ``first_word`` on) are written in the cycles ``word_write``."""
+        ``first_word`` on) are written in the cycles ``ld_write``."""
         out, c, kw = self.output, self.counters, k_words
         depth = out.depth
         n0 = out.n
         # ---- token 0: step k issues once word k is readable (x_k < bank_fill), the last step once
         #      a credit is free
-        readable = word_write + 1
+        readable = ld_write + 1
         bound = readable.copy()
         bound[0] = max(bound[0], x_pop + 1)
         bound[-1] = max(bound[-1], out.credit_free(n0))
@@ -81,8 +81,8 @@ class ExecuteEngine:
         end = int(issue[-1])
         c.stall_weight += stall_weight
         c.stall_out += end - x_pop - kw - stall_weight
-        self.token_end[n0] = end
-        out.write(self.token_end[n0:n0 + 1])
+        self.credit_take[n0] = end
+        out.write(self.credit_take[n0:n0 + 1])
         # ---- tokens 1..T-1: k_words issues each, the last one waits for an output credit
         #      (in blocks of out_depth tokens, whose credits are all freed by earlier results)
         t = 1
@@ -94,12 +94,12 @@ class ExecuteEngine:
             np.maximum(z, end - (t - 1) * kw, out=z)
             ends = steps + z
             c.stall_out += int(ends[-1] - end) - kw * (te - t)
-            self.token_end[n0 + t:n0 + te] = ends
+            self.credit_take[n0 + t:n0 + te] = ends
             end = int(ends[-1])
-            out.write(self.token_end[n0 + t:n0 + te])
+            out.write(self.credit_take[n0 + t:n0 + te])
             t = te
         self.bank_release.append(end)
         c.busy += kw * tokens
         c.x_valid += end - x_pop
-        self.x_done.append(end)
+        self.x_finish.append(end)
         self.datapath.matmul(addr, kw, tokens, first_word, n0)

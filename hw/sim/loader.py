@@ -29,7 +29,7 @@ __all__ = ["WeightLoader"]
 class WeightLoader:
     """Times the ``wgt`` beats and the write of every weight word, MATMUL by MATMUL.
 
-    State: ``wgt.t`` (cycle of every beat), ``word_write`` (the cycle each weight word is written:
+    State: ``wgt.t`` (cycle of every beat), ``ld_write`` (the cycle each weight word is written:
     ``bank_fill`` counts it from the next cycle), ``ld_pop`` (the cycle each MATMUL was popped from
     the loader queue), ``ld_valid_from`` / ``ld_valid_until`` (the cycles the loader holds each
     MATMUL: the weight stream gate is open in between), ``n_words`` (words written so far)."""
@@ -38,7 +38,7 @@ class WeightLoader:
         self.bpw = config.beats_per_word
         self.decoder_latency = config.decoder_latency
         self.wgt = StreamTimes(timing, "wgt", n_words * self.bpw)
-        self.word_write = np.zeros(n_words, dtype=np.int64)
+        self.ld_write = np.zeros(n_words, dtype=np.int64)
         self.ld_pop: list = []
         self.ld_valid_from: list = []
         self.ld_valid_until: list = []
@@ -88,7 +88,7 @@ class WeightLoader:
         word_ready[0] = ready0
         writes = np.maximum(last_beats + ld, word_ready)
         g = self.n_words
-        self.word_write[g:g + k_words] = writes
+        self.ld_write[g:g + k_words] = writes
         self._word_ready_prev = int(word_ready[-1])
         self.ld_valid_from.append(lo)
         self.ld_valid_until.append(int(writes[-1]))

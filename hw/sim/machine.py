@@ -13,9 +13,9 @@ simulator                 RTL                                   times
 :class:`Dispatch`         ``hw/rtl/dispatch.py`` Dispatch       ``instr`` transfers, D retire, pushes
 :class:`WeightLoader`     ``hw/rtl/loader.py`` WeightLoader     ``wgt`` beats, weight word writes
 :class:`ExecuteEngine`    ``hw/rtl/execute.py`` ExecuteEngine   ``act`` beats, issue steps, credits
-:class:`OutputFIFO`       output FIFO of ``hw/rtl/top.py``      ``out`` transfers
+:class:`OutputFIFO`       ``hw/rtl/buffers.py`` OutputFIFO      ``out`` transfers
 :class:`PerfCounters`     ``hw/rtl/counters.py`` PerfCounters   the eight counters
-:class:`Datapath`         buffers, decoder table, PE array      result values (``hw.sim.results``)
+:class:`Datapath`         buffers, decoder, ``pe_array.py``     result values (``hw.sim.results``)
 ========================  ====================================  ====================================
 
 Every latency and depth comes from the :class:`~hw.config.TernConfig` (``queue_depth``,
@@ -62,7 +62,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     loader = WeightLoader(config, timing, dispatch.n_words)
     execute = ExecuteEngine(config, timing, dispatch.n_act, dispatch.n_results, output, counters,
                             datapath)
-    x_pop, x_done, ld_pop = execute.x_pop, execute.x_done, loader.ld_pop
+    x_pop, x_finish, ld_pop = execute.x_pop, execute.x_finish, loader.ld_pop
 
     d_retire = dispatch.d_retire
     for i, (kind, a, b, c) in enumerate(zip(dispatch.kind, dispatch.a, dispatch.b, dispatch.c)):
@@ -70,7 +70,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
         if kind == RETIRE:                   # NOP, or a bad instruction (error bit 0)
             d_retire = taken + 1
         elif kind == SYNC:
-            d_retire = dispatch.sync_retire(taken, x_done, output.last + 1)
+            d_retire = dispatch.sync_retire(taken, x_finish, output.last + 1)
         else:
             push = dispatch.push(taken, kind == MATMUL, x_pop, ld_pop)
             d_retire = push
@@ -86,7 +86,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
         datapath.flush()
 
     if len(st.words):
-        cycles = max(d_retire + 1, (x_done[-1] + 1) if x_done else 0, output.last + 1)
+        cycles = max(d_retire + 1, (x_finish[-1] + 1) if x_finish else 0, output.last + 1)
     else:
         cycles = 0
     n_wgt = len(st.wgt_beats)

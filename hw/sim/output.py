@@ -1,4 +1,4 @@
-"""Output FIFO and ``out`` stream of the simulator (RTL: the output FIFO of :class:`hw.rtl.top.TernCore`).
+"""Output FIFO and ``out`` stream of the simulator (RTL: :class:`hw.rtl.buffers.OutputFIFO`).
 
 The result of a token whose last step issued in cycle ``c`` is written into the FIFO after the RAM
 read and the PE array, and can leave ``out`` from ``c + result_latency`` on (RAM read + PE array +
