@@ -19,7 +19,7 @@ import numpy as np
 from hw.config import TernConfig
 from hw.formats import weight_words_to_stream
 from hw.isa import FIELD_MAX, Instr, Op, is_valid
-from hw.tiling import Segment, Tiling, TilingError, assemble
+from hw.tiling import Segment, Tiling, TilingError, assemble, tile_words
 
 __all__ = ["Program", "ProgramBuilder", "ProgramError", "instr_is_valid", "linear_program",
            "outputs_to_matrix", "reference_matmul", "wrap_signed", "decode_program", "prefill_program"]
@@ -141,8 +141,7 @@ class ProgramBuilder:
         if not self._act_known[span].all():
             raise ProgramError(f"matmul: {instr} reads activation words never loaded")
         self.instrs.append(instr)
-        words = w_tile.reshape(cfg.rows, kw, cfg.lanes).transpose(1, 0, 2)  # (kw, rows, lanes)
-        self._words.extend(words.astype(np.int8))
+        self._words.extend(tile_words(w_tile, cfg.rows, cfg.lanes).astype(np.int8))   # (kw, rows, lanes)
         acts = self._act[span].reshape(tokens, kw * cfg.lanes)          # (tokens, K)
         self._expected.extend(wrap_signed(reference_matmul(acts, w_tile), cfg.acc_width))
         return self

@@ -34,7 +34,7 @@ import numpy as np
 from hw.config import TernConfig
 from hw.isa import load_act, matmul
 
-__all__ = ["TilingError", "Chunk", "Segment", "Tiling", "split_k", "assemble"]
+__all__ = ["TilingError", "Chunk", "Segment", "Tiling", "split_k", "tile_words", "assemble"]
 
 
 class TilingError(ValueError):
@@ -72,6 +72,15 @@ def split_k(k_words: int, max_words: int) -> list[tuple[int, int]]:
         out.append((w0, w1))
         w0 = w1
     return out
+
+
+def tile_words(w: np.ndarray, rows: int, lanes: int) -> np.ndarray:
+    """Weight rows ``w`` (tiles * rows, words * lanes) -> the weight words (tiles * words, rows,
+    lanes) their MATMULs stream, tile by tile, word by word: word ``(i, k)`` is
+    ``w[i*rows:(i+1)*rows, k*lanes:(k+1)*lanes]``."""
+    tiles, n = w.shape[0] // rows, w.shape[1] // lanes
+    words = w.reshape(tiles, rows, n, lanes).transpose(0, 2, 1, 3)
+    return np.ascontiguousarray(words).reshape(tiles * n, rows, lanes)
 
 
 def _positive(name, value):
@@ -166,10 +175,9 @@ class Tiling:
 
     def weight_words(self, wp: np.ndarray, chunk: Chunk) -> np.ndarray:
         """The weight words (tiles * chunk.words, rows, lanes) of ``chunk`` in stream order: tile by
-        tile, word by word."""
-        R, L, n = self.config.rows, self.config.lanes, chunk.words
-        w = wp[:, chunk.w0 * L:chunk.w1 * L].reshape(self.tiles, R, n, L).transpose(0, 2, 1, 3)
-        return np.ascontiguousarray(w).reshape(self.tiles * n, R, L)
+        tile, word by word (:func:`tile_words`)."""
+        L = self.config.lanes
+        return tile_words(wp[:, chunk.w0 * L:chunk.w1 * L], self.config.rows, L)
 
     # -- program ---------------------------------------------------------------------------------
 

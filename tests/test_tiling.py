@@ -6,7 +6,7 @@ import pytest
 
 from hw.config import TernConfig
 from hw.isa import Op, decode
-from hw.tiling import Chunk, Segment, Tiling, TilingError, assemble, split_k
+from hw.tiling import Chunk, Segment, Tiling, TilingError, assemble, split_k, tile_words
 
 
 def test_split_k_is_balanced():
@@ -105,3 +105,14 @@ def test_assemble_adds_chunk_partial_sums_into_d():
     assert np.array_equal(assemble(cfg, 7, T, segs, out), D)
     with pytest.raises(TilingError, match="result vectors"):
         assemble(cfg, 7, T, segs, out[:-1])
+
+
+def test_tile_words_against_loops():
+    w = np.arange(2 * 3 * 4 * 5).reshape(2 * 3, 4 * 5)    # 2 tiles of 3 rows, 4 words of 5 lanes
+    words = tile_words(w, 3, 5)
+    assert words.shape == (2 * 4, 3, 5)
+    for i in range(2):
+        for k in range(4):
+            for r in range(3):
+                for lane in range(5):
+                    assert words[i * 4 + k, r, lane] == w[i * 3 + r, k * 5 + lane]
