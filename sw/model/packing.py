@@ -19,11 +19,10 @@ import torch
 
 from hw.formats import CODECS, INVALID_CODE
 
-_CODEC = CODECS["2bit"]
-
 __all__ = ["VALUES_PER_BYTE", "PackingError", "pack_ternary", "unpack_ternary", "packed_rows"]
 
-VALUES_PER_BYTE = 4
+_CODEC = CODECS["2bit"]
+VALUES_PER_BYTE = _CODEC.codes_per_byte   # 4
 
 
 class PackingError(ValueError):
