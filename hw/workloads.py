@@ -24,8 +24,8 @@ from hw.tiling import Tiling
 __all__ = ["BITNET_2B4T_LAYER", "bitlinear_streams", "layer_streams", "random_weight_beats",
            "tokens_per_group"]
 
-#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K).
-#: Kept for old callers only: the shapes of every model come from ``sw.model.presets.layer_shapes``.
+#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K): what
+#: ``sw.model.presets.layer_shapes("2b4t")`` returns, the home of every model's shapes.
 BITNET_2B4T_LAYER = (("q", 2560, 2560), ("k", 640, 2560), ("v", 640, 2560), ("o", 2560, 2560),
                      ("gate", 6912, 2560), ("up", 6912, 2560), ("down", 2560, 6912))
 
