@@ -68,7 +68,7 @@ def test_icebreaker_tiny_build(tmp_path, capsys):
     for key in ("board", "luts", "ffs", "brams", "dsps", "fmax_mhz", "bitstream"):
         assert key in r
     assert r["board"] == "icebreaker"
-    assert r["dsps"] == 0  # SPEC section 6: no multiplier / DSP cells
+    assert r["dsps"] == 0  # a multiplier-free core: no DSP cells
     assert 0 < r["luts"] <= r["luts_available"] == 5280
     assert r["ffs"] > 0
     assert r["fmax_mhz"] > 0

@@ -141,7 +141,7 @@ def test_qat_model_matches_transformers_bitnet_architecture(monkeypatch):
     assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-5), (ours - theirs).abs().max()
 
 
-# -- training quantizers are the SPEC section 3 quantizers ------------------------------------------
+# -- training quantizers are the reference quantizers (sw.model.quant) ------------------------------
 
 def test_training_fake_quant_equals_reference_quantizers():
     from sw.model import train as tr
@@ -192,6 +192,18 @@ def test_short_training_run_exports_a_loadable_packed_checkpoint(tmp_path):
     assert CharTokenizer.from_file(tmp_path / "tokenizer.json").to_dict() == tok.to_dict()
 
 
+def test_train_command_line_bad_input_is_one_line_exit_2(capsys, tmp_path):
+    from sw.model import train as tr
+
+    (tmp_path / "file").write_text("x")
+    for argv, needle in ((["--out", str(tmp_path), "--steps", "0"], "steps=0 must be an integer >= 1"),
+                         ([], "the following arguments are required: --out"),
+                         (["--out", str(tmp_path / "file")], "exists and is not a folder")):
+        assert tr.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.strip().splitlines()) == 1 and needle in err, err
+
+
 # -- the committed demo model -------------------------------------------------------------------------
 
 def test_committed_demo_files():
@@ -217,7 +229,7 @@ def test_committed_demo_files():
 
 def test_demo_model_held_out_accuracy():
     """>= 95% exact match on 500 held-out additions, with the reference ternary inference model
-    (exact integer core + SPEC epilogue) loaded from the committed packed checkpoint; the expected
+    (exact integer core + the reference epilogue) loaded from the committed packed checkpoint; the expected
     answers are Python's a + b."""
     from sw.model.checkpoint import load_checkpoint
 

@@ -33,8 +33,6 @@ the default because on a busy 2-core machine two OpenMP threads ran 8x slower th
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 import time
@@ -345,7 +343,12 @@ def reference_accuracy(out: Path, problems, batch: int = 500) -> float:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sw.model.train", description=__doc__.split("\n\n")[0])
+    """``python -m sw.model.train``: the command line of :func:`train`, with the flag helpers and the
+    error contract of ``tern`` (:mod:`sw.cli.common`): bad input is one line on stderr and exit code 2."""
+    from sw.cli.common import Parser, UsageError, print_json
+
+    prog = "python -m sw.model.train"
+    p = Parser(prog=prog, description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, help="output folder (created; files overwritten)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=3000)
@@ -355,13 +358,17 @@ def main(argv=None) -> int:
                    help="torch CPU threads (default 1: reproducible everywhere, and fastest on a busy 2-core box)")
     p.add_argument("--eval-problems", type=int, default=2000,
                    help="held-out problems scored with the saved ternary model")
-    a = p.parse_args(argv)
     try:
-        args = TrainArgs(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr, threads=a.threads)
-    except ValueError as e:
-        p.error(str(e))
-    if a.out.exists() and not a.out.is_dir():
-        p.error(f"--out {str(a.out)!r} exists and is not a folder")
+        a = p.parse_args(argv)
+        try:
+            args = TrainArgs(seed=a.seed, steps=a.steps, batch_size=a.batch_size, lr=a.lr, threads=a.threads)
+        except ValueError as e:
+            raise UsageError(f"{prog}: {e}") from None
+        if a.out.exists() and not a.out.is_dir():
+            raise UsageError(f"{prog}: --out {str(a.out)!r} exists and is not a folder")
+    except UsageError as e:
+        print(str(e).splitlines()[0], file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     model, cfg, stats = train(args)
     tok = demo_task.make_tokenizer()
@@ -371,9 +378,8 @@ def main(argv=None) -> int:
     stats["total_seconds"] = round(time.perf_counter() - t0, 1)
     print(f"held-out exact-match accuracy of the saved ternary model: {acc:.4f} "
           f"({round(acc * len(problems))}/{len(problems)})")
-    print(json.dumps({"accuracy": acc, **stats}))
+    print_json({"accuracy": acc, **stats})
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
