@@ -25,19 +25,14 @@ endmodule
 
 _TB = '''
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge
 
-from hw.flows.cocotb import bench_input, bench_output
+from hw.flows.cocotb import bench_input, bench_output, start_bench
 
 @cocotb.test()
 async def count(dut):
     spec = bench_input()
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.rst.value = 1
-    dut.step.value = 0
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_bench(dut, step=0)
     seen = []
     for s in spec["steps"]:
         dut.step.value = s

@@ -15,6 +15,8 @@ from hw.formats import stream_error, stream_to_weight_words, weight_words_to_str
 from hw.rtl.decoder import WeightDecoder
 from hw.timing import StreamTiming, Timing
 
+from helpers import random_stream_config
+
 
 def codes_of(dut, payloads, cfg):
     """The words taken from ``dut.words`` (layout constants) as a (k, R, L) array of codes."""
@@ -146,15 +148,10 @@ def test_clean_stream_never_raises_error():
         assert not any(errors), fmt
 
 
-def random_config(rng):
-    return TernConfig(rows=rng.randint(1, 16), lanes=rng.randint(4, 64),
-                      bus_bytes=rng.randint(1, 32), weight_format=rng.choice(["2bit", "base3"]))
-
-
 @pytest.mark.parametrize("seed", range(16))
 def test_random_words_with_stalls(seed):
     rng = random.Random(seed)
-    cfg = random_config(rng)
+    cfg = random_stream_config(rng, min_lanes=4)
     if cfg.beats_per_word > 24:                         # keep the beat count (test time) bounded
         cfg = cfg.replace(bus_bytes=cfg.bus_bytes * 4)
     k = rng.randint(3, 10)

@@ -18,9 +18,10 @@ from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import ProgramBuilder, decode_program, linear_program, outputs_to_matrix, prefill_program, \
     reference_matmul
-from hw.sim import simulate
 from hw.timing import Timing
 from hw.verify.generate import random_config, random_program
+
+from helpers import assert_same_as_sim
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
 
@@ -47,8 +48,7 @@ def run_checked(cfg, prog, timing, seed, **kw):
     identical result for the same program and timing."""
     res = run_rtl(cfg, prog, timing, **kw)
     check(cfg, prog, res, seed)
-    diffs = res.compare(simulate(cfg, prog, timing))
-    assert diffs == [], f"seed={seed} {cfg} timing={timing!r}: RTL vs hw.sim: {diffs}"
+    assert_same_as_sim(cfg, prog, timing, res, f"seed={seed} {cfg}")
     return res
 
 

@@ -18,6 +18,7 @@ backends the same cycle of every transfer as the cycle-accurate simulator.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Callable
 
@@ -32,17 +33,14 @@ class BackendUnavailable(BackendError):
     """A known backend whose implementation is missing from this installation."""
 
 
-class SessionBase:
+class SessionBase(contextlib.AbstractContextManager):
     """What every backend session is: ``run(program, timing, **streams)``, ``close()`` (idempotent),
-    ``closed``, and a context manager that closes it on exit."""
+    ``closed``, and a context manager (``with``) that closes it on exit."""
 
     closed = False
 
     def close(self):
         self.closed = True
-
-    def __enter__(self):
-        return self
 
     def __exit__(self, *exc):
         self.close()

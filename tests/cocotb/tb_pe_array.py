@@ -7,20 +7,15 @@ result_packed], ...]}`` for every cycle with ``result_valid`` high.
 """
 
 import cocotb
-from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.flows.cocotb import bench_input, bench_output
+from hw.flows.cocotb import bench_input, bench_output, start_bench
 
 
 @cocotb.test()
 async def pe_array(dut):
     spec = bench_input()
-    Clock(dut.clk, 10, unit="ns").start()
-    dut.valid.value = 0
-    dut.rst.value = 1
-    await FallingEdge(dut.clk)
-    dut.rst.value = 0
+    await start_bench(dut, valid=0)
     out = []
     steps = spec["steps"]
     for c in range(len(steps) + spec["drain"]):

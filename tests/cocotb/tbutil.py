@@ -8,6 +8,10 @@
 * :func:`seed` gives a test's seed: ``$TERN_SEED`` when set (to replay a failure), else the default;
   every randomized assertion message names it.
 
+Port values travel as integers, packed and unpacked through the ports' layouts by
+:func:`hw.backends.common.pack_payloads` / :func:`hw.backends.common.unpack_payloads`; streams are
+driven by :mod:`hw.backends.drive`.
+
 Waveforms: ``TERN_WAVES=1 python -m pytest tests/cocotb/... -k ...`` (see docs/VERIFICATION.md).
 """
 
@@ -39,21 +43,3 @@ def seed(default: int) -> int:
 def replay_hint(seed_value: int, nodeid: str = "") -> str:
     where = f" {nodeid}" if nodeid else ""
     return f"seed={seed_value} (replay: TERN_SEED={seed_value} python -m pytest{where})"
-
-
-def pack(values, bits: int) -> int:
-    """Little-endian packing of signed/unsigned fields (field 0 in the low bits)."""
-    v, mask = 0, (1 << bits) - 1
-    for i, x in enumerate(values):
-        v |= (int(x) & mask) << (bits * i)
-    return v
-
-
-def unpack(v: int, bits: int, n: int, signed: bool = False) -> list[int]:
-    out, mask = [], (1 << bits) - 1
-    for i in range(n):
-        x = (int(v) >> (bits * i)) & mask
-        if signed and x >> (bits - 1):
-            x -= 1 << bits
-        out.append(x)
-    return out

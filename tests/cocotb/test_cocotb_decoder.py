@@ -18,11 +18,12 @@ under test.
 import numpy as np
 import pytest
 
+from hw.backends.common import pack_payloads, unpack_payloads
 from hw.config import TernConfig
 from hw.formats import weight_words_to_stream
 from hw.rtl.decoder import WeightDecoder
 from hw.timing import StreamTiming, Timing
-from tbutil import build_component, pack, replay_hint, run_tb, seed
+from tbutil import build_component, replay_hint, run_tb, seed
 
 
 def _byte_codes(fmt: str, b: int) -> list[int]:
@@ -36,7 +37,7 @@ def _byte_bad(fmt: str, b: int) -> bool:
     return b >= 243 if fmt == "base3" else any(((b >> (2 * j)) & 3) == 3 for j in range(4))
 
 
-def _expected_words(cfg: TernConfig, beats: list[list[int]]) -> list[int]:
+def _expected_words(dec: WeightDecoder, cfg: TernConfig, beats: list[list[int]]) -> list[int]:
     """Pack the codes of each word's ``bpw`` beats (byte j = lane j % B of beat j // B) into the
     decoder's output layout (code i = r*L + l at bits 2i)."""
     bpw, n = cfg.beats_per_word, cfg.rows * cfg.lanes
@@ -46,8 +47,8 @@ def _expected_words(cfg: TernConfig, beats: list[list[int]]) -> list[int]:
         for beat in beats[w * bpw:(w + 1) * bpw]:
             for b in beat:
                 codes += _byte_codes(cfg.weight_format, b)
-        words.append(pack(codes[:n], 2))
-    return words
+        words.append(codes[:n])
+    return pack_payloads(dec.words.payload.shape(), words)
 
 
 def _pack_words(cfg: TernConfig, trits: np.ndarray) -> list[list[int]]:
@@ -64,21 +65,22 @@ def _pack_words(cfg: TernConfig, trits: np.ndarray) -> list[list[int]]:
     return beats
 
 
-def _case(beats, n_words, timing):
-    return {"beats": [pack(b, 8) for b in beats], "n_words": n_words, "timing": timing.to_dict()}
+def _case(dec, beats, n_words, timing):
+    return {"beats": pack_payloads(dec.beats.payload.shape(), beats), "n_words": n_words,
+            "timing": timing.to_dict()}
 
 
 def _stalls(s: int, p_in=0.3, p_out=0.4) -> Timing:
     return Timing(wgt=StreamTiming(p_in), out=StreamTiming(p_out), seed=s)
 
 
-def _run(cfg, cases, label):
-    b = build_component(WeightDecoder(cfg), f"dec_{cfg.weight_format}_r{cfg.rows}l{cfg.lanes}b{cfg.bus_bytes}")
+def _run(dec, cfg, cases, label):
+    b = build_component(dec, f"dec_{cfg.weight_format}_r{cfg.rows}l{cfg.lanes}b{cfg.bus_bytes}")
     return run_tb(b, "tb_decoder", {"cases": cases}, label=label)["results"]
 
 
-def _check_words(cfg, res, beats, hint):
-    exp = _expected_words(cfg, beats)
+def _check_words(dec, cfg, res, beats, hint):
+    exp = _expected_words(dec, cfg, beats)
     assert len(res["words"]) == len(exp), f"{len(res['words'])} words, expected {len(exp)}; {hint}"
     for i, (g, e) in enumerate(zip(res["words"], exp)):
         assert g == e, f"word {i}: got {g:#x}, expected {e:#x} (beats {beats[i * cfg.beats_per_word:(i + 1) * cfg.beats_per_word]}); {hint}"
@@ -92,26 +94,27 @@ def test_every_byte_value(fmt, request):
     tpb = 5 if fmt == "base3" else 4
     cfg = TernConfig(rows=1, lanes=tpb, weight_format=fmt, bus_bytes=1, act_depth=16, wgt_depth=4)
     assert cfg.beats_per_word == 1
+    dec = WeightDecoder(cfg)
     good = [b for b in range(256) if not _byte_bad(fmt, b)]
     bad = [b for b in range(256) if _byte_bad(fmt, b)]
     assert len(good) == (243 if fmt == "base3" else 81) and len(bad) == 256 - len(good)
     shuffled = [[int(b)] for b in rng.permutation(good)]
-    cases = [_case([[b] for b in good], len(good), Timing()),       # ideal: throughput check
-             _case(shuffled, len(good), _stalls(s))]
+    cases = [_case(dec, [[b] for b in good], len(good), Timing()),       # ideal: throughput check
+             _case(dec, shuffled, len(good), _stalls(s))]
     for i, b in enumerate(bad):   # each invalid byte alone, between valid ones, from reset
         pre = [[int(x)] for x in rng.choice(good, int(rng.integers(0, 4)))]
         post = [[int(x)] for x in rng.choice(good, int(rng.integers(0, 4)))]
-        cases.append(_case(pre + [[b]] + post, len(pre) + 1 + len(post), _stalls(s + i)))
-    res = _run(cfg, cases, request.node.nodeid)
+        cases.append(_case(dec, pre + [[b]] + post, len(pre) + 1 + len(post), _stalls(s + i)))
+    res = _run(dec, cfg, cases, request.node.nodeid)
 
-    _check_words(cfg, res[0], [[b] for b in good], hint)
+    _check_words(dec, cfg, res[0], [[b] for b in good], hint)
     assert res[0]["word_cycles"] == [n + 1 for n in range(len(good))], hint
     assert res[0]["error_first"] is None and res[0]["error_last"] == 0, hint
-    _check_words(cfg, res[1], shuffled, hint)
+    _check_words(dec, cfg, res[1], shuffled, hint)
     assert res[1]["error_first"] is None and res[1]["error_last"] == 0, hint
     for r, case, b in zip(res[2:], cases[2:], bad):
-        beats = [[x & 0xFF] for x in case["beats"]]
-        _check_words(cfg, r, beats, hint)
+        beats = unpack_payloads(dec.beats.payload.shape(), case["beats"]).tolist()
+        _check_words(dec, cfg, r, beats, hint)
         k = beats.index([b])
         assert r["error_first"] == r["beat_cycles"][k] + 1, (
             f"byte {b}: error rose in cycle {r['error_first']}, its beat was accepted in cycle "
@@ -127,6 +130,7 @@ def test_multibeat_words_under_stalls(rows, lanes, fmt, bus, request):
     rng = np.random.default_rng(s)
     cfg = TernConfig(rows=rows, lanes=lanes, weight_format=fmt, bus_bytes=bus, act_depth=16, wgt_depth=4)
     bpw = cfg.beats_per_word
+    dec = WeightDecoder(cfg)
     trits = rng.integers(-1, 2, (60, rows, lanes))
     trits[0] = 1
     trits[1] = -1
@@ -134,19 +138,20 @@ def test_multibeat_words_under_stalls(rows, lanes, fmt, bus, request):
     beats = _pack_words(cfg, trits)
     ref = np.asarray(weight_words_to_stream(cfg, trits), dtype=np.uint8).reshape(-1, bus)
     assert np.array_equal(ref, np.array(beats)), "independent packer disagrees with hw.formats"
-    cases = [_case(beats, len(trits), Timing()), _case(beats, len(trits), _stalls(s)),
-             _case(beats, len(trits), _stalls(s + 1, 0.6, 0.1)), _case(beats, len(trits), _stalls(s + 2, 0.1, 0.7))]
+    cases = [_case(dec, beats, len(trits), Timing()), _case(dec, beats, len(trits), _stalls(s)),
+             _case(dec, beats, len(trits), _stalls(s + 1, 0.6, 0.1)),
+             _case(dec, beats, len(trits), _stalls(s + 2, 0.1, 0.7))]
     padding = bpw * bus * cfg.trits_per_byte - rows * lanes >= cfg.trits_per_byte
     if padding:   # an invalid byte in the padding of word 5: error, same words
         bad = [list(b) for b in beats]
         bad[5 * bpw + bpw - 1][bus - 1] = 250 if fmt == "base3" else 0xFF
-        cases.append(_case(bad, len(trits), _stalls(s + 3)))
-    res = _run(cfg, cases, request.node.nodeid)
+        cases.append(_case(dec, bad, len(trits), _stalls(s + 3)))
+    res = _run(dec, cfg, cases, request.node.nodeid)
     for r in res[:4]:
-        _check_words(cfg, r, beats, hint)
+        _check_words(dec, cfg, r, beats, hint)
         assert r["error_first"] is None, hint
     assert res[0]["word_cycles"] == [(n + 1) * bpw for n in range(len(trits))], hint
-    exp_codes = [pack(list(t.reshape(-1) + 1), 2) for t in trits]
+    exp_codes = pack_payloads(dec.words.payload.shape(), trits + 1)
     assert res[1]["words"] == exp_codes, hint
     if padding:
         r = res[4]

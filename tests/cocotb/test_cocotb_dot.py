@@ -12,8 +12,9 @@ import itertools
 import numpy as np
 import pytest
 
+from hw.backends.common import pack_payloads
 from hw.rtl.dot import TernaryDotUnit
-from tbutil import build_component, pack, replay_hint, run_tb, seed
+from tbutil import build_component, replay_hint, run_tb, seed
 
 SPECIAL = (-128, -127, -64, -1, 0, 1, 63, 127)
 CODE_WEIGHT = np.array([-1, 0, 1, 0])   # code 0: -1, 1: 0, 2: +1, 3 (invalid): 0
@@ -52,8 +53,8 @@ def test_dot_unit_matches_reference(lanes, tree_reg_every, n_random, request):
     dot = TernaryDotUnit(lanes, tree_reg_every)
     lat = dot.latency
     b = build_component(dot, f"dot_l{lanes}_r{tree_reg_every}")
-    out = run_tb(b, "tb_dot", {"latency": lat, "act": [pack(a, 8) for a in acts],
-                               "codes": [pack(c, 2) for c in codes]},
+    out = run_tb(b, "tb_dot", {"latency": lat, "act": pack_payloads(dot.act.shape(), acts),
+                               "codes": pack_payloads(dot.codes.shape(), codes)},
                  label=request.node.nodeid)
     got = np.array(out["sum"], dtype=np.int64)
     exp = _reference(acts, codes)

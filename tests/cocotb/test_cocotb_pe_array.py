@@ -10,16 +10,22 @@ data. Every result must appear exactly ``latency`` cycles after its ``last`` ste
 import numpy as np
 import pytest
 
+from hw.backends.common import pack_payloads, unpack_payloads
 from hw.config import TernConfig
 from hw.program import wrap_signed
 from hw.rtl.pe_array import PEArray
-from tbutil import build_component, pack, replay_hint, run_tb, seed, unpack
+from tbutil import build_component, replay_hint, run_tb, seed
 
 CODE_WEIGHT = np.array([-1, 0, 1, 0])
 
 
-def _stimulus(cfg: TernConfig, rng: np.random.Generator, n_acc: int):
+def _stimulus(pe: PEArray, cfg: TernConfig, rng: np.random.Generator, n_acc: int):
     R, L = cfg.rows, cfg.lanes
+
+    def step(valid, first, last, act, codes):
+        (a,), (k,) = pack_payloads(pe.act.shape(), [act]), pack_payloads(pe.codes.shape(), [codes])
+        return [valid, first, last, a, k]
+
     steps, expected = [], []
     c = 0
     for j in range(n_acc):
@@ -28,8 +34,8 @@ def _stimulus(cfg: TernConfig, rng: np.random.Generator, n_acc: int):
         extreme = j % 4 == 0
         for i in range(k):
             while rng.random() < 0.3:   # bubble: garbage that must not count
-                steps.append([0, int(rng.integers(0, 2)), int(rng.integers(0, 2)),
-                              pack(rng.integers(-128, 128, L), 8), pack(rng.integers(0, 4, R * L), 2)])
+                steps.append(step(0, int(rng.integers(0, 2)), int(rng.integers(0, 2)),
+                                  rng.integers(-128, 128, L), rng.integers(0, 4, (R, L))))
                 c += 1
             if extreme:
                 a = np.full(L, int(rng.choice([-128, -127, 127])))
@@ -38,7 +44,7 @@ def _stimulus(cfg: TernConfig, rng: np.random.Generator, n_acc: int):
                 a = rng.integers(-128, 128, L)
                 codes = rng.integers(0, 4, (R, L))
             acc += (CODE_WEIGHT[codes] * a[None, :]).sum(axis=1)
-            steps.append([1, int(i == 0), int(i == k - 1), pack(a, 8), pack(codes.reshape(-1), 2)])
+            steps.append(step(1, int(i == 0), int(i == k - 1), a, codes))
             c += 1
         expected.append((c - 1, wrap_signed(acc, cfg.acc_width).tolist(), acc.tolist()))
     return steps, expected
@@ -50,15 +56,15 @@ def test_pe_array_matches_reference(rows, lanes, tree, acc_extra, request):
     hint = replay_hint(s, request.node.nodeid)
     cfg0 = TernConfig(rows=rows, lanes=lanes, tree_reg_every=tree, act_depth=16, wgt_depth=4)
     cfg = cfg0.replace(acc_width=cfg0.dot_width + acc_extra)
-    steps, expected = _stimulus(cfg, np.random.default_rng(s), 400)
     pe = PEArray(cfg)
+    steps, expected = _stimulus(pe, cfg, np.random.default_rng(s), 400)
     lat = pe.latency
     b = build_component(pe, f"pe_r{rows}l{lanes}t{tree}a{cfg.acc_width}")
     out = run_tb(b, "tb_pe_array", {"steps": steps, "drain": lat + 3}, label=request.node.nodeid)["results"]
     assert len(out) == len(expected), f"{len(out)} results, expected {len(expected)}; {hint}"
     for n, ((cyc, val), (last_c, exp, _)) in enumerate(zip(out, expected)):
         assert cyc == last_c + lat, f"result {n} in cycle {cyc}, expected {last_c + lat}; {hint}"
-        got = unpack(val, cfg.acc_width, rows, signed=True)
+        got = unpack_payloads(pe.result.shape(), [val])[0].tolist()
         assert got == exp, f"result {n}: {got} != {exp}; {hint}"
     # with a dot_width accumulator the extreme accumulations really wrapped (and were checked)
     wrapped = sum(exp != raw for _, exp, raw in expected)
