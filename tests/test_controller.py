@@ -96,7 +96,8 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
             iv = ii < len(instrs) and gi.ready_now()
             ctx.set(dut.instr.valid, iv)
             if iv:
-                ctx.set(dut.instr.payload.as_value(), instrs[ii].word)
+                ins = instrs[ii]   # the payload set through INSTR_LAYOUT's fields
+                ctx.set(dut.instr.payload, {"op": ins.opcode, "a": ins.a, "b": ins.b, "c": ins.c})
             lim_a = n_beats + (1 if extra_data else 0)
             av = ai < lim_a and ga.ready_now()
             ctx.set(dut.act.valid, av)

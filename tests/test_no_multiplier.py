@@ -1,4 +1,4 @@
-"""SPEC section 6: no multiplier in the datapath.
+"""No multiplier in the datapath (the ternary PE array adds and subtracts only).
 
 1. Yosys (hw.flows.yosys): the PE array, the weight decoder (both formats) and the whole TernCore of a small
    configuration have zero multiplier/divider/MAC/DSP cells in every flow (coarse cells before

@@ -116,7 +116,8 @@ class UartRx(_UartPhy):
     @property
     def latency(self) -> int:
         """Cycles from the start bit's falling edge on ``rx`` to ``data.valid``."""
-        return 2 + 1 + self.divisor // 2 + 9 * self.divisor
+        div = self.divisor
+        return 2 + 1 + div // 2 + 9 * div
 
     def elaborate(self, platform):
         m = Module()

@@ -42,8 +42,8 @@ def base3_rom_init() -> list[int]:
     bit 10 = invalid; made from the base3 codec's table. Invalid bytes (243..255) decode to zero
     weights (code 1) with bit 10 set."""
     valid = BYTE_VALID["base3"]
-    codes = np.where(valid[:, None], BYTE_CODES["base3"], ZERO_CODE).astype(np.int64)
-    entries = (codes << (2 * np.arange(codes.shape[1]))).sum(axis=1) | (~valid).astype(np.int64) << 10
+    digits = np.where(valid[:, None], BYTE_CODES["base3"], ZERO_CODE).astype(np.int64)
+    entries = (digits << (2 * np.arange(digits.shape[1]))).sum(axis=1) | (~valid).astype(np.int64) << 10
     return [int(e) for e in entries]
 
 

@@ -83,12 +83,6 @@ class Dispatch(ConfigComponent):
             "bad_instr": Out(1),
         })
 
-    @property
-    def latency(self) -> int:
-        """``config.dispatch_latency``: from acceptance on ``instr`` to the first cycle the
-        instruction can be current in the execute engine / the loader (register D, push, pop)."""
-        return self.config.dispatch_latency
-
     def _span(self, m, b, c):
         """``b * c`` of the operands narrowed to their legal ranges, by shift-and-add: one partial
         product per bit of ``b``, summed in a balanced tree."""
