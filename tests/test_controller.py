@@ -14,30 +14,12 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from hw.backends.drive import AmaranthBench, Port, Sink, Source, drive_streams
 from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import instr_is_valid
 from hw.rtl.controller import Controller
-
-
-class _Gap:
-    """Seeded geometric gaps before each transfer (probability p of one more idle cycle)."""
-
-    def __init__(self, rng, p):
-        self.rng, self.p, self.left = rng, p, None
-
-    def ready_now(self):
-        if self.left is None:
-            self.left = 0
-            while self.p and self.rng.random() < self.p:
-                self.left += 1
-        if self.left:
-            self.left -= 1
-            return False
-        return True
-
-    def consumed(self):
-        self.left = None
+from hw.timing import Timing
 
 
 def _act_value(i, lanes):
@@ -74,7 +56,6 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
                    max_cycles=4000, extra_data=True):
     """Simulate; returns a dict of traces. Streams offer one extra beat/word after the program's data
     (``extra_data``) to show that nothing beyond the program's data is taken."""
-    rng = random.Random(seed)
     exp_issues, n_beats, n_words = expected_issues(cfg, instrs)
     dut = Controller(cfg)
     m = Module()
@@ -83,97 +64,100 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
     res = {"accept": [], "act_w": [], "wgt_w": [], "issues": [], "pops": [], "max_reserved": 0,
            "cycles": None}
 
+    # The streams are driven by the one stream-drive policy (hw.backends.drive) from a seeded
+    # Timing: instr, act, words (the "wgt" timing) and the output path's pops (the "out" timing: a
+    # pop is made when the sink is ready and the oldest result is poppable).
+    timing = Timing.random(seed, p_instr=p_instr, p_act=p_act, p_wgt=p_word, p_out=p_pop)
+    extra = 1 if extra_data else 0
+    i_src = Source(timing, "instr", [{"op": ins.opcode, "a": ins.a, "b": ins.b, "c": ins.c}
+                                     for ins in instrs])           # set through INSTR_LAYOUT
+    a_src = Source(timing, "act", [_act_value(i, cfg.lanes) for i in range(n_beats + extra)])
+    w_src = Source(timing, "wgt", [_word_value(i, cfg.rows, cfg.lanes) for i in range(n_words + extra)])
+    pops = Sink(timing, "out")
+    sources = [(i_src, Port(dut.instr.valid, dut.instr.ready, dut.instr.payload)),
+               (a_src, Port(dut.act.valid, dut.act.ready, dut.act.payload)),
+               (w_src, Port(dut.words.valid, dut.words.ready, dut.words.payload))]
+    st = {"act_mem": {}, "wgt_mem": {}, "pending": [], "outstanding": 0, "prev_issue": None,
+          "idle_run": 0, "last": None}
+
     async def tb(ctx):
-        gi, ga, gw, gp = (_Gap(rng, p) for p in (p_instr, p_act, p_word, p_pop))
-        ii = ai = wi = 0
-        act_mem, wgt_mem = {}, {}
-        pending = []          # cycles at which results become poppable
-        outstanding = 0       # results reserved (last issued) and not popped
-        prev_issue = None
-        idle_run = 0
-        for cycle in range(max_cycles):
-            # drive inputs
-            iv = ii < len(instrs) and gi.ready_now()
-            ctx.set(dut.instr.valid, iv)
-            if iv:
-                ins = instrs[ii]   # the payload set through INSTR_LAYOUT's fields
-                ctx.set(dut.instr.payload, {"op": ins.opcode, "a": ins.a, "b": ins.b, "c": ins.c})
-            lim_a = n_beats + (1 if extra_data else 0)
-            av = ai < lim_a and ga.ready_now()
-            ctx.set(dut.act.valid, av)
-            ctx.set(dut.act.payload, _act_value(ai, cfg.lanes))
-            lim_w = n_words + (1 if extra_data else 0)
-            wv = wi < lim_w and gw.ready_now()
-            ctx.set(dut.words.valid, wv)
-            ctx.set(dut.words.payload, _word_value(wi, cfg.rows, cfg.lanes))
-            pop = bool(pending) and pending[0] <= cycle and gp.ready_now()
-            ctx.set(dut.out_pop, pop)
-            ctx.set(dut.wgt_beat, 0)
-            # observe (combinational, this cycle)
-            if prev_issue is not None:
+        ctx.set(dut.wgt_beat, 0)
+
+        def cycle_end(ctx, cycle):
+            """After the edge that ended cycle ``cycle`` (read in the next cycle, registers only)."""
+            prev = st["last"]
+            if prev is None:
+                return False
+            busy0, act_r, wgt_r, writes, pop = prev
+            # the edge: did this cycle issue? (busy counter counts issues)
+            issued = ctx.get(dut.perf.busy) - busy0
+            assert issued in (0, 1)
+            st["prev_issue"] = (st["act_mem"].get(act_r), st["wgt_mem"].get(wgt_r)) if issued else None
+            if issued:
+                res["issue_cycles"] = res.get("issue_cycles", []) + [cycle]
+            for mem, addr, val in writes:
+                st[mem][addr] = val
+            if pop:
+                st["pending"].pop(0)
+                res["pops"].append(cycle)
+                st["outstanding"] -= 1
+            if st["prev_issue"] is not None and ctx.get(dut.pe_last):
+                st["outstanding"] += 1
+            res["max_reserved"] = max(res["max_reserved"], st["outstanding"])
+            if i_src.done and ctx.get(dut.idle) and not st["pending"] and st["prev_issue"] is None:
+                st["idle_run"] += 1
+                if st["idle_run"] == 4:
+                    res["cycles"] = cycle + 1
+                    return True
+            else:
+                st["idle_run"] = 0
+            return False
+
+        def until(cycle):
+            # the edge that ended the previous cycle, then this cycle (inputs driven, outputs settled)
+            if cycle_end(ctx, cycle - 1):
+                return True
+            pending = st["pending"]
+            pop = bool(pending) and pending[0] <= cycle and pops.ready(cycle)
+            ctx.set(dut.out_pop, pop)     # acts at the edge only (credits are registered)
+            if pop:
+                pops.transfer(cycle, None)
+            if st["prev_issue"] is not None:
                 assert ctx.get(dut.pe_valid), f"seed={seed} cycle={cycle}"
-                res["issues"].append(prev_issue + (bool(ctx.get(dut.pe_first)),
-                                                   bool(ctx.get(dut.pe_last))))
+                res["issues"].append(st["prev_issue"] + (bool(ctx.get(dut.pe_first)),
+                                                         bool(ctx.get(dut.pe_last))))
                 if ctx.get(dut.pe_last):
                     pending.append(cycle + 1)
             else:
                 assert not ctx.get(dut.pe_valid), f"seed={seed} cycle={cycle}: pe_valid without issue"
-            busy0 = ctx.get(dut.perf.busy)
-            i_xfer = iv and ctx.get(dut.instr.ready)
-            a_xfer = av and ctx.get(dut.act.ready)
-            w_xfer = wv and ctx.get(dut.words.ready)
+            i_xfer = i_src.valid(cycle) and ctx.get(dut.instr.ready)
+            a_xfer = a_src.valid(cycle) and ctx.get(dut.act.ready)
+            w_xfer = w_src.valid(cycle) and ctx.get(dut.words.ready)
             assert ctx.get(dut.act_w.en) == a_xfer, f"seed={seed} cycle={cycle}"
             assert ctx.get(dut.wgt_w.en) == w_xfer, f"seed={seed} cycle={cycle}"
-            act_r = ctx.get(dut.act_r.addr)
-            wgt_r = ctx.get(dut.wgt_r.addr)  # bank * wgt_depth + word
             writes = []
             if a_xfer:
+                ai = a_src.n
                 assert ai < n_beats, f"seed={seed} cycle={cycle}: took an activation beat beyond the program"
                 assert [ctx.get(dut.act_w.data[l]) for l in range(cfg.lanes)] == _act_value(ai, cfg.lanes)
-                writes.append((act_mem, ctx.get(dut.act_w.addr), ai))
+                writes.append(("act_mem", ctx.get(dut.act_w.addr), ai))
                 res["act_w"].append(cycle)
             if w_xfer:
-                assert wi < n_words, f"seed={seed} cycle={cycle}: took a weight word beyond the program"
-                writes.append((wgt_mem, ctx.get(dut.wgt_w.addr), wi))
+                assert w_src.n < n_words, f"seed={seed} cycle={cycle}: took a weight word beyond the program"
+                writes.append(("wgt_mem", ctx.get(dut.wgt_w.addr), w_src.n))   # bank * wgt_depth + word
                 res["wgt_w"].append(cycle)
             if i_xfer:
                 res["accept"].append(cycle)
-            await ctx.tick()
-            # the edge: did this cycle issue? (busy counter counts issues)
-            issued = ctx.get(dut.perf.busy) - busy0
-            assert issued in (0, 1)
-            prev_issue = (act_mem.get(act_r), wgt_mem.get(wgt_r)) if issued else None
-            if issued:
-                res["issue_cycles"] = res.get("issue_cycles", []) + [cycle]
-            for mem, addr, val in writes:
-                mem[addr] = val
-            ii += i_xfer
-            ai += a_xfer
-            wi += w_xfer
-            if a_xfer:
-                ga.consumed()
-            if w_xfer:
-                gw.consumed()
-            if i_xfer:
-                gi.consumed()
-            if pop:
-                pending.pop(0)
-                gp.consumed()
-                res["pops"].append(cycle)
-                outstanding -= 1
-            if prev_issue is not None and ctx.get(dut.pe_last):
-                outstanding += 1
-            res["max_reserved"] = max(res["max_reserved"], outstanding)
-            if ii == len(instrs) and ctx.get(dut.idle) and not pending and prev_issue is None:
-                idle_run += 1
-                if idle_run == 4:
-                    res["cycles"] = cycle + 1
-                    break
-            else:
-                idle_run = 0
-        res["counters"] = {n: ctx.get(dut.perf[n]) for n in cfg.perf_counters}
-        res["error"] = ctx.get(dut.error)
-        res["n_beats_taken"], res["n_words_taken"] = ai, wi
+            st["last"] = (ctx.get(dut.perf.busy), ctx.get(dut.act_r.addr), ctx.get(dut.wgt_r.addr),
+                          writes, pop)
+            return False
+
+        why, _ = await drive_streams(AmaranthBench(ctx), sources, [], until=until,
+                                     max_cycles=max_cycles + 1)
+        if why == "done":
+            res["counters"] = {n: ctx.get(dut.perf[n]) for n in cfg.perf_counters}
+            res["error"] = ctx.get(dut.error)
+        res["n_beats_taken"], res["n_words_taken"] = a_src.n, w_src.n
 
     sim = Simulator(m)
     sim.add_clock(1e-6)
