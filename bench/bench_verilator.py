@@ -24,7 +24,7 @@ os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")   # the default of hw.flows.c
 from hw.config import TernConfig  # noqa: E402
 from hw.program import linear_program  # noqa: E402
 from hw.backends.verilator import build_core, run_verilator  # noqa: E402
-from hw.sim.machine import simulate  # noqa: E402
+from hw.sim import simulate  # noqa: E402
 from hw.timing import Timing  # noqa: E402
 from sw.cli.common import bench_parser  # noqa: E402
 
