@@ -17,7 +17,6 @@ vectors, cycle count, all performance counters, error flags and the cycle of eve
 Failures name the seed (replay with ``TERN_SEED=<seed>``).
 """
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,13 @@ import torch
 
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from hw.program import linear_program, outputs_to_matrix
+from hw.program import linear_program, outputs_to_matrix, wrap_signed
 from hw.backends.common import HarnessError
 from hw.backends.verilator import VerilatorCase, run_verilator, run_verilator_batch
-from hw.sim.machine import simulate
+from hw.sim import simulate
 from hw.verify.differential import run_verify
-from hw.timing import StreamTiming, Timing
+from hw.timing import Timing
+from helpers import assert_same_as_sim, core_timings
 from tbutil import replay_hint, seed
 
 #: Real layers: K = 128 and 256 are not multiples of 24 lanes, N = 64/128/256 not multiples of 12 rows.
@@ -42,24 +42,6 @@ CFG_SMALL = TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=3, act_d
                        out_depth=3, tree_reg_every=1, acc_width=14)
 
 DEMO = Path(__file__).resolve().parents[2] / "sw" / "model" / "demo"
-
-
-def _timings(s: int) -> list[Timing]:
-    return [Timing.ideal(),
-            Timing.random(s, p_instr=0.3, p_act=0.3, p_wgt=0.4, p_out=0.5),
-            Timing(wgt=StreamTiming(latency=7, rate=Fraction(1, 3)), act=StreamTiming(p_stall=0.2),
-                   out=StreamTiming(p_stall=0.7), seed=s + 1)]
-
-
-def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    m = 1 << bits
-    return ((np.asarray(x, dtype=np.int64) + m // 2) % m) - m // 2
-
-
-def _assert_same_as_sim(cfg, prog, timing, res, hint):
-    sim = simulate(cfg, prog, timing)
-    diffs = res.compare(sim)
-    assert not diffs, f"Verilator vs hw.sim, timing={timing!r}: " + "; ".join(diffs) + f"; {hint}"
 
 
 # -- the demo model, every projection on the Verilated core ------------------------------------------
@@ -83,7 +65,7 @@ def test_demo_model_logits_bit_exact_with_every_bitlinear_on_verilator(request):
     assert len(calls) == 7 * model.config.num_hidden_layers
 
     s = seed(11)
-    timings = _timings(s)
+    timings = core_timings(s)
     progs, cases = [], []
     for n, (q, t, _) in enumerate(calls):
         prog = linear_program(CFG_REAL, q.numpy(), t.numpy())
@@ -99,7 +81,7 @@ def test_demo_model_logits_bit_exact_with_every_bitlinear_on_verilator(request):
         ref = torch.matmul(q.to(torch.float64), t.to(torch.float64).T).to(torch.int64).numpy()
         assert np.array_equal(d, ref), f"D differs from q @ T.T; {hint}"
         assert res.error == 0 and res.counters["busy"] == prog.n_matmul_steps, hint
-        _assert_same_as_sim(CFG_REAL, prog, timing, res, hint)
+        assert_same_as_sim(CFG_REAL, prog, timing, res, hint)
         replay.append(torch.from_numpy(d).to(torch.int32))
 
     it = iter(replay)
@@ -138,7 +120,7 @@ def test_corner_cases_bit_exact_and_cycle_exact(request):
     s = seed(21)
     rng = np.random.default_rng(s)
     problems = _corner_problems(rng)
-    timings = _timings(s)
+    timings = core_timings(s)
     cases, meta = [], []
     for name, q, w in problems:
         prog = linear_program(CFG_SMALL, q, w)
@@ -151,11 +133,11 @@ def test_corner_cases_bit_exact_and_cycle_exact(request):
         hint = f"{name}, " + replay_hint(s, request.node.nodeid)
         assert not isinstance(res, Exception), f"{res}; {hint}"
         full = q.astype(np.int64) @ w.astype(np.int64).T
-        exp = _wrap(full, CFG_SMALL.acc_width)
+        exp = wrap_signed(full, CFG_SMALL.acc_width)
         wraps += int((exp != full).any())
         d = outputs_to_matrix(CFG_SMALL, res.outputs, q.shape[0], w.shape[0])
         assert np.array_equal(d, exp), f"D differs: got {d[0].tolist()}..., expected {exp[0].tolist()}...; {hint}"
-        _assert_same_as_sim(CFG_SMALL, prog, timing, res, hint)
+        assert_same_as_sim(CFG_SMALL, prog, timing, res, hint)
     assert wraps > 0   # act=-128 with all -1 weights: +8192 wraps to -8192 in 14 bits
 
 
@@ -177,11 +159,11 @@ def test_reset_in_the_middle_of_a_program(request):
     cases.append(VerilatorCase(b, tb))   # b from the power-up state, for comparison
     results = run_verilator_batch(CFG_SMALL, cases)
     ref = results[-1]
-    _assert_same_as_sim(CFG_SMALL, b, tb, ref, hint)
+    assert_same_as_sim(CFG_SMALL, b, tb, ref, hint)
     assert np.array_equal(ref.outputs, b.expected), hint
     for c, res in zip(cuts, results[:-1]):
         assert not isinstance(res, Exception), f"cut at {c}: {res}; {hint}"
-        _assert_same_as_sim(CFG_SMALL, b, tb, res, f"reset after {c} cycles of another program; {hint}")
+        assert_same_as_sim(CFG_SMALL, b, tb, res, f"reset after {c} cycles of another program; {hint}")
         assert not res.compare(ref)
 
 
@@ -247,7 +229,7 @@ def test_bitnet_2b4t_projections_full_k(request):
         q, s_x = act_quant(x)
         t = lin.T[:20]
         prog = linear_program(cfg, q.numpy(), t.numpy())
-        for timing in _timings(s)[:2]:
+        for timing in core_timings(s)[:2]:
             cases.append((prog, timing))
             meta.append((lin, x, q, s_x, t, prog, timing))
     for (lin, x, q, s_x, t, prog, timing), res in zip(meta, run_verilator_batch(cfg, cases)):
@@ -258,7 +240,7 @@ def test_bitnet_2b4t_projections_full_k(request):
         assert np.array_equal(d, ref), hint
         y = epilogue(torch.from_numpy(d).to(torch.int32), s_x, lin.w_scale)
         assert torch.equal(y, lin(x)[:, :20]), hint
-        _assert_same_as_sim(cfg, prog, timing, res, hint)
+        assert_same_as_sim(cfg, prog, timing, res, hint)
 
 
 @pytest.mark.slow

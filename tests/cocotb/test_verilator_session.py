@@ -11,7 +11,6 @@ Failures name the seed (replay with ``TERN_SEED=<seed>``).
 import os
 import signal
 import time
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,11 +18,12 @@ import pytest
 from hw.flows.cocotb import CocotbRunError
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from hw.program import linear_program, outputs_to_matrix
+from hw.program import linear_program, outputs_to_matrix, wrap_signed
 from hw.backends.common import HarnessError
 from hw.backends.verilator import VerilatorSession, run_verilator
-from hw.sim.machine import simulate
-from hw.timing import StreamTiming, Timing
+from hw.sim import simulate
+from hw.timing import Timing
+from helpers import assert_same_as_sim, core_timings
 from tbutil import replay_hint, seed
 
 #: The small configuration of test_cocotb_core (same build): 2bit weights, 3 beats per word, a 14-bit
@@ -32,29 +32,15 @@ CFG = TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=3, act_depth=6
                  out_depth=3, tree_reg_every=1, acc_width=14)
 
 
-def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    m = 1 << bits
-    return ((np.asarray(x, dtype=np.int64) + m // 2) % m) - m // 2
-
-
-def _timings(s: int) -> list[Timing]:
-    return [Timing.ideal(),
-            Timing.random(s, p_instr=0.3, p_act=0.3, p_wgt=0.4, p_out=0.5),
-            Timing(wgt=StreamTiming(latency=7, rate=Fraction(1, 3)), act=StreamTiming(p_stall=0.2),
-                   out=StreamTiming(p_stall=0.7), seed=s + 1)]
-
-
 def _stuck_words():
     """A LOAD_ACT of 4 beats with only 2 beats on the stream: never finishes."""
     return [Instr(Op.LOAD_ACT, 0, 4).word], np.zeros((2, CFG.lanes), dtype=np.int8)
 
 
 def _check(prog, q, w, timing, res, hint):
-    sim = simulate(CFG, prog, timing)
-    diffs = res.compare(sim)
-    assert not diffs, f"session vs hw.sim, timing={timing!r}: " + "; ".join(diffs) + f"; {hint}"
+    assert_same_as_sim(CFG, prog, timing, res, f"session; {hint}")
     d = outputs_to_matrix(CFG, res.outputs, q.shape[0], w.shape[0])
-    exp = _wrap(q.astype(np.int64) @ w.astype(np.int64).T, CFG.acc_width)
+    exp = wrap_signed(q.astype(np.int64) @ w.astype(np.int64).T, CFG.acc_width)
     assert np.array_equal(d, exp), f"D differs from q @ T.T; {hint}"
     assert res.error == 0 and res.backend == "verilator", hint
 
@@ -67,7 +53,7 @@ def test_session_results_identical_to_sim_and_to_a_fresh_run(request):
                 (rng.choice([-128, 127], (6, 40)), rng.choice([-1, 1], (9, 40))),
                 (np.full((3, 64), -128), np.full((5, 64), -1)),          # accumulator wrap
                 (rng.integers(-128, 128, (7, 9)), rng.integers(-1, 2, (13, 9)))]
-    timings = _timings(s)
+    timings = core_timings(s)
     with VerilatorSession(CFG) as sess:
         first = {}
         for i, (q, w) in enumerate(problems):
