@@ -305,6 +305,13 @@ class HostBridge(ConfigComponent):
         tleft = Signal(range(n["result"]), name="tx_bytes_left")
         status = Signal(8, name="status_byte")
         m.d.comb += status.eq(Cat(self.error, self.idle, self.overflow, bad))
+        def header_state(state, byte, then):
+            """Send the header ``byte``, then go to ``then``."""
+            with m.State(state):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+                with m.If(self.tx.ready):
+                    m.next = then
+
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
                 with m.If(self.out.valid):
@@ -313,20 +320,14 @@ class HostBridge(ConfigComponent):
                     m.next = "RESULT_HEADER"
                 with m.Elif(status_req):
                     m.next = "STATUS_HEADER"
-            with m.State("RESULT_HEADER"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(HEADER_RESULT)]
-                with m.If(self.tx.ready):
-                    m.next = "RESULT"
+            header_state("RESULT_HEADER", HEADER_RESULT, "RESULT")
             with m.State("RESULT"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obuf[:8])]
                 with m.If(self.tx.ready):
                     m.d.sync += [obuf.eq(obuf >> 8), tleft.eq(tleft - 1)]
                     with m.If(tleft == 0):
                         m.next = "IDLE"
-            with m.State("STATUS_HEADER"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(HEADER_STATUS)]
-                with m.If(self.tx.ready):
-                    m.next = "STATUS"
+            header_state("STATUS_HEADER", HEADER_STATUS, "STATUS")
             with m.State("STATUS"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(status)]
                 with m.If(self.tx.ready):

@@ -54,6 +54,13 @@ class ConfigComponent(wiring.Component):
         self.config = config
         super().__init__(members)
 
+    def check_built(self, fact: str, built):
+        """At elaboration: raise unless what the block built (``built``) is ``config.<fact>``."""
+        expected = getattr(self.config, fact)
+        if built != expected:
+            raise AssertionError(f"{type(self).__name__}: built {built} for {fact}, the configuration "
+                                 f"says {expected}")
+
 
 def act_word_layout(config: TernConfig) -> data.ArrayLayout:
     """One activation word: ``lanes`` signed int8 values (lane ``l`` multiplies weight column ``l``)."""
@@ -81,13 +88,6 @@ def wgt_addr_width(config: TernConfig) -> int:
     return (2 * config.wgt_depth - 1).bit_length()
 
 
-def _check_ram_latency(config: TernConfig):
-    # Both RAMs use one synchronous read port: one register stage from address to data.
-    if config.ram_latency != 1:
-        raise AssertionError(f"buffers have 1 read register stage, the configuration says "
-                             f"ram_latency = {config.ram_latency}")
-
-
 class _ConfigBuffer(ConfigComponent):
     """A RAM of words of one configuration, its ports those of the memory."""
 
@@ -106,7 +106,7 @@ class _ConfigBuffer(ConfigComponent):
         return self.config.ram_latency
 
     def elaborate(self, platform):
-        _check_ram_latency(self.config)
+        self.check_built("ram_latency", 1)   # one synchronous read port: one register stage
         m = Module()
         m.submodules.mem = mem = Memory(shape=self._layout, depth=self._depth, init=[])
         wiring.connect(m, wiring.flipped(self.write), mem.write_port())

@@ -104,10 +104,7 @@ class WeightDecoder(ConfigComponent):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        # One register stage (word_r / word_valid) between the last beat and the word.
-        if cfg.decoder_latency != 1:
-            raise AssertionError(f"WeightDecoder has 1 register stage, the configuration says "
-                                 f"decoder_latency = {cfg.decoder_latency}")
+        self.check_built("decoder_latency", 1)   # one register stage: word_r / word_valid
         B, bpw, tpb = cfg.bus_bytes, cfg.beats_per_word, cfg.trits_per_byte
         beat_bits = 2 * tpb * B           # decoded codes of one beat
         word_bits = 2 * cfg.rows * cfg.lanes

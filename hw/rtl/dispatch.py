@@ -114,6 +114,9 @@ class Dispatch(ConfigComponent):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
+        # From instr to current in an engine: register D, the queue (a push in c is popped in
+        # c + 1 at the earliest), the engine's current-instruction register.
+        self.check_built("dispatch_latency", 3)
         AW = act_addr_width(cfg)
         # The queues: entries pushed in c can be popped from c + 1.
         xq_l, lq_l = exec_entry_layout(cfg), load_entry_layout(cfg)

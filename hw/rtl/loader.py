@@ -73,12 +73,12 @@ class WeightLoader(ConfigComponent):
         ld_bank = Signal(name="ld_bank")
         ld_count = Signal(KW, name="ld_count")
         ld_last = Signal(KW, name="ld_klast")
+        ld_bank_owned = Signal(name="ld_bank_owned")
+        m.d.comb += ld_bank_owned.eq(Mux(ld_bank, owned[1], owned[0]))
         ld_write = Signal(name="ld_write")
         ld_done = Signal(name="ld_done")
-        ld_bank_owned = Signal(name="ld_bank_owned")
         pop = Signal(name="ld_pop")
         m.d.comb += [
-            ld_bank_owned.eq(Mux(ld_bank, owned[1], owned[0])),
             self.words.ready.eq(ld_valid & ((ld_count != 0) | ~ld_bank_owned)),
             ld_write.eq(self.words.valid & self.words.ready),
             ld_done.eq(ld_write & (ld_count == ld_last)),

@@ -74,9 +74,9 @@ class PEArray(ConfigComponent):
         return self.config.pe_latency
 
     def elaborate(self, platform):
-        m = Module()
         cfg = self.config
         R, A = cfg.rows, cfg.acc_width
+        m = Module()
 
         # Flag delay line matching the dot units' pipeline (each dot unit checks its own stages).
         valid, first, last = self.valid, self.first, self.last
@@ -96,17 +96,13 @@ class PEArray(ConfigComponent):
         result_valid = Signal(name="result_valid_r")
         m.d.sync += result_valid.eq(acc_valid & acc_last)
         stages += 1  # the accumulators and result_valid_r
-        if stages != cfg.pe_latency:
-            raise AssertionError(f"PEArray: built {stages} register stages, the configuration says "
-                                 f"pe_latency = {cfg.pe_latency}")
+        self.check_built("pe_latency", stages)
         m.d.comb += self.result_valid.eq(result_valid)
 
         for r in range(R):
             dot = TernaryDotUnit(cfg.lanes, cfg.tree_reg_every, name_prefix=f"dot{r}")
             m.submodules[f"dot{r}"] = dot
-            if dot.latency != cfg.dot_latency:
-                raise AssertionError(f"PEArray: dot unit latency {dot.latency} != config.dot_latency "
-                                     f"{cfg.dot_latency}")
+            self.check_built("dot_latency", dot.latency)
             m.d.comb += [dot.act.eq(self.act), dot.codes.eq(self.codes[r])]
             d = Signal(signed(A), name=f"d_r{r}")          # sign-extended dot product
             acc = Signal(signed(A), name=f"acc_r{r}")
