@@ -10,7 +10,6 @@ from hw.config import TernConfig
 from hw.formats import BYTE_VALID, stream_to_weight_words
 from hw.program import ProgramBuilder, linear_program, outputs_to_matrix, reference_matmul, wrap_signed
 from hw.sim import simulate
-from hw.sim.results import stream_has_invalid_byte
 from hw.timing import Timing
 from hw.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
 
@@ -97,15 +96,27 @@ def test_2b4t_layer_t1_bit_exact():
     assert r.counters["wgt_beats"] / r.cycles > 0.99
 
 
-@pytest.mark.parametrize("fmt", ["2bit", "base3"])
-@pytest.mark.parametrize("n_bytes", [1, 2, 7, 64])
-def test_stream_has_invalid_byte_is_the_formats_table(fmt, n_bytes):
-    """Every byte value at every position (odd and even, as the lookup takes bytes in pairs):
-    error bit 1 is exactly "some byte is not BYTE_VALID"."""
-    rng = np.random.default_rng(n_bytes)
-    good = np.flatnonzero(BYTE_VALID[fmt])
-    for byte in range(256):
-        beats = rng.choice(good, n_bytes).astype(np.uint8).reshape(n_bytes, 1)
-        assert not stream_has_invalid_byte(fmt, beats)
-        beats[rng.integers(n_bytes)] = byte
-        assert stream_has_invalid_byte(fmt, beats) == (not BYTE_VALID[fmt][byte])
+@pytest.mark.parametrize("fmt, rows, lanes, bus_bytes", [
+    ("2bit", 3, 4, 2), ("2bit", 2, 5, 2), ("base3", 2, 5, 3), ("base3", 2, 4, 3)])
+def test_error_bit_1_is_the_formats_validity_table(fmt, rows, lanes, bus_bytes):
+    """Every byte value, in a byte that carries weights and in a padding byte (lanes a multiple of
+    the codes per byte or not): error bit 1 is set exactly when the byte is not BYTE_VALID, and the
+    results are those of the decoded weights."""
+    cfg = TernConfig(rows=rows, lanes=lanes, weight_format=fmt, bus_bytes=bus_bytes, act_depth=16,
+                     wgt_depth=4)
+    words_bytes = -(-rows * lanes // cfg.trits_per_byte)
+    assert cfg.beats_per_word * bus_bytes > words_bytes           # the word has a padding byte
+    rng = np.random.default_rng(1)
+    b = ProgramBuilder(cfg).load_act(0, rng.integers(-128, 128, (2, lanes)))
+    b.matmul(0, rng.integers(-1, 2, (rows, 2 * lanes)), 1)
+    prog = b.build()
+    x = np.concatenate(list(prog.act_beats)).reshape(1, 2 * lanes)
+    for pos in ((0, 0), (-1, -1)):           # first byte of the first word, last (padding) byte
+        for byte in range(256):
+            beats = prog.wgt_beats.copy()
+            beats[pos] = byte
+            r = simulate(cfg, prog, wgt_beats=beats)
+            assert r.error == (0 if BYTE_VALID[fmt][byte] else 2), (pos, byte)
+            words = stream_to_weight_words(beats, cfg, strict=False)          # (2, rows, lanes)
+            tile = words.transpose(1, 0, 2).reshape(rows, 2 * lanes)
+            assert np.array_equal(r.outputs, reference_matmul(x, tile)), (pos, byte)

@@ -66,20 +66,31 @@ class WeightLoader:
             held[1] = ready0
         last_beat_bound = e[bpw - 1::bpw]
         np.maximum(last_beat_bound, held, out=last_beat_bound)
-        # beats before `lo` can only be taken while an earlier MATMUL holds the loader
+        # weight stream gate: a beat offered before `lo` is taken only while an earlier MATMUL holds
+        # the loader (in the next cycle of an ld_valid interval), else at `lo`
         t_prev = int(wgt.t[b0 - 1]) if b0 else -1
         b = b0
-        while b < b1:
-            t0 = max(t_prev + int(wgt.d[b]), int(e[b - b0]))
-            if t0 >= lo:
-                break
-            k = bisect.bisect_left(self.ld_valid_until, t0)
-            t_b = max(t0, self.ld_valid_from[k]) if k < len(self.ld_valid_until) else lo
-            wgt.t[b] = t_b
-            t_prev = t_b
-            b += 1
+        if m:
+            # beats offered before the previous MATMUL's interval opened, one at a time (rare: the
+            # stream is then far ahead of the loader)
+            opened = self.ld_valid_from[-1]
+            while b < b1:
+                t0 = max(t_prev + int(wgt.d[b]), int(e[b - b0]))
+                if t0 >= opened:
+                    break
+                k = bisect.bisect_left(self.ld_valid_until, t0)
+                t_prev = wgt.t[b] = max(t0, self.ld_valid_from[k])
+                b += 1
         if b < b1:
-            wgt.t[b:b1] = chain(t_prev, wgt.s, b, e[b - b0:])
+            # the rest at once: the beats inside the previous MATMUL's interval as offered, the first
+            # one offered after it (gate closed) and before `lo` at `lo`, the rest behind it
+            t = chain(t_prev, wgt.s, b, e[b - b0:])
+            closed = int(np.searchsorted(t, self.ld_valid_until[-1] if m else NEG, side="right"))
+            if closed < len(t) and t[closed] < lo:
+                e_rest = e[b - b0 + closed:].copy()
+                e_rest[0] = lo
+                t[closed:] = chain(int(t[closed - 1]) if closed else t_prev, wgt.s, b + closed, e_rest)
+            wgt.t[b:b1] = t
         last_beats = wgt.t[b0:b1][bpw - 1::bpw]
         ld = self.decoder_latency
         if ld > bpw and k_words > 1 and np.any(last_beats[1:] < last_beats[:-1] + ld):

@@ -36,7 +36,7 @@ from hw.sim.execute import ExecuteEngine
 from hw.sim.loader import WeightLoader
 from hw.sim.output import OutputFIFO
 from hw.sim.recurrence import SimError
-from hw.sim.results import Datapath, stream_has_invalid_byte
+from hw.sim.results import Datapath
 from hw.timing import Timing
 
 __all__ = ["simulate", "SimError"]
@@ -90,9 +90,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     else:
         cycles = 0
     n_wgt = len(st.wgt_beats)
-    error = int(dispatch.bad.any())
-    if n_wgt:
-        error |= 2 * int(stream_has_invalid_byte(config.weight_format, st.wgt_beats))
+    error = int(dispatch.bad.any()) | 2 * int(datapath.weight_error)
     res = RunResult(backend="sim", config=config, outputs=datapath.outputs, cycles=cycles,
                     counters=counters.values(cycles=cycles, act_beats=dispatch.n_act, wgt_beats=n_wgt),
                     error=error, instr_cycles=dispatch.instr.t, act_cycles=execute.act.t,
