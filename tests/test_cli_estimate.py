@@ -41,11 +41,10 @@ def test_table_output(capsys):
     assert "dram_weights" in out and "total" in out and "tokens/s" in out and "mm^2" in out
 
 
-def test_default_clock_is_the_drivers():
-    from sw.cli.common import DEFAULT_CLOCK_MHZ
-    from sw.cli.estimate import DEFAULT_CLOCK_MHZ as ESTIMATE
+def test_default_clock_is_the_drivers(capsys):
     from sw.driver.runtime import DEFAULT_CLOCK_MHZ as DRIVER
-    assert ESTIMATE == DEFAULT_CLOCK_MHZ == DRIVER
+    code, out, _ = run(capsys, "estimate", "--model", "demo", "--json")
+    assert code == 0 and json.loads(out)["clock_mhz"] == DRIVER
 
 
 @pytest.mark.parametrize("argv,needle", [

@@ -24,7 +24,7 @@ from pathlib import Path
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 
 __all__ = ["UsageError", "Parser", "CONFIG_FLAGS", "add_config_flags", "config_from_args",
-           "config_flags_given", "add_json_flag", "add_backend_flags", "add_accelerator_flags", "check_backend", "check_clock",
+           "config_flags_given", "add_json_flag", "add_backend_flags", "add_clock_flag", "add_accelerator_flags", "check_backend", "check_clock",
            "check_seed", "device_failure", "emit", "print_json", "json_default", "bench_parser"]
 
 
@@ -138,8 +138,13 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
     from hw.backends import BACKENDS
     p.add_argument("--backend", default="sim",
                    help=f"accelerator backend: {', '.join(BACKENDS)} (default sim)")
+    add_clock_flag(p)
+
+
+def add_clock_flag(p: argparse.ArgumentParser, what: str = "clock of the modelled device for tokens/s") -> None:
+    """``--clock-mhz`` (default :data:`hw.config.DEFAULT_CLOCK_MHZ`); check it with :func:`check_clock`."""
     p.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
-                   help=f"clock of the modelled device for tokens/s (default {DEFAULT_CLOCK_MHZ:g})")
+                   help=f"{what} (default {DEFAULT_CLOCK_MHZ:g})")
 
 
 def add_accelerator_flags(p: argparse.ArgumentParser) -> None:

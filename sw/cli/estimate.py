@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 
-from hw.config import DEFAULT_CLOCK_MHZ
-from sw.cli.common import (UsageError, add_config_flags, add_json_flag, check_clock, check_seed,
-                           config_from_args, emit)
+from sw.cli.common import (UsageError, add_clock_flag, add_config_flags, add_json_flag, check_clock,
+                           check_seed, config_from_args, emit)
 
 __all__ = ["add_command", "model_shape"]
 
@@ -41,8 +40,7 @@ def add_command(sub) -> None:
     e.add_argument("--model", required=True,
                    help="demo, a checkpoint folder, or a shape preset (2b4t, 700m, 1.3b, 3b)")
     e.add_argument("--node", default="7nm", help=f"process node: {', '.join(NODES)} (default 7nm)")
-    e.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ,
-                   help=f"core clock for tokens/s (default {DEFAULT_CLOCK_MHZ:g})")
+    add_clock_flag(e, "core clock for tokens/s")
     e.add_argument("--tokens", type=int, default=1,
                    help="tokens per layer pass: 1 = decode (default), T > 1 = a T-token prefill")
     e.add_argument("--dram-pj-per-bit", type=float, default=None,
