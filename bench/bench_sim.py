@@ -86,8 +86,8 @@ def layer_2b4t(quick: bool):
 
 
 def per_projection(quick: bool):
-    """SPEC section 7 targets, per 2B4T projection shape: decode (T=1) weight-bus utilization and
-    prefill (T=128) PE utilization."""
+    """Per 2B4T projection shape, the two utilization targets: decode (T=1) weight-bus utilization
+    and prefill (T=128) PE utilization."""
     cfg = TernConfig()
     out = []
     for name, N, K in BITNET_2B4T_LAYER[:2] if quick else BITNET_2B4T_LAYER:

@@ -1,12 +1,15 @@
 """hw.sim.dispatch: bad instructions are skipped with error bit 0 (the operand checks of hw.isa),
-and the program must match its streams."""
+the queue-room and SYNC rules, and the program must match its streams."""
 
 import numpy as np
+import pytest
 
 from hw.config import TernConfig
-from hw.isa import Instr, Op
+from hw.isa import Instr, Op, encode, load_act, matmul, nop, sync
 from hw.program import ProgramBuilder
-from hw.sim import simulate
+from hw.sim import SimError, simulate
+from hw.sim.dispatch import LOAD_ACT, MATMUL, RETIRE, SYNC, Dispatch
+from hw.timing import StreamTiming, Timing
 
 
 def test_bad_instructions_skipped():
@@ -23,3 +26,34 @@ def test_bad_instructions_skipped():
     r = simulate(cfg, prog)
     assert np.array_equal(r.outputs, prog.expected) and r.error == 1
     assert r.counters["busy"] == 4 and r.counters["wgt_beats"] == 2 * cfg.beats_per_word
+
+
+def test_decode_check_and_queue_rules():
+    cfg = TernConfig(rows=2, lanes=4, act_depth=16, wgt_depth=4)
+    assert cfg.queue_depth == 4
+    bpw = cfg.beats_per_word
+    prog = [load_act(0, 3), matmul(0, 1, 2), nop(), sync(), Instr(9), matmul(0, 5, 1)]
+    words = [encode(x) for x in prog]
+    d = Dispatch(cfg, Timing(instr=StreamTiming(gaps=[0, 4])), words, n_act_beats=3,
+                 n_wgt_beats=bpw)
+    assert d.kind == [LOAD_ACT, MATMUL, RETIRE, SYNC, RETIRE, RETIRE]
+    assert d.bad.tolist() == [False] * 4 + [True] * 2
+    assert (d.n_act, d.n_words, d.n_results) == (3, 1, 2)
+    assert d.take(0) == 0
+    d.d_retire = d.push(0, False, [], [])             # pushed the cycle after it was taken
+    assert d.d_retire == 1
+    assert d.take(1) == 5                              # the stream's gap: 1 + 4 cycles later
+    d.d_retire = 9
+    assert d.take(2) == 9                              # D holds an instruction until it retires
+    # a full queue (4 entries) has room from the cycle after its oldest entry is popped
+    assert d.push(5, False, [10, 11, 12, 13], []) == 11
+    assert d.push(5, True, [1, 2, 3, 4], [20, 21, 22, 23]) == 21
+    assert d.push(5, True, [1, 2, 3], [20, 21, 22]) == 6
+    # SYNC: after the last execute instruction finished and every result left `out`
+    assert Dispatch.sync_retire(5, [9], 3) == 10
+    assert Dispatch.sync_retire(5, [], 30) == 30
+    assert Dispatch.sync_retire(5, [], 0) == 6
+    with pytest.raises(SimError, match="act stream holds 2"):
+        Dispatch(cfg, Timing(), words, n_act_beats=2, n_wgt_beats=bpw)
+    with pytest.raises(SimError, match="weight stream holds 0"):
+        Dispatch(cfg, Timing(), words, n_act_beats=3, n_wgt_beats=0)

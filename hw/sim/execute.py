@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.sim.recurrence import NEG, StreamTimes, chain
+from hw.sim.recurrence import StreamTimes, chain
 
 __all__ = ["ExecuteEngine"]
 

@@ -64,16 +64,14 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
                             datapath)
     x_pop, x_finish, ld_pop = execute.x_pop, execute.x_finish, loader.ld_pop
 
-    d_retire = dispatch.d_retire
     for i, (kind, a, b, c) in enumerate(zip(dispatch.kind, dispatch.a, dispatch.b, dispatch.c)):
-        taken = dispatch.take(i)
-        if kind == RETIRE:                   # NOP, or a bad instruction (error bit 0)
-            d_retire = taken + 1
-        elif kind == SYNC:
-            d_retire = dispatch.sync_retire(taken, x_finish, output.last + 1)
-        else:
-            push = dispatch.push(taken, kind == MATMUL, x_pop, ld_pop)
-            d_retire = push
+        taken = dispatch.take(i)                 # the instr transfer: in D from taken + 1
+        if kind == RETIRE:                       # NOP, or a bad instruction (error bit 0)
+            dispatch.d_retire = taken + 1
+        elif kind == SYNC:                       # retires once the machine is quiescent
+            dispatch.d_retire = dispatch.sync_retire(taken, x_finish, output.last + 1)
+        else:                                    # pushed into the queue(s), retired with the push
+            push = dispatch.d_retire = dispatch.push(taken, kind == MATMUL, x_pop, ld_pop)
             popped = execute.pop(push)
             if kind == LOAD_ACT:
                 execute.load_act(popped, a, b)
@@ -81,12 +79,11 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
                 first_word = loader.n_words
                 writes = loader.load(push, b, execute.bank_release)
                 execute.matmul(popped, a, b, c, writes, first_word)
-        dispatch.d_retire = d_retire
     if datapath.pending:
         datapath.flush()
 
     if len(st.words):
-        cycles = max(d_retire + 1, (x_finish[-1] + 1) if x_finish else 0, output.last + 1)
+        cycles = max(dispatch.d_retire + 1, (x_finish[-1] + 1) if x_finish else 0, output.last + 1)
     else:
         cycles = 0
     n_wgt = len(st.wgt_beats)

@@ -33,7 +33,8 @@ class OutputFIFO:
         return int(self.out.t[n - self.depth]) + 1 if n >= self.depth else NEG
 
     def credits_free(self, n0: int, n1: int) -> np.ndarray:
-        """:meth:`credit_free` of results ``n0 .. n1-1`` (all of them earlier than ``n0 + out_depth``)."""
+        """:meth:`credit_free` of results ``n0 .. n1-1`` (``n1 <= n0 + out_depth``: their credits
+        come back from results before ``n0``)."""
         nn = np.arange(n0, n1, dtype=np.int64)
         return np.where(nn >= self.depth, self.out.t[np.maximum(nn - self.depth, 0)] + 1, NEG)
 
