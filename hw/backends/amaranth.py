@@ -20,7 +20,7 @@ from __future__ import annotations
 from hw.backends.common import HarnessError, RunCase, payload_consts, plan_runs, run_result
 from hw.backends.drive import AmaranthBench, CoreStatus, run_core
 from hw.config import TernConfig
-from hw.result import PERF_COUNTERS, RunResult
+from hw.result import RunResult
 from hw.timing import Timing
 
 __all__ = ["run", "run_rtl", "run_rtl_cases", "core_status", "RunCase", "HarnessError"]
@@ -29,8 +29,9 @@ __all__ = ["run", "run_rtl", "run_rtl_cases", "core_status", "RunCase", "Harness
 def core_status(ctx, core) -> CoreStatus:
     """The status outputs of ``core`` (a :class:`hw.rtl.top.TernCore`) in the current cycle of the
     testbench ``ctx``: ``idle``, ``error`` and the performance counters."""
+    perf = ctx.get(core.perf)   # the counters struct
     return CoreStatus(idle=bool(ctx.get(core.idle)), error=int(ctx.get(core.error)),
-                      counters={k: int(ctx.get(getattr(core, f"perf_{k}"))) for k in PERF_COUNTERS})
+                      counters={k: int(perf[k]) for k in core.config.perf_counters})
 
 
 def run_rtl_cases(config: TernConfig, cases) -> list:

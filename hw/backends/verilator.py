@@ -42,7 +42,7 @@ from hw.backends import SessionBase
 from hw.backends.common import HarnessError, RunCase, pack_payloads, plan_runs, run_result, stream_layouts
 from hw.backends.drive import CocotbBench, CoreStatus, run_core
 from hw.config import TernConfig
-from hw.result import PERF_COUNTERS, RunResult
+from hw.result import RunResult
 from hw.timing import Timing
 
 __all__ = ["run", "run_batch", "Session", "run_verilator", "run_verilator_batch", "run_verify_batch",
@@ -100,7 +100,8 @@ def _run_json(config: TernConfig, run) -> dict:
     st = run.streams
     return {"instr": pack_payloads(lay["instr"], st.words), "act": pack_payloads(lay["act"], st.act_beats),
             "wgt": pack_payloads(lay["wgt"], st.wgt_beats), "timing": run.timing.to_dict(),
-            "max_cycles": int(run.max_cycles), "stop_at": run.stop_at, "discard": not run.keep}
+            "max_cycles": int(run.max_cycles), "stop_at": run.stop_at, "discard": not run.keep,
+            "config": config.to_dict()}
 
 
 def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None) -> list:
@@ -388,11 +389,17 @@ def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
 # ---------------------------------------------------------------------------------------------------
 # simulator side (runs inside Verilator under cocotb)
 
-def core_status(dut) -> CoreStatus:
-    """The status outputs of the Verilated core ``dut`` (sampled in ``ReadOnly``): ``idle``,
-    ``error`` and the performance counters."""
+def core_status(dut, config: TernConfig) -> CoreStatus:
+    """The status outputs of the Verilated core ``dut`` of ``config`` (sampled in ``ReadOnly``):
+    ``idle``, ``error`` and the performance counters (the Verilog port ``perf`` read through the
+    counters struct layout)."""
+    from amaranth.lib import data
+
+    from hw.rtl.counters import counters_layout
+
+    perf = data.Const(counters_layout(config), dut.perf.value.to_unsigned())
     return CoreStatus(idle=bool(dut.idle.value), error=dut.error.value.to_unsigned(),
-                      counters={k: getattr(dut, f"perf_{k}").value.to_unsigned() for k in PERF_COUNTERS})
+                      counters={k: int(perf[k]) for k in config.perf_counters})
 
 
 #: The core's inputs while no case runs.
@@ -405,7 +412,8 @@ async def run_case(dut, case: dict) -> dict:
     bench = CocotbBench(dut)
     ports = {name: bench.port(name) for name in ("instr", "act", "wgt", "out")}
     items = {name: case[name] for name in ("instr", "act", "wgt")}
-    return await run_core(bench, ports, lambda: core_status(dut), items, Timing.from_dict(case["timing"]),
+    config = TernConfig.from_dict(case["config"])
+    return await run_core(bench, ports, lambda: core_status(dut, config), items, Timing.from_dict(case["timing"]),
                           max_cycles=case["max_cycles"], stop_at=case.get("stop_at"))
 
 

@@ -14,6 +14,7 @@ from hw.config import TernConfig
 from hw.isa import INSTR_LAYOUT
 from hw.rtl.buffers import ActBuffer, ConfigComponent, OutputFIFO, WeightBuffer, act_word_layout, result_layout
 from hw.rtl.controller import Controller
+from hw.rtl.counters import counters_layout
 from hw.rtl.decoder import WeightDecoder, wgt_beat_layout
 from hw.rtl.pe_array import PEArray
 
@@ -49,8 +50,10 @@ class TernCore(ConfigComponent):
         Sticky error flags: bit 0 a bad instruction was skipped, bit 1 an invalid weight byte/code.
     idle : Out(1)
         High when no instruction is pending anywhere and every result has left ``out``.
-    perf_<name> : Out(perf_width), one per name of ``config.perf_counters``
-        Performance counters (definitions in docs/ARCHITECTURE.md).
+    perf : Out(counters_layout(config))
+        The performance counters as one struct: a ``perf_width``-bit field per name of
+        ``config.perf_counters`` (definitions in docs/ARCHITECTURE.md). In Verilog one port ``perf``
+        of ``len(perf_counters) * perf_width`` bits, counter ``i`` in bits ``i*perf_width`` up.
 
     Latencies are those of the configuration (``config.pe_latency``, ``config.decoder_latency``,
     ``config.result_latency``: cycles from the issue of a token's last step to ``out.valid`` of its
@@ -58,10 +61,8 @@ class TernCore(ConfigComponent):
     """
 
     def __init__(self, config: TernConfig):
-        ports = {**core_streams(config), "error": Out(2), "idle": Out(1)}
-        for name in config.perf_counters:
-            ports[f"perf_{name}"] = Out(config.perf_width)
-        super().__init__(config, ports)
+        super().__init__(config, {**core_streams(config), "error": Out(2), "idle": Out(1),
+                                  "perf": Out(counters_layout(config))})
 
     def elaborate(self, platform):
         m = Module()
@@ -103,7 +104,6 @@ class TernCore(ConfigComponent):
             ctrl.out_pop.eq(self.out.valid & self.out.ready),
             self.error.eq(ctrl.error),
             self.idle.eq(ctrl.idle),
+            self.perf.eq(ctrl.perf),
         ]
-        for name in cfg.perf_counters:
-            m.d.comb += getattr(self, f"perf_{name}").eq(ctrl.perf[name])
         return m
