@@ -138,12 +138,15 @@ def run_controller(cfg, instrs, *, seed, p_instr=0.0, p_act=0.0, p_word=0.0, p_p
             writes = []
             if a_xfer:
                 ai = a_src.n
-                assert ai < n_beats, f"seed={seed} cycle={cycle}: took an activation beat beyond the program"
-                assert [ctx.get(dut.act_w.data[l]) for l in range(cfg.lanes)] == _act_value(ai, cfg.lanes)
+                assert ai < n_beats, \
+                    f"seed={seed} cycle={cycle}: took an activation beat beyond the program"
+                assert [ctx.get(dut.act_w.data[l]) for l in range(cfg.lanes)] == \
+                    _act_value(ai, cfg.lanes)
                 writes.append(("act_mem", ctx.get(dut.act_w.addr), ai))
                 res["act_w"].append(cycle)
             if w_xfer:
-                assert w_src.n < n_words, f"seed={seed} cycle={cycle}: took a weight word beyond the program"
+                assert w_src.n < n_words, \
+                    f"seed={seed} cycle={cycle}: took a weight word beyond the program"
                 writes.append(("wgt_mem", ctx.get(dut.wgt_w.addr), w_src.n))   # bank * wgt_depth + word
                 res["wgt_w"].append(cycle)
             if i_xfer:

@@ -8,12 +8,13 @@ beat ``j // B``; the tail of the last beat is padding (decoded, checked, dropped
 Base-3 digit extraction uses one 256-entry ROM per byte lane (``amaranth.lib.memory.Memory`` with
 asynchronous read ports), filled at elaboration time with the five codes of every byte and an
 "invalid" bit for bytes 243..255, both taken from the format's one decoding table
-(``hw.formats.BYTE_CODES["base3"]``, ``BYTE_VALID["base3"]``). Why a ROM rather than constant comparisons/subtractions: the
-comparison chain needs five dependent stages (compare against 162/81, subtract, compare against
-54/27, ...), i.e. a deep carry chain per byte, while the ROM is a single 8-input function per output
-bit (11 bits), which maps directly onto FPGA LUTs (a few LUT levels, no carry chain) and is
-trivially verifiable: its contents are the codec's table, read at elaboration time, and the hardware
-contains no multiplier, divider or arithmetic at all on this path.
+(``hw.formats.BYTE_CODES["base3"]``, ``BYTE_VALID["base3"]``). Why a ROM rather than constant
+comparisons/subtractions: the comparison chain needs five dependent stages (compare against
+162/81, subtract, compare against 54/27, ...), i.e. a deep carry chain per byte, while the ROM is a
+single 8-input function per output bit (11 bits), which maps directly onto FPGA LUTs (a few LUT
+levels, no carry chain) and is trivially verifiable: its contents are the codec's table, read at
+elaboration time, and the hardware contains no multiplier, divider or arithmetic at all on this
+path.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ class PEArray(ConfigComponent):
     codes : In(ArrayLayout(ArrayLayout(unsigned(2), L), R))
         ``codes[r][l]`` is row ``r``'s weight code for lane ``l`` (2: +1, 0: -1, 1 or 3: 0).
     result_valid : Out(1)
-        High for exactly one cycle, :attr:`latency` (``config.pe_latency``) cycles after a step with ``valid & last``.
+        High for exactly one cycle, :attr:`latency` (``config.pe_latency``) cycles after a step
+        with ``valid & last``.
     result : Out(ArrayLayout(signed(A), R))
         The finished accumulators while ``result_valid`` is high (otherwise the running
         accumulators; do not use). ``result[r] = sum over the accumulation's steps of d_r``, wrapped
