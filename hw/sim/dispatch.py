@@ -23,7 +23,7 @@ __all__ = ["Dispatch", "RETIRE", "SYNC", "LOAD_ACT", "MATMUL"]
 
 #: What D does with an instruction (``Dispatch.kind``): retire at once (NOP, bad), wait for
 #: quiescence (SYNC), push into the execute queue (LOAD_ACT) or into both queues (MATMUL).
-RETIRE, SYNC, LOAD_ACT, MATMUL = range(4)
+RETIRE, SYNC, LOAD_ACT, MATMUL = 0, 1, 2, 3
 
 
 class Dispatch:
@@ -40,10 +40,8 @@ class Dispatch:
         op, a, b, c = f["op"], f["a"], f["b"], f["c"]
         good = check(config, op, a, b, c)
         self.bad = good.bad
-        kind = np.full(len(op), RETIRE, dtype=np.int64)
-        kind[op == Op.SYNC.value] = SYNC
-        kind[good.load] = LOAD_ACT
-        kind[good.matmul] = MATMUL
+        # the three cases are exclusive; everything else (NOP, bad) retires at once
+        kind = SYNC * (op == Op.SYNC.value) + LOAD_ACT * good.load + MATMUL * good.matmul
         self.kind, self.a, self.b, self.c = kind.tolist(), a.tolist(), b.tolist(), c.tolist()
         self.n_act = int(b[good.load].sum())
         self.n_words = int(b[good.matmul].sum())

@@ -10,7 +10,7 @@ from hw.result import RunResult
 __all__ = ["event_counts"]
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4096)
 def _tree_adder_widths(cfg: TernConfig) -> tuple:
     """``cfg.tree_adder_widths`` as ``(width, adders)`` pairs, asked once per configuration."""
     return tuple(cfg.tree_adder_widths.items())

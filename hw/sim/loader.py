@@ -85,11 +85,13 @@ class WeightLoader:
             # the rest at once: the beats inside the previous MATMUL's interval as offered, the first
             # one offered after it (gate closed) and before `lo` at `lo`, the rest behind it
             t = chain(t_prev, wgt.s, b, e[b - b0:])
-            closed = int(np.searchsorted(t, self.ld_valid_until[-1] if m else NEG, side="right"))
-            if closed < len(t) and t[closed] < lo:
-                e_rest = e[b - b0 + closed:].copy()
-                e_rest[0] = lo
-                t[closed:] = chain(int(t[closed - 1]) if closed else t_prev, wgt.s, b + closed, e_rest)
+            if t[0] < lo:
+                closed = int(np.searchsorted(t, self.ld_valid_until[-1] if m else NEG, side="right"))
+                if closed < len(t) and t[closed] < lo:
+                    e_rest = e[b - b0 + closed:].copy()
+                    e_rest[0] = lo
+                    t[closed:] = chain(int(t[closed - 1]) if closed else t_prev, wgt.s, b + closed,
+                                       e_rest)
             wgt.t[b:b1] = t
         last_beats = wgt.t[b0:b1][bpw - 1::bpw]
         ld = self.decoder_latency
