@@ -12,7 +12,6 @@ T=1 (decode) and T=128 (prefill) on the default configuration, with weight-bus a
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -24,8 +23,12 @@ from hw.config import TernConfig
 from hw.program import linear_program
 from hw.backends.amaranth import run_rtl
 from hw.sim import simulate
-from hw.workloads import BITNET_2B4T_LAYER, layer_streams
+from hw.workloads import layer_streams
 from hw.timing import StreamTiming, Timing
+from sw.model.presets import layer_shapes
+
+#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K).
+LAYER_2B4T = layer_shapes("2b4t")
 
 
 def _timed(fn, *args, repeat=1):
@@ -73,7 +76,7 @@ def layer_2b4t(quick: bool):
     cfg = TernConfig()
     out = []
     for T in ((1,) if quick else (1, 128)):
-        st, n_out = layer_streams(cfg, T, BITNET_2B4T_LAYER, np.random.default_rng(T))
+        st, n_out = layer_streams(cfg, T, LAYER_2B4T, np.random.default_rng(T))
         t0 = time.perf_counter()
         res = simulate(cfg, words=st.words, act_beats=st.act_beats, wgt_beats=st.wgt_beats)
         t = time.perf_counter() - t0
@@ -90,7 +93,7 @@ def per_projection(quick: bool):
     and prefill (T=128) PE utilization."""
     cfg = TernConfig()
     out = []
-    for name, N, K in BITNET_2B4T_LAYER[:2] if quick else BITNET_2B4T_LAYER:
+    for name, N, K in LAYER_2B4T[:2] if quick else LAYER_2B4T:
         row = {"projection": name, "N": N, "K": K}
         for T, key in ((1, "decode"), (128, "prefill")):
             st, _ = layer_streams(cfg, T, [(name, N, K)], np.random.default_rng(T))

@@ -2,8 +2,8 @@
 
 One :class:`Timing` says, for each of the four streams of :class:`hw.rtl.top.TernCore`, in which cycle
 the environment is willing to make each transfer. The same object, replayed exactly, drives the RTL
-under Amaranth simulation (:mod:`hw.backends.amaranth`) and the cycle-accurate simulator (:mod:`hw.sim`), so
-their cycle counts can be compared for equality.
+under Amaranth simulation and Verilator (the drive policy of :mod:`hw.backends.drive`) and the
+cycle-accurate simulator (:mod:`hw.sim`), so their cycle counts can be compared for equality.
 
 Model (identical for every stream; cycles count from 0 = the first cycle after reset)
 -------------------------------------------------------------------------------------

@@ -21,14 +21,8 @@ from hw.isa import sync
 from hw.result import Streams
 from hw.tiling import Tiling
 
-__all__ = ["BITNET_2B4T_LAYER", "bitlinear_streams", "layer_streams", "random_weight_beats",
+__all__ = ["bitlinear_streams", "layer_streams", "random_weight_beats",
            "tokens_per_group"]
-
-#: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K): what
-#: ``sw.model.presets.layer_shapes("2b4t")`` returns, the home of every model's shapes.
-BITNET_2B4T_LAYER = (("q", 2560, 2560), ("k", 640, 2560), ("v", 640, 2560), ("o", 2560, 2560),
-                     ("gate", 6912, 2560), ("up", 6912, 2560), ("down", 2560, 6912))
-
 
 def tokens_per_group(config: TernConfig, K: int) -> int:
     """Tokens one LOAD_ACT can hold for a K-wide input (one K chunk): ``floor(act_depth / k_words)``.

@@ -1,10 +1,9 @@
 """``sw.cli`` and ``sw.cli.common``: the command-line contract (exit codes, one-line errors on bad input,
-``TERN_DEBUG``) and the shared configuration flags; and the helpers the ``tests/test_cli_*.py`` files
-share (``run``, ``run_json``, ``assert_one_line_error``, ``bad_input_test``, ``install_faulty_sim``)."""
+``TERN_DEBUG``) and the shared configuration flags. The command-line test helpers (``run``,
+``run_json``, ``assert_one_line_error``, ``bad_input_test``, ``install_faulty_sim``) are in
+``tests/helpers.py``."""
 
 import argparse
-import json
-import shlex
 import subprocess
 import sys
 
@@ -14,59 +13,7 @@ from hw.config import TernConfig
 from sw.cli import main
 from sw.cli.common import add_config_flags, config_flags_given, config_from_args
 
-
-def run(capsys, *argv):
-    """``tern ARGV``: (exit code, stdout, stderr)."""
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    """``tern ARGV --json``: (exit code, the one JSON object it printed on one line)."""
-    code, out, err = run(capsys, *argv, "--json")
-    assert out.count("\n") == 1, out
-    return code, json.loads(out)
-
-
-def assert_one_line_error(code, out, err, needle):
-    assert code == 2, (code, out, err)
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert needle in lines[0], lines[0]
-    assert "Traceback" not in err
-
-
-def install_faulty_sim(monkeypatch):
-    """Replace the ``sim`` backend of the registry with one whose first output is one unit off."""
-    from hw.backends import BACKENDS, Backend
-    real = BACKENDS["sim"].run
-
-    def faulty(config, program, timing, **streams):
-        r = real(config, program, timing, **streams)
-        r.outputs = r.outputs.copy()
-        r.outputs[0, 0] += 1
-        return r
-
-    monkeypatch.setitem(BACKENDS, "sim", Backend("sim", rtl=False, run=faulty))
-
-
-def bad_input_cases(table: str) -> list[str]:
-    """The cases of a table of bad command lines, one ``COMMAND LINE => MESSAGE`` a line (the command
-    line split like a shell does; MESSAGE: a part of the one line tern must print)."""
-    return [line.strip() for line in table.strip().splitlines()]
-
-
-def bad_input_test(table: str):
-    """A test, parametrized over the cases of ``table`` (:func:`bad_input_cases`), that runs each
-    command line and asserts exit code 2, nothing on stdout and one line on stderr that holds the
-    case's message."""
-    @pytest.mark.parametrize("case", bad_input_cases(table))
-    def test(capsys, case):
-        command, needle = (part.strip() for part in case.split("=>", 1))
-        assert_one_line_error(*run(capsys, *shlex.split(command)), needle)
-    return test
+from helpers import assert_one_line_error, bad_input_test, run
 
 
 test_bad_input_is_one_line_exit_2 = bad_input_test("""

@@ -4,7 +4,7 @@ benchmark's JSON through ``tern bench``."""
 import json
 
 from sw.cli import main
-from test_cli import assert_one_line_error, run
+from helpers import assert_one_line_error, run
 
 
 def test_bench_unknown_name(capsys):

@@ -1,7 +1,7 @@
 """``tern demo`` (sw/cli/demo.py): the default backend is the simulator, the demo on the Amaranth and
 Verilated RTL, bad input (one line, exit 2), and a device error mid-run (one line, exit 1)."""
 
-from test_cli import bad_input_test, run, run_json
+from helpers import bad_input_test, run, run_json
 
 # the RTL configuration of the CI runs: the demo's K=128/256 in one-word chunks (13-bit accumulator)
 RTL_FLAGS = ("--rows", "4", "--lanes", "16", "--acc-width", "13", "--act-depth", "16", "--wgt-depth", "4",

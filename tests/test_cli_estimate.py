@@ -9,7 +9,7 @@ import pytest
 
 from hw.estimate import EstimateError, ModelShape, estimate
 from sw.cli.estimate import model_shape
-from test_cli import run
+from helpers import run
 
 DEMO = Path(__file__).resolve().parent.parent / "sw" / "model" / "demo"
 

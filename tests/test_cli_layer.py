@@ -3,7 +3,7 @@ atomic ``--save``, one-line exit-2 errors for bad input, and a device mismatch t
 
 import numpy as np
 
-from test_cli import assert_one_line_error, bad_input_test, install_faulty_sim, run, run_json
+from helpers import assert_one_line_error, bad_input_test, install_faulty_sim, run, run_json
 
 
 def test_layer_json_and_atomic_save(capsys, tmp_path):

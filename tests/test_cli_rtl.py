@@ -1,7 +1,7 @@
 """``tern rtl`` (sw/cli/rtl.py): bad output paths are one line with exit code 2 (writing Verilog is
 tested in tests/test_export.py)."""
 
-from test_cli import bad_input_test
+from helpers import bad_input_test
 
 test_bad_output_is_one_line_exit_2 = bad_input_test("""
     rtl => -o/--output

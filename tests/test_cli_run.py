@@ -3,7 +3,7 @@ checkpoint folders and presets, one-line exit-2 errors for bad input, and a devi
 
 import pytest
 
-from test_cli import assert_one_line_error, bad_input_test, install_faulty_sim, run, run_json
+from helpers import assert_one_line_error, bad_input_test, install_faulty_sim, run, run_json
 
 
 def reference_demo_tokens(prompt_ids, n):

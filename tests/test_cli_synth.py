@@ -8,7 +8,7 @@ import pytest
 
 from hw.flows.boards import BoardError, build_board, default_config
 from hw.config import TernConfig
-from test_cli import run as _run
+from helpers import run as _run
 
 
 def test_list(capsys):

@@ -3,7 +3,7 @@ that exits 1 and names the command line that replays it."""
 
 import json
 
-from test_cli import bad_input_test, run
+from helpers import bad_input_test, run
 
 test_verify_bad_input = bad_input_test("""
     verify --backend vhdl => unknown backend 'vhdl'

@@ -11,7 +11,8 @@ from hw.formats import BYTE_VALID, stream_to_weight_words
 from hw.program import ProgramBuilder, linear_program, outputs_to_matrix, reference_matmul, wrap_signed
 from hw.sim import simulate
 from hw.timing import Timing
-from hw.workloads import BITNET_2B4T_LAYER, layer_streams, tokens_per_group
+from hw.workloads import layer_streams, tokens_per_group
+from sw.model.presets import layer_shapes
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -79,12 +80,12 @@ def test_2b4t_layer_t1_bit_exact():
     """All seven projections of a 2B4T layer in one program; the reference decodes each
     projection's weight stream with hw.formats and multiplies in int64."""
     cfg = TernConfig()
-    st, n_out = layer_streams(cfg, 1, BITNET_2B4T_LAYER, np.random.default_rng(0))
+    st, n_out = layer_streams(cfg, 1, layer_shapes("2b4t"), np.random.default_rng(0))
     r = simulate(cfg, words=st.words, act_beats=st.act_beats, wgt_beats=st.wgt_beats)
     assert r.outputs.shape == (n_out, cfg.rows)
     L, R, bpw = cfg.lanes, cfg.rows, cfg.beats_per_word
     a = b = o = 0
-    for _, N, K in BITNET_2B4T_LAYER:
+    for _, N, K in layer_shapes("2b4t"):
         kw, tiles = K // L, N // R
         assert tokens_per_group(cfg, K) >= 1
         x = st.act_beats[a:a + kw].reshape(1, K).astype(np.int64)

@@ -21,14 +21,14 @@ def model_shape(spec: str):
     from hw.estimate import EstimateError, ModelShape
     from sw.driver.models import PRESET_NAMES, ModelSpecError, model_config
     from sw.model.checkpoint import CheckpointError
+    from sw.model.presets import layer_shapes
     try:
         mc = model_config(spec)
     except ModelSpecError as e:
         raise EstimateError(str(e)) from None
     except CheckpointError as e:
         raise EstimateError(f"model {spec!r}: {str(e).splitlines()[0]}") from None
-    projections = tuple((name.split(".")[-1].removesuffix("_proj"), n, k)
-                        for name, (n, k) in mc.projection_shapes().items())
+    projections = layer_shapes(mc)
     return ModelShape(name=spec.lower() if spec.lower() in PRESET_NAMES else spec, projections=projections,
                       layers=mc.num_hidden_layers, vocab_size=mc.vocab_size, hidden_size=mc.hidden_size)
 

@@ -10,7 +10,7 @@ import importlib
 
 _EXPORTS = {
     "sw.driver.compiler": ("CompiledLinear", "CompileError", "OverflowProofError", "WeightCache",
-                           "compile_linear", "max_chunk_words", "prove_no_overflow"),
+                           "compile_linear", "prove_no_overflow"),
     "sw.driver.runtime": ("Accelerator", "BACKENDS", "BackendError", "BackendUnavailable", "DeviceError"),
     "sw.driver.models": ("DriverBackend", "generate", "layer_check", "load_layer", "load_model"),
     "sw.driver.demo": ("run_demo",),

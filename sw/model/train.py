@@ -7,7 +7,7 @@ Usage::
 The recipe is the BitNet b1.58 one (Ma et al., 2024): every one of the seven projections per layer
 (q, k, v, o, gate, up, down) keeps *latent float weights*; the forward pass uses their absmean
 ternarization ``clamp(rne(W / gamma), -1, 1) * gamma`` with ``gamma = max(mean|W|, 1e-5)`` and feeds
-them per-token int8 absmax fake-quantized activations (SPEC section 3); both quantizers pass gradients
+them per-token int8 absmax fake-quantized activations (the formulas of ``docs/MODEL.md``); both quantizers pass gradients
 straight through (``x + (q(x) - x).detach()``). Embeddings, norms and the LM head stay float.
 
 The architecture is exactly Hugging Face's ``BitNetForCausalLM`` (pre-norm RMSNorm, RoPE half-split,
@@ -15,7 +15,7 @@ GQA, ``attn_sub_norm`` before ``o_proj``, MLP ``down(ffn_sub_norm(relu(gate(x))*
 module below names its tensors like transformers does, so the trained state dict is exported with
 :func:`sw.model.checkpoint.save_checkpoint` to the packed Hugging Face layout (2-bit codes, 4 per
 byte, plus ``weight_scale``). After saving, the checkpoint is loaded back into the *reference ternary
-inference model* (integer core + SPEC epilogue) and its exact-match accuracy on held-out problems is
+inference model* (integer core + the reference epilogue) and its exact-match accuracy on held-out problems is
 measured and printed; that number, not the fake-quant training model's, is the one reported.
 
 Task: 3-digit addition with the sum written reversed (see :mod:`sw.model.demo_task`).
@@ -63,7 +63,7 @@ DEMO_ARCH = dict(
 )
 
 
-# -- fake quantizers with straight-through estimators (SPEC section 3 formulas) -----------------------
+# -- fake quantizers with straight-through estimators (the reference formulas) -------------------------
 
 def weight_dequant(w: torch.Tensor) -> torch.Tensor:
     """``T * gamma``: the absmean-ternarized weight the forward pass uses (no gradient path)."""
@@ -321,20 +321,13 @@ def export(model: QATBitNetForCausalLM, cfg: dict, out: Path, tokenizer: CharTok
     tokenizer.save(Path(out) / "tokenizer.json")
 
 
-def reference_generate_fn(ref_model):
-    """``generate(prompts, max_new_tokens)`` of a reference CausalLM, for :func:`demo_task.evaluate`."""
-    def generate(prompts, max_new_tokens):
-        return ref_model.generate_greedy(prompts, max_new_tokens).tolist()
-    return generate
-
-
 def reference_accuracy(out: Path, problems, batch: int = 500) -> float:
     """Exact-match accuracy of the reference ternary inference model loaded back from ``out``."""
     from .checkpoint import load_checkpoint
 
     ref = load_checkpoint(out)
     tok = CharTokenizer.from_file(Path(out) / "tokenizer.json")
-    gen = reference_generate_fn(ref)
+    gen = demo_task.reference_generate_fn(ref)
     correct = 0.0
     for i in range(0, len(problems), batch):
         chunk = problems[i:i + batch]
