@@ -39,7 +39,7 @@ import time
 import weakref
 
 from hw.backends import SessionBase
-from hw.backends.common import HarnessError, RunCase, pack_payloads, plan_runs, run_result, stream_layouts
+from hw.backends.common import RunCase, pack_payloads, plan_runs, run_result, stream_layouts
 from hw.backends.drive import CocotbBench, CoreStatus, run_core
 from hw.config import TernConfig
 from hw.result import RunResult

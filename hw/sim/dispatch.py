@@ -14,8 +14,6 @@ operands (:func:`hw.isa.check`, the one copy of the validity rules) and retires 
 
 from __future__ import annotations
 
-import numpy as np
-
 from hw.isa import Op, check, decode_words
 from hw.sim.recurrence import NEG, SimError, StreamTimes
 

@@ -2,7 +2,7 @@
 cycle-accurate simulator (hw.sim).
 
 * The embedded demo model (sw/model/demo) runs a prompt with every BitLinear's integer core computed
-  by the Verilated RTL (all 14 projections, real activations quantized by the SPEC quantizer, real
+  by the Verilated RTL (all 14 projections, real activations quantized by the reference quantizer, real
   ternary weights, compiled with hw.program.linear_program): every D is bit-identical to
   ``q @ T.T``, every BitLinear output and the final logits are ``torch.equal`` to the reference model.
 * Corner cases: extreme activations (-128, -127, 127) with all +1 / all -1 weights (including the
@@ -88,7 +88,7 @@ def test_demo_model_logits_bit_exact_with_every_bitlinear_on_verilator(request):
     rtl_logits = model(ids, core=lambda q, t, linear: next(it))
     assert torch.equal(rtl_logits, ref_logits), "logits with the Verilated core differ from the reference"
 
-    # one projection's float output through the SPEC epilogue equals the reference BitLinear's
+    # one projection's float output through the reference epilogue equals the reference BitLinear's
     from sw.model.bitlinear import BitLinear
     from sw.model.quant import act_quant, epilogue
     lin = next(m for m in model.modules() if isinstance(m, BitLinear) and m.name.endswith("down_proj"))
@@ -213,7 +213,7 @@ def test_run_verify_random_configs_matches_amaranth_backend():
 def test_bitnet_2b4t_projections_full_k(request):
     """Slices of real-size BitNet b1.58 2B4T projections (sw.model.presets.random_layer: q_proj with
     K = 2560, down_proj with K = 6912; the first 20 output features, not a multiple of 8 rows) on
-    SPEC-quantized activations with outliers."""
+    activations quantized by the reference, with outliers."""
     from sw.model.presets import random_layer
     from sw.model.quant import act_quant, epilogue
 
