@@ -66,7 +66,7 @@ class RunResult:
 
     ``cycles``: the first cycle ``c`` in which every instruction, activation beat and weight beat has
     been accepted and ``idle`` is high (so every result has left ``out``); equal to the
-    ``perf_cycles`` counter read in that cycle (it counts cycles ``0 .. c-1``). ``counters``: the
+    ``cycles`` performance counter read in that cycle (it counts cycles ``0 .. c-1``). ``counters``: the
     eight performance counters read in that cycle. ``error``: the error flags then.
     ``*_cycles``: the cycle of every transfer on each stream.
     ``events``: event counts for the energy estimator (simulator only; see docs/SIMULATOR.md).

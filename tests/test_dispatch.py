@@ -6,7 +6,7 @@ import pytest
 from hw.config import TernConfig
 from hw.isa import FIELD_MAX, Instr, Op
 from hw.program import instr_is_valid
-from test_controller import run_controller
+from helpers import run_controller
 
 
 def test_sync_waits_for_results():

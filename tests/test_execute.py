@@ -3,7 +3,7 @@ test_controller.py."""
 
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from test_controller import run_controller
+from helpers import run_controller
 
 
 def test_credits_limit_results_in_flight():

@@ -3,7 +3,7 @@ the controller with the harness of test_controller.py."""
 
 from hw.config import TernConfig
 from hw.isa import Instr, Op
-from test_controller import run_controller
+from helpers import run_controller
 
 
 def test_issue_waits_for_word_and_streams_behind_loader():

@@ -37,7 +37,7 @@ from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import ConfigComponent
+from hw.rtl.component import ConfigComponent
 from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",

@@ -27,39 +27,10 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
+from hw.rtl.component import ConfigComponent
 
-__all__ = ["ConfigComponent", "ActBuffer", "WeightBuffer", "OutputFIFO", "act_word_layout",
+__all__ = ["ActBuffer", "WeightBuffer", "OutputFIFO", "act_word_layout",
            "weight_word_layout", "result_layout", "act_addr_width", "wgt_addr_width"]
-
-
-class ConfigComponent(wiring.Component):
-    """Base of every block built for one :class:`hw.config.TernConfig` (kept as :attr:`config`).
-
-    The arguments are checked in ``__new__``, before any Amaranth object exists, so a rejected
-    block leaves no "created but never used" warning behind: the configuration must be a
-    ``TernConfig`` (which validated itself), and a subclass with more parameters checks them in
-    :meth:`check_args`."""
-
-    def __new__(cls, config, *args, **kwargs):
-        if not isinstance(config, TernConfig):
-            raise TypeError(f"{cls.__name__}: config must be a hw.config.TernConfig, not {config!r}")
-        cls.check_args(*args, **kwargs)
-        return super().__new__(cls, src_loc_at=1)
-
-    @classmethod
-    def check_args(cls, *args, **kwargs):
-        """Check the parameters after ``config`` (raise TypeError / ValueError); none by default."""
-
-    def __init__(self, config: TernConfig, members: dict):
-        self.config = config
-        super().__init__(members)
-
-    def check_built(self, fact: str, built):
-        """At elaboration: raise unless what the block built (``built``) is ``config.<fact>``."""
-        expected = getattr(self.config, fact)
-        if built != expected:
-            raise AssertionError(f"{type(self).__name__}: built {built} for {fact}, the configuration "
-                                 f"says {expected}")
 
 
 def act_word_layout(config: TernConfig) -> data.ArrayLayout:

@@ -20,7 +20,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import ConfigComponent
+from hw.rtl.component import ConfigComponent
 from hw.rtl.counters import PerfCounters
 from hw.rtl.dispatch import Dispatch
 from hw.rtl.execute import EXECUTE_EVENTS, ExecuteEngine

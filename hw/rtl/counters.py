@@ -9,7 +9,7 @@ from amaranth.lib import data
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import ConfigComponent
+from hw.rtl.component import ConfigComponent
 
 __all__ = ["PerfCounters", "counters_layout", "events_layout"]
 

@@ -28,7 +28,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.formats import BYTE_CODES, BYTE_VALID, ZERO_CODE
-from hw.rtl.buffers import ConfigComponent, weight_word_layout
+from hw.rtl.buffers import weight_word_layout
+from hw.rtl.component import ConfigComponent
 
 __all__ = ["WeightDecoder", "wgt_beat_layout", "base3_rom_init"]
 

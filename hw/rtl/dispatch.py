@@ -21,7 +21,8 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.isa import INSTR_LAYOUT, Op, check
-from hw.rtl.buffers import ConfigComponent, act_addr_width
+from hw.rtl.buffers import act_addr_width
+from hw.rtl.component import ConfigComponent
 
 __all__ = ["Dispatch", "exec_entry_layout", "load_entry_layout"]
 

@@ -18,8 +18,9 @@ from amaranth.lib.memory import ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import (ConfigComponent, act_addr_width, act_word_layout, weight_word_layout,
+from hw.rtl.buffers import (act_addr_width, act_word_layout, weight_word_layout,
                             wgt_addr_width)
+from hw.rtl.component import ConfigComponent
 from hw.rtl.dispatch import exec_entry_layout
 
 __all__ = ["ExecuteEngine", "EXECUTE_EVENTS", "execute_events_layout"]

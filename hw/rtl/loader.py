@@ -16,7 +16,8 @@ from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import ConfigComponent, weight_word_layout, wgt_addr_width
+from hw.rtl.buffers import weight_word_layout, wgt_addr_width
+from hw.rtl.component import ConfigComponent
 from hw.rtl.dispatch import load_entry_layout
 
 __all__ = ["WeightLoader"]

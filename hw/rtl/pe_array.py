@@ -9,7 +9,7 @@ from amaranth.lib.data import ArrayLayout
 from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
-from hw.rtl.buffers import ConfigComponent
+from hw.rtl.component import ConfigComponent
 from hw.rtl.dot import TernaryDotUnit
 
 __all__ = ["PEArray"]

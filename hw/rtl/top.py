@@ -12,8 +12,9 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.isa import INSTR_LAYOUT
-from hw.rtl.buffers import (ActBuffer, ConfigComponent, OutputFIFO, WeightBuffer, act_word_layout,
+from hw.rtl.buffers import (ActBuffer, OutputFIFO, WeightBuffer, act_word_layout,
                             result_layout)
+from hw.rtl.component import ConfigComponent
 from hw.rtl.controller import Controller
 from hw.rtl.counters import counters_layout
 from hw.rtl.decoder import WeightDecoder, wgt_beat_layout
