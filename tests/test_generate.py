@@ -62,3 +62,17 @@ def test_expected_results_are_one_vector_per_matmul_token():
     prog = random_program(rng, cfg, 30)
     tokens = sum(i.c for i in prog.instrs if i.op == Op.MATMUL and is_valid(cfg, i))
     assert prog.expected.shape == (tokens, cfg.rows)
+
+
+def test_every_array_size_draws_cases():
+    """Configurations with 1..3 lanes (which the random configurations never draw) and a production
+    size still give valid cases: a single lane has no zero-padded K to draw."""
+    from hw.config import TernConfig
+    for cfg in (TernConfig(rows=2, lanes=1, act_depth=16, wgt_depth=4),
+                TernConfig(rows=3, lanes=2, act_depth=16, wgt_depth=4),
+                TernConfig(rows=1, lanes=3, act_depth=32, wgt_depth=8),
+                TernConfig(rows=16, lanes=64, act_depth=1024, wgt_depth=64)):
+        for i in range(60):
+            case = random_case(1, i, cfg)
+            assert case.config == cfg
+            assert case.program.expected.shape[1] == cfg.rows

@@ -76,7 +76,9 @@ def random_program(rng: random.Random, cfg: TernConfig, n_instr: int, *, p_bad_b
                 addr = rng.randrange(cfg.act_depth - kw * tokens + 1)
                 if loaded[addr:addr + kw * tokens].all():
                     tile = nprng.integers(-1, 2, (cfg.rows, kw * cfg.lanes))
-                    if rng.random() < 0.3:   # K not a multiple of lanes: zero-padded tail
+                    # K not a multiple of lanes: zero-padded tail (every K is one with a single lane;
+                    # the draw is made anyway, so every other configuration draws what it always did)
+                    if rng.random() < 0.3 and cfg.lanes > 1:
                         tile[:, kw * cfg.lanes - rng.randint(1, cfg.lanes - 1):] = 0
                     if rng.random() < 0.2:   # sparse weights
                         tile = np.where(nprng.random(tile.shape) < 0.5, 0, tile)
