@@ -5,7 +5,8 @@ The seven projections of every layer run on the device through the BitLinear int
 epilogue, RoPE, softmax attention, ReLU^2 / SwiGLU, residuals, the LM head) is the reference model's
 own code in :mod:`sw.model`, so a correct device gives outputs ``torch.equal`` to the reference.
 
-* :func:`load_model` resolves a model spec: ``demo``, a checkpoint folder, or a shape preset
+* :func:`load_model` resolves a model spec: ``demo``, a checkpoint folder, a ``.gguf`` file
+  (:mod:`sw.model.gguf`), or a shape preset
   (``2b4t``, ``700m``, ``1.3b``, ``3b``: random ternary weights of the real sizes, layers generated
   lazily so a 2b4t model never holds all its weights);
 * :func:`load_layer` gives one decoder layer (a preset layer is generated alone);
@@ -26,6 +27,7 @@ import torch
 
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 from sw.driver.runtime import Accelerator
+from sw.model.gguf import is_gguf_path
 from sw.model.presets import PRESETS
 
 __all__ = ["ModelSpecError", "LoadedModel", "load_model", "model_config", "num_layers", "load_layer",
@@ -35,16 +37,17 @@ PRESET_NAMES = tuple(PRESETS)
 
 
 class ModelSpecError(ValueError):
-    """A model spec that is not ``demo``, a preset name or a checkpoint folder."""
+    """A model spec that is not ``demo``, a preset name, a checkpoint folder or a ``.gguf`` file."""
 
 
 @dataclass
 class LoadedModel:
     """A model and, when it has one, its tokenizer (an object with ``encode``/``decode``)."""
     spec: str
-    kind: str            # "demo", "preset" or "checkpoint"
+    kind: str            # "demo", "preset", "checkpoint" or "gguf"
     model: object        # sw.model.model.CausalLM
     tokenizer: object = None
+    notes: tuple = ()    # what the loader decided (a GGUF file's MLP activation and its source)
 
     @property
     def config(self):
@@ -70,13 +73,18 @@ def _tokenizer_for(folder: Path):
 
 
 def _check_spec(spec) -> Path | None:
-    """Validates a model spec; returns the checkpoint folder (None for ``demo`` and presets)."""
+    """Validates a model spec; returns the checkpoint folder or GGUF file (None for ``demo`` and
+    presets)."""
     if not isinstance(spec, str) or not spec:
-        raise ModelSpecError(f"model must be 'demo', a preset ({', '.join(PRESET_NAMES)}) or a checkpoint "
-                             f"folder, not {spec!r}")
+        raise ModelSpecError(f"model must be 'demo', a preset ({', '.join(PRESET_NAMES)}), a checkpoint "
+                             f"folder or a .gguf file, not {spec!r}")
     if spec == "demo" or spec.lower() in PRESET_NAMES:
         return None
     folder = Path(spec)
+    if is_gguf_path(spec):
+        if not folder.is_file():
+            raise ModelSpecError(f"model {spec!r}: no such GGUF file")
+        return folder
     if not folder.exists():
         raise ModelSpecError(f"model {spec!r}: no such checkpoint folder (and not 'demo' or a preset: "
                              f"{', '.join(PRESET_NAMES)})")
@@ -96,6 +104,10 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
     if folder is None:
         from sw.model.presets import random_model
         return LoadedModel(spec, "preset", random_model(spec.lower(), seed=seed, lazy=True), None)
+    if is_gguf_path(spec):
+        from sw.model.gguf import load_gguf
+        model = load_gguf(folder)
+        return LoadedModel(spec, "gguf", model, None, (model.gguf_info.describe(),))
     from sw.model.checkpoint import load_checkpoint
     model = load_checkpoint(folder)
     return LoadedModel(spec, "checkpoint", model, _tokenizer_for(folder))
@@ -103,11 +115,15 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
 
 def model_config(spec: str):
     """The :class:`sw.model.config.ModelConfig` of ``spec`` without loading any weights (a checkpoint's
-    ``config.json`` is read and checked; a bad one raises ``CheckpointError``)."""
+    ``config.json`` or a GGUF file's metadata and tensor table is read and checked; a bad one raises
+    ``CheckpointError``)."""
     folder = _check_spec(spec)
     if folder is None and spec != "demo":
         from sw.model.presets import preset_config
         return preset_config(spec.lower())
+    if is_gguf_path(spec):
+        from sw.model.gguf import gguf_config
+        return gguf_config(folder)
     from sw.model.checkpoint import read_config
     if folder is None:
         from sw.model.demo_task import default_model_dir
