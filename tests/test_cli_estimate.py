@@ -18,11 +18,20 @@ def test_json_contract(capsys):
     code, out, err = run(capsys, "estimate", "--model", "demo", "--json")
     assert code == 0, err
     r = json.loads(out)
-    for key in ("energy_per_token_j", "tokens_per_s", "area_mm2", "breakdown"):
+    for key in ("energy_per_token_j", "tokens_per_s", "area_mm2", "breakdown", "memory", "bus_efficiency"):
         assert key in r
     assert r["energy_per_token_j"] > 0 and r["tokens_per_s"] > 0 and r["area_mm2"] > 0
     assert r["energy_per_token_j"] == pytest.approx(sum(r["breakdown"].values()), rel=1e-12)
-    assert r["node"] == "7nm" and r["clock_mhz"] == 200.0 and r["tokens"] == 1
+    assert r["node"] == "7nm" and r["clock_mhz"] == 200.0 and r["tokens"] == 1 and r["context"] == 1024
+    # the whole token: the core's projections, the host's parts, static power
+    for part in ("dram_weights", "lm_head", "embedding", "kv_cache", "attention", "norms",
+                 "activation_quant", "host_transfers", "static_core", "static_memory"):
+        assert part in r["breakdown"], part
+    m = r["memory"]
+    assert m["name"] == "lpddr4x" and m["pj_per_bit"] == 8.0
+    assert m["bandwidth_gb_s"] == pytest.approx(8.532, rel=1e-12) and "JESD209-4" in m["source"]
+    assert r["bus_efficiency"] == 0.75
+    assert r["host"]["lm_head_runs_on"] == "host"
 
 
 def test_configuration_flags_and_options(capsys):
@@ -32,13 +41,20 @@ def test_configuration_flags_and_options(capsys):
     r = json.loads(out)
     assert r["config"]["rows"] == 8 and r["config"]["lanes"] == 32
     assert r["node"] == "45nm" and r["clock_mhz"] == 100.0 and r["tokens"] == 4
-    assert r["energy_table"]["dram_pj_per_bit"] == 5.0
+    assert r["energy_table"]["dram_pj_per_bit"] == 5.0 and r["memory"]["pj_per_bit"] == 5.0
+    code, out, _ = run(capsys, "estimate", "--model", "demo", "--json", "--memory", "HBM2", "--context", "7",
+                       "--channels", "2")
+    assert code == 0
+    r = json.loads(out)
+    assert r["memory"]["name"] == "hbm2" and r["memory"]["pj_per_bit"] == 3.9 and r["memory"]["channels"] == 2
+    assert r["context"] == 7 and r["memory"]["sustainable_gb_s"] == pytest.approx(2 * 256 * 0.75)
 
 
 def test_table_output(capsys):
     code, out, _ = run(capsys, "estimate", "--model", "demo")
     assert code == 0
     assert "dram_weights" in out and "total" in out and "tokens/s" in out and "mm^2" in out
+    assert "lm_head" in out and "lpddr4x" in out and "static" in out
 
 
 def test_default_clock_is_the_drivers(capsys):
@@ -54,6 +70,9 @@ def test_default_clock_is_the_drivers(capsys):
     (["--model", "demo", "--node", "3nm"], "3nm"),
     (["--model", "demo", "--tokens", "0"], "--tokens"),
     (["--model", "demo", "--dram-pj-per-bit", "-1"], "--dram-pj-per-bit"),
+    (["--model", "demo", "--memory", "sram9"], "sram9"),
+    (["--model", "demo", "--context", "-1"], "--context"),
+    (["--model", "demo", "--channels", "0"], "--channels"),
     (["--model", "demo", "--rows", "0"], "rows"),
     (["--model", "2b4t", "--wgt-depth", "64"], "wgt_depth"),
     (["--node", "7nm"], "--model"),
@@ -76,6 +95,7 @@ def test_model_shapes_of_a_preset():
     assert m.projections == (("q", 2560, 2560), ("k", 640, 2560), ("v", 640, 2560), ("o", 2560, 2560),
                              ("gate", 6912, 2560), ("up", 6912, 2560), ("down", 2560, 6912))
     assert (m.vocab_size, m.hidden_size) == (128256, 2560)
+    assert (m.num_heads, m.num_kv_heads, m.head_dim, m.intermediate_size, m.sub_norms) == (20, 5, 128, 6912, True)
 
 
 def test_demo_name_and_checkpoint_folder_agree(tmp_path):

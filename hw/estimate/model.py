@@ -1,21 +1,28 @@
 """Per-token area / energy / speed estimate of a BitNet b1.58 model on a tern configuration.
 
-The model is described by a :class:`ModelShape` (its projection shapes and layer count). One decoder
-layer's BitLinear projections (the model's real (N, K) shapes, random int8 activations and uniformly
-random ternary weights) run through the cycle-accurate simulator (:func:`hw.sim.simulate`) for
-``tokens`` tokens (1 = one decode step). Every layer has the same shapes, so cycles and events of the
-whole model are those of one layer times the number of layers.
+The model is described by a :class:`ModelShape` (its projection shapes, layer count and the dimensions
+the host's work depends on). One decoder layer's BitLinear projections (the model's real (N, K)
+shapes, random int8 activations and uniformly random ternary weights) run through the cycle-accurate
+simulator (:func:`hw.sim.simulate`) for ``tokens`` tokens (1 = one decode step). Every layer has the
+same shapes, so cycles and events of the whole model are those of one layer times the number of layers.
 
-What is on the accelerator and what is not: the tern core runs the BitLinear projections only. The
-embedding lookup, RMSNorms, RoPE, attention scores and softmax over the KV cache, the activation
-functions, the per-tensor scaling epilogue and the LM head run on the host and are **not** in
-``energy_per_token_j`` or ``tokens_per_s``. The LM head is not quantized in BitNet b1.58 (a float
-``vocab x hidden`` matrix), so it is not a ternary workload; its size is reported under
-``host.lm_head_params`` so a reader can add a host cost of their choosing.
+The whole token is counted: the core's projections (priced from the simulator's events), the host's
+parts (:mod:`hw.estimate.host`: embedding, the LM head, the KV cache and attention at ``context``
+positions, norms, activation quantization, the host's side of the host <-> core streams), every byte
+either side moves at the chosen memory's energy per bit (:mod:`hw.estimate.memory`), and static
+power (core leakage, memory background) times the token's time.
+
+Time per token = the core's time + the host's memory time. The core's time is its simulated cycles
+at ``clock_mhz``, but never less than its stream bytes over the memory's sustainable bandwidth
+(``bandwidth x sustainable_efficiency x channels``): the bound ``min(core bus rate, sustainable
+bandwidth)`` on the weight stream. The host's time is its bytes over the same sustainable bandwidth
+(the host and the core share the memory and run one after the other in decode); the host's compute
+time is not modelled, so the host's time is a lower bound.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -25,21 +32,39 @@ import numpy as np
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 from hw.estimate.area import area_estimate
 from hw.estimate.energy import NODES, core_energy, energy_table
+from hw.estimate.host import host_work
+from hw.estimate.memory import DEFAULT_MEMORY, MEMORIES, get_memory
 
-__all__ = ["EstimateError", "ModelShape", "estimate", "MAX_TOKENS"]
+__all__ = ["EstimateError", "ModelShape", "estimate", "MAX_TOKENS", "MAX_CONTEXT", "DEFAULT_CONTEXT",
+           "LEAKAGE_W_PER_MM2", "host_op_pj"]
 
 MAX_TOKENS = 4096
+MAX_CONTEXT = 1 << 20
+#: Positions in the KV cache by default: a 1024-token conversation (2b4t's window is 4096).
+DEFAULT_CONTEXT = 1024
+
+#: Core leakage power per mm^2 of the estimated area (logic + SRAM), W. An **assumption** (no source
+#: checked; plausible range 0.01-0.1 W/mm^2 at either node, strongly dependent on the cell library,
+#: threshold voltage and temperature).
+LEAKAGE_W_PER_MM2 = {"45nm": 0.02, "7nm": 0.05}
 
 
 class EstimateError(ValueError):
     """Bad input to the estimator (one line, names the bad value)."""
 
 
+def _positive_int(model, what, v):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise EstimateError(f"model {model!r}: {what}={v!r} must be a positive integer")
+
+
 @dataclass(frozen=True)
 class ModelShape:
     """What the estimator needs to know of a model: the ``(name, N, K)`` shapes of one decoder layer's
-    BitLinear projections (every layer has the same), the number of layers, and the LM head's size
-    (``vocab_size x hidden_size``, reported as host work). ``name`` labels the result.
+    BitLinear projections (every layer has the same), the number of layers, and the dimensions of the
+    host's work: ``vocab_size x hidden_size`` (embedding and LM head), ``num_heads``,
+    ``num_kv_heads``, ``head_dim`` (attention and the KV cache), ``intermediate_size`` and
+    ``sub_norms`` (the bitnet family's two extra RMSNorms per layer). ``name`` labels the result.
 
     ``tern estimate --model M`` builds it from the model's configuration (``demo``, a shape preset or
     a checkpoint folder)."""
@@ -48,6 +73,11 @@ class ModelShape:
     layers: int
     vocab_size: int
     hidden_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    sub_norms: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "projections", tuple((str(n), N, K) for n, N, K in self.projections))
@@ -58,26 +88,51 @@ class ModelShape:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                     raise EstimateError(f"model {self.name!r}: projection {n!r} has {what}={v!r}, "
                                         f"not a positive integer")
-        for what in ("layers", "vocab_size", "hidden_size"):
-            v = getattr(self, what)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise EstimateError(f"model {self.name!r}: {what}={v!r} must be a positive integer")
+        for what in ("layers", "vocab_size", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
+                     "intermediate_size"):
+            _positive_int(self.name, what, getattr(self, what))
+        if not isinstance(self.sub_norms, bool):
+            raise EstimateError(f"model {self.name!r}: sub_norms={self.sub_norms!r} must be a bool")
+
+
+def host_op_pj(table) -> dict:
+    """Energy of the host's arithmetic, pJ, **derived** from the node's per-operation table
+    ([Hor14] / [BitNet23]): a MAC is a bf16 multiply (priced as the FP16 multiply: same multiplier
+    class, an 8-bit mantissa is smaller) plus an FP32 accumulate; any other operation is one FP32
+    multiply. Arithmetic only: a CPU's instruction fetch, decode, register file and cache accesses
+    cost more than the arithmetic ([Hor14]), so the host's compute energy is a lower bound."""
+    return {"mac": table.fp16_mul + table.fp32_add, "op": table.fp32_mul}
+
+
+@functools.lru_cache(maxsize=16)
+def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
+    from hw.sim import simulate
+    from hw.workloads import layer_streams
+    t0 = time.perf_counter()
+    try:
+        streams, _ = layer_streams(config, tokens, list(shapes), np.random.default_rng(seed))
+    except ValueError as e:
+        raise EstimateError(f"does not fit the configuration: {e}") from None
+    res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
+    if res.error:
+        raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
+    return res, time.perf_counter() - t0
 
 
 def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str = "7nm",
-             clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, dram_pj_per_bit: float | None = None,
+             clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, context: int = DEFAULT_CONTEXT,
+             memory: str = DEFAULT_MEMORY, channels: int = 1, dram_pj_per_bit: float | None = None,
              seed: int = 0) -> dict:
-    """Area, energy per token and tokens/s of ``model`` (a :class:`ModelShape`) on ``config``.
+    """Area, energy per token and tokens/s of ``model`` (a :class:`ModelShape`) on ``config``: the
+    whole token (see the module's docstring).
 
     ``tokens``: tokens processed together per layer pass (1 = decode; T > 1 = a T-token prefill, the
-    weights are streamed once per group of tokens that fits the activation buffer). Energy per token
-    is the energy of the pass divided by ``tokens``; tokens/s is ``tokens * clock / cycles``.
-    Returns the keys ``energy_per_token_j``, ``tokens_per_s``, ``area_mm2``, ``breakdown``
-    (joules per token by component) and details.
+    weights are streamed once per group of tokens that fits the activation buffer); ``context``:
+    positions already in the KV cache; ``memory``: a technology of :data:`hw.estimate.memory.MEMORIES`,
+    ``channels`` of it (channels or stacks); ``dram_pj_per_bit`` overrides its energy per bit.
+    Returns the keys ``energy_per_token_j``, ``tokens_per_s``, ``area_mm2``, ``breakdown`` (joules per
+    token by part, summing to ``energy_per_token_j``), ``memory``, ``bus_efficiency`` and details.
     """
-    from hw.sim import simulate
-    from hw.workloads import layer_streams
-
     if not isinstance(model, ModelShape):
         raise TypeError(f"model must be a hw.estimate.ModelShape, not {model!r}")
     config = TernConfig() if config is None else config
@@ -90,41 +145,97 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         raise EstimateError(f"clock_mhz must be in (0, 100000], not {clock_mhz!r}")
     if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
         raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
-    if dram_pj_per_bit is not None and (not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0):
+    if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_CONTEXT:
+        raise EstimateError(f"context must be an integer between 0 and {MAX_CONTEXT}, not {context!r}")
+    if not isinstance(memory, str) or memory.lower() not in MEMORIES:
+        raise EstimateError(f"unknown memory {memory!r} (choose from {', '.join(MEMORIES)})")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 1024:
+        raise EstimateError(f"channels must be an integer between 1 and 1024, not {channels!r}")
+    if dram_pj_per_bit is not None and (isinstance(dram_pj_per_bit, bool) or
+                                        not isinstance(dram_pj_per_bit, (int, float)) or
+                                        not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0):
         raise EstimateError(f"dram_pj_per_bit must be a non-negative number, not {dram_pj_per_bit!r}")
-    shapes = list(model.projections)
+    mem = get_memory(memory)
+    pj_bit = mem.pj_per_bit if dram_pj_per_bit is None else float(dram_pj_per_bit)
+    shapes = model.projections
     layers = model.layers
-
-    t0 = time.perf_counter()
+    T = tokens
     try:
-        streams, _ = layer_streams(config, tokens, shapes, np.random.default_rng(seed))
-    except ValueError as e:
-        raise EstimateError(f"model {model.name!r} does not fit the configuration: {e}") from None
-    res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
-    sim_s = time.perf_counter() - t0
-    if res.error:
-        raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
+        res, sim_s = _simulate_layer(config, T, shapes, seed)
+    except EstimateError as e:
+        raise EstimateError(f"model {model.name!r} {e}") from None
     ev = res.events
-
     table = energy_table(node)
-    layer_j = core_energy(ev, config, table, dram_pj_per_bit=dram_pj_per_bit)
-    per_token = {k: v * layers / tokens for k, v in layer_j.items()}
-    energy = sum(per_token.values())
-    dram = sum(v for k, v in per_token.items() if k.startswith("dram_"))
-    cycles = res.cycles * layers
-    tokens_per_s = tokens * clock_mhz * 1e6 / cycles
+
+    # -- the core: the simulator's events, its streams at the memory's energy per bit
+    layer_j = core_energy(ev, config, table, dram_pj_per_bit=pj_bit)
+    breakdown = {k: v * layers / T for k, v in layer_j.items()}
+    core_dynamic = sum(breakdown.values())
+    core_bus_per_token = {k: v * layers / T for k, v in ev["bus_bytes"].items()}
+    core_bytes = sum(core_bus_per_token.values())
+
+    # -- the host: bytes at the memory's energy per bit, arithmetic at the derived host figures
+    ops_pj = host_op_pj(table)
+    host = host_work(model, context=context, tokens=T, core_bus_bytes_per_token=core_bus_per_token)
+    for part, w in host.items():
+        breakdown[part] = (w["bytes"] * 8 * pj_bit + w["macs"] * ops_pj["mac"] + w["ops"] * ops_pj["op"]) * 1e-12
+    host_bytes = sum(w["bytes"] for w in host.values())
+
+    # -- time: the core bounded by the memory's sustainable bandwidth, then the host's memory time
+    sustainable = mem.bandwidth_gb_s * 1e9 * mem.sustainable_efficiency * channels     # bytes / s
+    cycles = res.cycles * layers / T
+    core_cycle_s = cycles / (clock_mhz * 1e6)
+    core_s = max(core_cycle_s, core_bytes / sustainable)
+    host_s = host_bytes / sustainable
+    token_s = core_s + host_s
+
+    # -- static power x time
     area = area_estimate(config, node)
-    power_w = energy * tokens_per_s
+    static_core_w = LEAKAGE_W_PER_MM2[node] * area["area_mm2"]
+    static_mem_w = mem.background_mw * 1e-3 * channels
+    breakdown["static_core"] = static_core_w * token_s
+    breakdown["static_memory"] = static_mem_w * token_s
+
+    energy = sum(breakdown.values())
+    mem_j = sum(v for k, v in breakdown.items() if k.startswith("dram_")) + host_bytes * 8 * pj_bit * 1e-12
+    bus_rate = config.bus_bytes * clock_mhz * 1e6
     return {
-        "model": model.name, "node": node, "clock_mhz": float(clock_mhz), "tokens": tokens,
+        "model": model.name, "node": node, "clock_mhz": float(clock_mhz), "tokens": T, "context": context,
         "energy_per_token_j": energy,
-        "tokens_per_s": tokens_per_s,
+        "tokens_per_s": 1 / token_s,
         "area_mm2": area["area_mm2"],
-        "breakdown": per_token,
-        "dram_fraction": dram / energy,
-        "core_energy_per_token_j": energy - dram,
-        "average_power_w": power_w,
-        "cycles_per_token": cycles / tokens,
+        "breakdown": breakdown,
+        "parts": {
+            "projections (core, dynamic)": core_dynamic,
+            "lm_head (host)": breakdown["lm_head"],
+            "embedding (host)": breakdown["embedding"],
+            "attention + kv_cache (host)": breakdown["attention"] + breakdown["kv_cache"],
+            "norms (host)": breakdown["norms"],
+            "activation_quant (host)": breakdown["activation_quant"],
+            "elementwise (host)": breakdown["elementwise"],
+            "host_transfers (host side)": breakdown["host_transfers"],
+            "static (core leakage + memory background)": breakdown["static_core"] + breakdown["static_memory"],
+        },
+        "memory": mem.as_dict() | {"pj_per_bit": pj_bit, "channels": channels,
+                                   "pj_per_bit_source": mem.pj_per_bit_source if dram_pj_per_bit is None
+                                   else "--dram-pj-per-bit (user override)",
+                                   "pj_per_bit_kind": mem.pj_per_bit_kind if dram_pj_per_bit is None
+                                   else "override",
+                                   "sustainable_gb_s": sustainable / 1e9,
+                                   "source": (mem.pj_per_bit_source if dram_pj_per_bit is None else
+                                              "--dram-pj-per-bit (user override)")
+                                   + f"; bandwidth: {mem.bandwidth_source}"},
+        "bus_efficiency": mem.sustainable_efficiency,
+        "weight_stream_gb_s": min(bus_rate, sustainable) / 1e9,
+        "memory_bound": core_bytes / sustainable > core_cycle_s,
+        "bytes_per_token": {"core": core_bytes, "host": host_bytes, "total": core_bytes + host_bytes},
+        "memory_fraction": mem_j / energy,
+        "dram_fraction": mem_j / energy,
+        "core_energy_per_token_j": core_dynamic - sum(v for k, v in breakdown.items() if k.startswith("dram_")),
+        "core_tokens_per_s": 1 / core_s,
+        "time_per_token_s": {"core": core_s, "host": host_s, "total": token_s},
+        "average_power_w": energy / token_s,
+        "cycles_per_token": cycles,
         "cycles_per_layer_pass": res.cycles,
         "layers": layers,
         "projections": [{"name": n, "N": N, "K": K} for n, N, K in shapes],
@@ -134,12 +245,18 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         "area_breakdown_mm2": area["breakdown_mm2"],
         "gate_equivalents": area["gate_equivalents"],
         "sram_bits": area["sram_bits"],
-        "energy_table": table.as_dict() | ({"dram_pj_per_bit": float(dram_pj_per_bit)}
-                                           if dram_pj_per_bit is not None else {}),
-        "host": {"lm_head_params": model.vocab_size * model.hidden_size,
-                 "note": "embeddings, norms, attention over the KV cache, activation functions, "
-                         "scaling epilogue and the (unquantized) LM head run on the host and are "
-                         "not included"},
+        "energy_table": table.as_dict() | {"dram_pj_per_bit": pj_bit},
+        "host": {"runs": ["embedding", "lm_head", "kv_cache", "attention", "norms", "activation_quant",
+                          "elementwise", "host_transfers"],
+                 "lm_head_runs_on": "host",
+                 "lm_head_params": model.vocab_size * model.hidden_size,
+                 "work_per_token": host,
+                 "pj_per_mac": ops_pj["mac"], "pj_per_op": ops_pj["op"],
+                 "note": "host arithmetic is priced at the node's FP16 MUL + FP32 ADD per MAC and FP32 MUL "
+                         "per other operation (derived, arithmetic only: a lower bound); the host's "
+                         "compute time and its own static power are not modelled"},
+        "static_w": {"core_leakage": static_core_w, "memory_background": static_mem_w,
+                     "kind": "assumption"},
         "config": config.to_dict(),
         "sim_wall_s": round(sim_s, 3),
     }

@@ -30,11 +30,15 @@ def model_shape(spec: str):
         raise EstimateError(f"model {spec!r}: {str(e).splitlines()[0]}") from None
     projections = layer_shapes(mc)
     return ModelShape(name=spec.lower() if spec.lower() in PRESET_NAMES else spec, projections=projections,
-                      layers=mc.num_hidden_layers, vocab_size=mc.vocab_size, hidden_size=mc.hidden_size)
+                      layers=mc.num_hidden_layers, vocab_size=mc.vocab_size, hidden_size=mc.hidden_size,
+                      num_heads=mc.num_attention_heads, num_kv_heads=mc.num_key_value_heads,
+                      head_dim=mc.head_dim, intermediate_size=mc.intermediate_size,
+                      sub_norms=mc.sub_norms)
 
 
 def add_command(sub) -> None:
-    from hw.estimate import NODES
+    from hw.estimate import DEFAULT_MEMORY, MEMORIES, NODES
+    from hw.estimate.model import DEFAULT_CONTEXT
     e = sub.add_parser("estimate", help="area, energy per token and tokens/s for a model on a configuration")
     e.set_defaults(func=_cmd_estimate)
     e.add_argument("--model", required=True,
@@ -43,16 +47,22 @@ def add_command(sub) -> None:
     add_clock_flag(e, "core clock for tokens/s")
     e.add_argument("--tokens", type=int, default=1,
                    help="tokens per layer pass: 1 = decode (default), T > 1 = a T-token prefill")
+    e.add_argument("--context", type=int, default=DEFAULT_CONTEXT,
+                   help=f"positions already in the KV cache (default {DEFAULT_CONTEXT})")
+    e.add_argument("--memory", default=DEFAULT_MEMORY,
+                   help=f"off-chip memory: {'|'.join(MEMORIES)} (default {DEFAULT_MEMORY})")
+    e.add_argument("--channels", type=int, default=1,
+                   help="channels (DDR, LPDDR) or stacks (HBM) of that memory (default 1)")
     e.add_argument("--dram-pj-per-bit", type=float, default=None,
-                   help="off-chip DRAM energy per bit (default: Horowitz 2014, 1.3 nJ / 64 bit)")
+                   help="override the memory's energy per bit (pJ)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random activations and weights")
     add_json_flag(e)
     add_config_flags(e)
 
 
 def _cmd_estimate(args) -> int:
-    from hw.estimate import NODES, estimate
-    from hw.estimate.model import MAX_TOKENS
+    from hw.estimate import MEMORIES, NODES, estimate
+    from hw.estimate.model import MAX_CONTEXT, MAX_TOKENS
 
     cmd = "estimate"
     if args.node not in NODES:
@@ -60,6 +70,12 @@ def _cmd_estimate(args) -> int:
     check_clock(cmd, args.clock_mhz)
     if not 1 <= args.tokens <= MAX_TOKENS:
         raise UsageError(f"tern estimate: --tokens must be between 1 and {MAX_TOKENS}, not {args.tokens}")
+    if not 0 <= args.context <= MAX_CONTEXT:
+        raise UsageError(f"tern estimate: --context must be between 0 and {MAX_CONTEXT}, not {args.context}")
+    if args.memory.lower() not in MEMORIES:
+        raise UsageError(f"tern estimate: unknown --memory {args.memory!r} (choose from {', '.join(MEMORIES)})")
+    if not 1 <= args.channels <= 1024:
+        raise UsageError(f"tern estimate: --channels must be between 1 and 1024, not {args.channels}")
     if args.dram_pj_per_bit is not None and (not math.isfinite(args.dram_pj_per_bit)
                                              or not 0 <= args.dram_pj_per_bit <= 1e6):
         raise UsageError(f"tern estimate: --dram-pj-per-bit must be in [0, 1e6], not {args.dram_pj_per_bit:g}")
@@ -67,7 +83,8 @@ def _cmd_estimate(args) -> int:
     cfg = config_from_args(args)
     try:
         r = estimate(model_shape(args.model), cfg, node=args.node, clock_mhz=args.clock_mhz,
-                     tokens=args.tokens, dram_pj_per_bit=args.dram_pj_per_bit, seed=args.seed)
+                     tokens=args.tokens, context=args.context, memory=args.memory.lower(),
+                     channels=args.channels, dram_pj_per_bit=args.dram_pj_per_bit, seed=args.seed)
     except ValueError as e:
         raise UsageError(f"tern estimate: {str(e).splitlines()[0]}") from None
     if args.json:
@@ -90,12 +107,22 @@ def _print(r: dict):
 
     con = Console()
     mode = "decode" if r["tokens"] == 1 else f"prefill of {r['tokens']} tokens"
-    t = Table(title=f"tern estimate {r['model']} at {r['node']}, {r['clock_mhz']:g} MHz ({mode}): "
-                    f"energy per token by component")
+    m = r["memory"]
+    total = r["energy_per_token_j"]
+    head = (f"tern estimate {r['model']} at {r['node']}, {r['clock_mhz']:g} MHz ({mode}, context "
+            f"{r['context']}), {m['name']} x{m['channels']} ({m['pj_per_bit']:g} pJ/bit)")
+    p = Table(title=f"{head}: energy per token by part")
+    p.add_column("part")
+    p.add_column("energy / token", justify="right")
+    p.add_column("share", justify="right")
+    for k, v in r["parts"].items():
+        p.add_row(k, _fmt_j(v), f"{100 * v / total:.2f}%")
+    p.add_row("[bold]total[/bold]", f"[bold]{_fmt_j(total)}[/bold]", "100%")
+    con.print(p)
+    t = Table(title="energy per token by component")
     t.add_column("component")
     t.add_column("energy / token", justify="right")
     t.add_column("share", justify="right")
-    total = r["energy_per_token_j"]
     for k, v in sorted(r["breakdown"].items(), key=lambda kv: -kv[1]):
         t.add_row(k, _fmt_j(v), f"{100 * v / total:.2f}%")
     t.add_row("[bold]total[/bold]", f"[bold]{_fmt_j(total)}[/bold]", "100%")
@@ -107,8 +134,15 @@ def _print(r: dict):
         a.add_row(k, f"{v:.4f}")
     a.add_row("[bold]total[/bold]", f"[bold]{r['area_mm2']:.4f}[/bold]")
     con.print(a)
-    con.print(f"energy/token {_fmt_j(total)} (DRAM {100 * r['dram_fraction']:.1f}%, core "
-              f"{_fmt_j(r['core_energy_per_token_j'])}), {r['tokens_per_s']:.3f} tokens/s "
-              f"({r['cycles_per_token']:.0f} cycles/token, weight bus {100 * r['bus_utilization']:.2f}% busy), "
+    ts = r["time_per_token_s"]
+    con.print(f"energy/token {_fmt_j(total)} (memory traffic {100 * r['memory_fraction']:.1f}%), "
+              f"{r['tokens_per_s']:.3f} tokens/s (core {1e3 * ts['core']:.1f} ms"
+              f"{', memory-bound' if r['memory_bound'] else ''}, host memory time {1e3 * ts['host']:.1f} ms; "
+              f"core alone {r['core_tokens_per_s']:.3f} tokens/s), "
+              f"{r['bytes_per_token']['total'] / 1e6:.1f} MB moved per token, "
               f"area {r['area_mm2']:.3f} mm^2, average power {r['average_power_w']:.3f} W")
-    con.print(f"not included (host): {r['host']['note']}; LM head {r['host']['lm_head_params']:,} parameters")
+    con.print(f"memory: {m['unit']}, {m['bandwidth_gb_s']:.1f} GB/s peak x {r['bus_efficiency']:.2f} "
+              f"sustainable (assumed) x {m['channels']}; {m['pj_per_bit']:g} pJ/bit ({m['pj_per_bit_kind']}: "
+              f"{m['pj_per_bit_source']})")
+    con.print(f"LM head runs on the {r['host']['lm_head_runs_on']} ({r['host']['lm_head_params']:,} bf16 "
+              f"parameters); {r['host']['note']}")
