@@ -58,6 +58,8 @@ def _metadata_writer(w, arch, layers, *, act=None):
     w.add_context_length(64)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_rope_freq_base(500000.0)
+    w.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)   # what llama.cpp's BitNet converter writes
+    w.add_rope_scaling_factor(1.0)
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     if act is not None:
@@ -244,6 +246,13 @@ def test_config_from_metadata(tmp_path):
     assert model_config(str(path)) == c and num_layers(str(path)) == 2
 
 
+def test_tern_estimate_on_a_gguf_file(capsys, tmp_path):
+    path = tmp_path / "m.gguf"
+    write_i2s(path, layers=2)
+    code, r = run_json(capsys, "estimate", "--model", str(path))
+    assert code == 0 and r["layers"] == 2 and r["model"] == str(path)
+
+
 # -- through the accelerator -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["TQ1_0", "I2_S"])
@@ -356,6 +365,10 @@ def test_bad_codes_scales_and_metadata(tmp_path):
     _bad(tmp_path, bad_scale, "tensor blk.0.attn_v.weight: I2_S scale -1.0 must be finite and > 0")
 
     _bad(tmp_path, lambda p: write_i2s(p, arch="llama"), "general.architecture='llama' is not supported")
+
+    def yarn(p):
+        write_raw_gguf(p, {**_raw_metadata("bitnet", 1), "bitnet.rope.scaling.type": "yarn"}, [])
+    _bad(tmp_path, yarn, "bitnet.rope.scaling.type='yarn' with factor 1.0 is not supported")
     _bad(tmp_path, lambda p: write_i2s(p, act="gelu"), "bitnet-b1.58.hidden_act='gelu' is not supported")
 
 

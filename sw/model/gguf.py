@@ -277,8 +277,11 @@ def _config_and_info(g: GGUFFile) -> tuple[ModelConfig, GGUFInfo]:
         raise GGUFError(f"{g.path}: metadata {a}.rope.dimension_count={rope_dims}: partial RoPE is not supported "
                         f"(head dimension {head_dim})")
     scaling = g.metadata.get(f"{a}.rope.scaling.type")
-    if scaling not in (None, "none"):
-        raise GGUFError(f"{g.path}: metadata {a}.rope.scaling.type={scaling!r} is not supported (only plain RoPE)")
+    factor = g.metadata.get(f"{a}.rope.scaling.factor", 1.0)
+    if scaling not in (None, "none", "linear") or (scaling == "linear" and factor != 1.0):
+        # llama.cpp's BitNet converter writes linear scaling with factor 1.0: plain RoPE
+        raise GGUFError(f"{g.path}: metadata {a}.rope.scaling.type={scaling!r} with factor {factor!r} is not "
+                        "supported (only plain RoPE)")
     emb = g.tensors.get("token_embd.weight")
     if emb is None:
         raise GGUFError(f"{g.label('token_embd.weight')}: missing tensor")
