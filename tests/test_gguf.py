@@ -216,6 +216,29 @@ def test_float_projection_holding_ternary_values(tmp_path):
         assert torch.equal(bl.T, torch.from_numpy(t)) and bl.w_scale.item() == float(gamma)
 
 
+def test_quantized_and_half_float_tensors_decode_like_gguf(tmp_path):
+    path = tmp_path / "m.gguf"
+    floats, proj = _weights(1)
+    q8 = quants.quantize(floats["token_embd.weight"], QT.Q8_0)
+    w = gguf.GGUFWriter(str(path), "bitnet")
+    _metadata_writer(w, "bitnet", 1)
+    for name, a in floats.items():
+        if name == "token_embd.weight":
+            w.add_tensor(name, q8, raw_dtype=QT.Q8_0)
+        else:
+            w.add_tensor(name, a.astype(np.float16))
+    for name, (t, gamma) in proj.items():
+        w.add_tensor(name, quants.quantize(t.astype(np.float32) * gamma, QT.TQ2_0), raw_dtype=QT.TQ2_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    model = load_gguf(path)
+    assert torch.equal(model.embed_tokens.weight, torch.from_numpy(quants.dequantize(q8, QT.Q8_0)))
+    assert torch.equal(model.layers[0].input_layernorm.weight,
+                       torch.from_numpy(floats["blk.0.attn_norm.weight"].astype(np.float16).astype(np.float32)))
+
+
 # -- metadata ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("arch, act, expected, source", [
