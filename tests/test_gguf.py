@@ -288,6 +288,9 @@ def test_layer_through_the_simulator_is_bit_exact(tmp_path, kind):
     layer, mc = load_layer(str(path), 0)
     chk = layer_check(Accelerator(TernConfig(rows=8, lanes=32)), layer, layer_input(mc, 2, seed=3))
     assert chk.bit_exact and chk.output.abs().max() > 0
+    whole = load_gguf(path).layers[0]   # the layer decoded alone equals the whole model's layer 0
+    assert all(torch.equal(a, b) for a, b in zip(layer.state_dict().values(), whole.state_dict().values()))
+    assert len(layer.state_dict()) == len(whole.state_dict()) > 7
 
 
 def test_tern_layer_and_run_on_a_gguf_file(capsys, tmp_path):
@@ -403,3 +406,10 @@ def test_cli_bad_gguf_is_one_line_exit_2(capsys, tmp_path):
         assert_one_line_error(code, out, err, "not a GGUF file")
     code, out, err = run(capsys, "layer", "--model", str(tmp_path / "none.gguf"), "--layer", "0")
     assert_one_line_error(code, out, err, "no such GGUF file")
+    good = tmp_path / "m.gguf"
+    write_i2s(good)
+    code, out, err = run(capsys, "layer", "--model", str(good), "--layer", "1")
+    assert_one_line_error(code, out, err, "out of range")
+    from sw.driver.models import ModelSpecError, load_layer
+    with pytest.raises(ModelSpecError, match="out of range"):
+        load_layer(str(good), 3)

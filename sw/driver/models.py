@@ -9,7 +9,8 @@ own code in :mod:`sw.model`, so a correct device gives outputs ``torch.equal`` t
   (:mod:`sw.model.gguf`), or a shape preset
   (``2b4t``, ``700m``, ``1.3b``, ``3b``: random ternary weights of the real sizes, layers generated
   lazily so a 2b4t model never holds all its weights);
-* :func:`load_layer` gives one decoder layer (a preset layer is generated alone);
+* :func:`load_layer` gives one decoder layer (a preset layer is generated alone, a GGUF file's layer
+  decoded alone);
 * :func:`layer_check` runs a layer through the device and through the reference;
 * :func:`generate` is greedy generation with the KV cache, step for step the loop of
   :meth:`sw.model.model.CausalLM.generate_greedy`, with the accelerator's core and a callback per
@@ -143,6 +144,12 @@ def load_layer(spec: str, index: int, seed: int = 0):
         cfg = preset_config(spec.lower())
         _check_layer_index(index, cfg.num_hidden_layers, spec)
         return random_layer(cfg, index, seed), cfg
+    if is_gguf_path(spec):   # only this layer's tensors are decoded
+        path = _check_spec(spec)
+        from sw.model.gguf import gguf_config, load_gguf_layer
+        _check_layer_index(index, gguf_config(path).num_hidden_layers, spec)
+        layer, cfg, _ = load_gguf_layer(path, index)
+        return layer, cfg
     lm = load_model(spec, seed)
     _check_layer_index(index, lm.config.num_hidden_layers, spec)
     return lm.model.layers[index], lm.config

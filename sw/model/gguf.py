@@ -38,9 +38,10 @@ import torch
 from .bitlinear import BitLinear
 from .checkpoint import CheckpointError
 from .config import ConfigError, ModelConfig
+from .layers import DecoderLayer
 from .model import CausalLM
 
-__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "GGUFInfo", "read_gguf", "gguf_config", "load_gguf",
+__all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "GGUFInfo", "read_gguf", "gguf_config", "load_gguf", "load_gguf_layer",
            "decode_i2s", "encode_i2s", "is_gguf_path", "TYPE_TQ1_0", "TYPE_TQ2_0", "TYPE_I2_S",
            "ARCHITECTURES", "PROJECTION_NAMES"]
 
@@ -451,9 +452,8 @@ def _expected_names(c: ModelConfig) -> set[str]:
     return names
 
 
-def load_gguf(path) -> CausalLM:
-    """Loads a GGUF BitNet model into the reference :class:`CausalLM`; ``model.gguf_info`` is its
-    :class:`GGUFInfo` (architecture, the MLP activation used and where it came from)."""
+def _open(path) -> tuple[GGUFFile, ModelConfig, GGUFInfo]:
+    """The file, its config and info, with the tensor names checked against the config."""
     g = read_gguf(path)
     c, info = _config_and_info(g)
     extra = sorted(set(g.tensors) - _expected_names(c) - {"rope_freqs.weight"})
@@ -462,27 +462,50 @@ def load_gguf(path) -> CausalLM:
                         (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "") + " for this model")
     if "rope_freqs.weight" in g.tensors:
         raise GGUFError(f"{g.label('rope_freqs.weight')}: RoPE frequency factors are not supported")
+    return g, c, info
+
+
+def load_gguf(path) -> CausalLM:
+    """Loads a GGUF BitNet model into the reference :class:`CausalLM`; ``model.gguf_info`` is its
+    :class:`GGUFInfo` (architecture, the MLP activation used and where it came from)."""
+    g, c, info = _open(path)
     model = CausalLM(c)
     h = c.hidden_size
-    shapes = c.projection_shapes()
     with torch.no_grad():
         model.embed_tokens.weight.copy_(_float_tensor(g, "token_embd.weight", (c.vocab_size, h)))
         model.norm.weight.copy_(_float_tensor(g, "output_norm.weight", (h,)))
         if not c.tie_word_embeddings:
             model.lm_head_weight.copy_(_float_tensor(g, "output.weight", (c.vocab_size, h)))
         for i in range(c.num_hidden_layers):
-            layer = model.layers[i]
-            layer.input_layernorm.weight.copy_(_float_tensor(g, f"blk.{i}.attn_norm.weight", (h,)))
-            layer.post_attention_layernorm.weight.copy_(_float_tensor(g, f"blk.{i}.ffn_norm.weight", (h,)))
-            if c.sub_norms:
-                layer.self_attn.attn_sub_norm.weight.copy_(
-                    _float_tensor(g, f"blk.{i}.attn_sub_norm.weight", (c.q_size,)))
-                layer.mlp.ffn_sub_norm.weight.copy_(
-                    _float_tensor(g, f"blk.{i}.ffn_sub_norm.weight", (c.intermediate_size,)))
-            for gname, suffix in PROJECTION_NAMES.items():
-                out_f, in_f = shapes[suffix]
-                bl = _projection(g, f"blk.{i}.{gname}.weight", out_f, in_f, f"model.layers.{i}.{suffix}")
-                parent, attr = suffix.split(".")
-                setattr(getattr(layer, parent), attr, bl)
+            _fill_layer(g, c, model.layers[i], i)
     model.gguf_info = info
     return model
+
+
+def load_gguf_layer(path, index: int) -> tuple[DecoderLayer, ModelConfig, GGUFInfo]:
+    """Decoder layer ``index`` of a GGUF file alone (only its tensors are decoded), its config and info."""
+    g, c, info = _open(path)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < c.num_hidden_layers:
+        raise GGUFError(f"{g.path}: layer {index!r} is out of range (layers 0..{c.num_hidden_layers - 1})")
+    layer = DecoderLayer(c, index)
+    with torch.no_grad():
+        _fill_layer(g, c, layer, index)
+    return layer, c, info
+
+
+def _fill_layer(g: GGUFFile, c: ModelConfig, layer: DecoderLayer, i: int) -> None:
+    """Decodes layer ``i``'s norms and projections into ``layer`` (under ``torch.no_grad``)."""
+    h = c.hidden_size
+    shapes = c.projection_shapes()
+    layer.input_layernorm.weight.copy_(_float_tensor(g, f"blk.{i}.attn_norm.weight", (h,)))
+    layer.post_attention_layernorm.weight.copy_(_float_tensor(g, f"blk.{i}.ffn_norm.weight", (h,)))
+    if c.sub_norms:
+        layer.self_attn.attn_sub_norm.weight.copy_(
+            _float_tensor(g, f"blk.{i}.attn_sub_norm.weight", (c.q_size,)))
+        layer.mlp.ffn_sub_norm.weight.copy_(
+            _float_tensor(g, f"blk.{i}.ffn_sub_norm.weight", (c.intermediate_size,)))
+    for gname, suffix in PROJECTION_NAMES.items():
+        out_f, in_f = shapes[suffix]
+        bl = _projection(g, f"blk.{i}.{gname}.weight", out_f, in_f, f"model.layers.{i}.{suffix}")
+        parent, attr = suffix.split(".")
+        setattr(getattr(layer, parent), attr, bl)
