@@ -254,6 +254,9 @@ def test_activation_follows_the_file(tmp_path, arch, act, expected, source):
     assert model.config.hidden_act == expected
     assert model.gguf_info.hidden_act_source == source and source in model.gguf_info.describe()
     assert model.gguf_info.weight_types == ("I2_S",)
+    from sw.driver.models import load_model
+    lm = load_model(str(path))
+    assert lm.kind == "gguf" and lm.config.hidden_act == expected and source in lm.notes[0]
 
 
 def test_config_from_metadata(tmp_path):
