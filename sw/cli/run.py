@@ -13,7 +13,8 @@ __all__ = ["add_command", "MAX_NEW_TOKENS", "MODEL_HELP", "device_figures"]
 #: Hard upper bound of ``--max-new-tokens`` (a model's max_position_embeddings usually bounds it first).
 MAX_NEW_TOKENS = 100_000
 
-MODEL_HELP = "demo, a checkpoint folder, or a preset with random weights: 2b4t, 700m, 1.3b, 3b"
+MODEL_HELP = ("demo, a checkpoint folder, a .gguf file (TQ1_0, TQ2_0, I2_S), or a preset with random "
+              "weights: 2b4t, 700m, 1.3b, 3b")
 
 #: The accelerator figures of a run's JSON object (keys of :attr:`sw.driver.runtime.Accelerator.stats`).
 FIGURES = ("cycles", "utilization", "bus_utilization", "tokens_per_s", "decode_tokens_per_s",
