@@ -1,9 +1,13 @@
 """hw.estimate.memory: the memory table holds standard bandwidths (data rate x width, by hand), a source
 and a kind for every number, ranges that contain the values used, and a modern default."""
 
+from pathlib import Path
+
 import pytest
 
-from hw.estimate.memory import DEFAULT_MEMORY, MEMORIES, MEMORY_SOURCES, get_memory
+from hw.estimate.memory import DEFAULT_MEMORY, MEMORIES, MEMORY_SOURCES, get_memory, markdown_table
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "ESTIMATE.md"
 
 KINDS = {"primary", "secondary", "derived", "assumption"}
 
@@ -54,3 +58,7 @@ def test_unknown_memory():
     with pytest.raises(ValueError, match="sram9"):
         get_memory("sram9")
     assert get_memory("HBM2") is MEMORIES["hbm2"]
+
+
+def test_docs_render_the_table():
+    assert markdown_table() in DOC.read_text(encoding="utf-8")

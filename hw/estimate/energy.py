@@ -35,8 +35,10 @@ Modelling choices (documented assumptions, not measurements):
   as the adders (an assumption: no 7 nm SRAM figure is given in [BitNet23]).
 * DRAM: [Hor14]'s low figure, 1.3 nJ per 64-bit access (20.3 pJ/bit), at *both* nodes: DRAM access
   energy is set by the DRAM device and its interface, not by the accelerator's logic node. It is an
-  older (DDR3-era) figure; ``dram_pj_per_bit`` overrides it (e.g. a few pJ/bit for HBM-class memory).
-* Static (leakage) power is not modelled.
+  older (DDR3-era) figure; ``dram_pj_per_bit`` overrides it. :func:`hw.estimate.estimate` always
+  passes the chosen memory's figure (:mod:`hw.estimate.memory`, default LPDDR4X).
+* Static (leakage) power is not part of the per-event energy; :func:`hw.estimate.estimate` adds it
+  (static power x time).
 """
 
 from __future__ import annotations

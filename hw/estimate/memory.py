@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-__all__ = ["Memory", "MEMORIES", "DEFAULT_MEMORY", "get_memory", "MEMORY_SOURCES"]
+__all__ = ["Memory", "MEMORIES", "DEFAULT_MEMORY", "get_memory", "MEMORY_SOURCES", "markdown_table"]
 
 MEMORY_SOURCES = {
     "Hor14": "M. Horowitz, \"Computing's energy problem (and what we can do about it)\", ISSCC 2014: "
@@ -113,3 +113,18 @@ def get_memory(name: str) -> Memory:
     if not isinstance(name, str) or name.lower() not in MEMORIES:
         raise ValueError(f"unknown memory {name!r} (choose from {', '.join(MEMORIES)})")
     return MEMORIES[name.lower()]
+
+
+def markdown_table() -> str:
+    """The table and its sources as Markdown: what ``docs/ESTIMATE.md`` shows (a test keeps them equal)."""
+    rows = ["| memory | unit | peak GB/s (kind: source) | pJ/bit used | pJ/bit range | pJ/bit kind: source "
+            "| sustainable efficiency | background mW (range) |", "|---|---|---|---|---|---|---|---|"]
+    for m in MEMORIES.values():
+        rows.append(
+            f"| `{m.name}` | {m.unit} | {m.bandwidth_gb_s:.3f} ({m.bandwidth_kind}: {m.bandwidth_source}) "
+            f"| {m.pj_per_bit:.2f} | {m.pj_per_bit_range[0]:.2f}-{m.pj_per_bit_range[1]:.2f} "
+            f"| {m.pj_per_bit_kind}: {m.pj_per_bit_source} | {m.sustainable_efficiency} (assumption, "
+            f"{m.efficiency_range[0]}-{m.efficiency_range[1]}) | {m.background_mw:g} "
+            f"({m.background_range_mw[0]:g}-{m.background_range_mw[1]:g}, assumption) |")
+    sources = "\n".join(f"* **[{k}]** {v}." for k, v in MEMORY_SOURCES.items())
+    return "\n".join(rows) + "\n\n" + sources + "\n"

@@ -104,8 +104,16 @@ def host_op_pj(table) -> dict:
     return {"mac": table.fp16_mul + table.fp32_add, "op": table.fp32_mul}
 
 
+@dataclass(frozen=True)
+class _LayerRun:
+    cycles: int
+    events: dict
+    counters: dict
+
+
 @functools.lru_cache(maxsize=16)
 def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
+    """One layer pass on the simulator, cached: the memory, node, clock and context do not change it."""
     from hw.sim import simulate
     from hw.workloads import layer_streams
     t0 = time.perf_counter()
@@ -116,7 +124,8 @@ def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
     res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
     if res.error:
         raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
-    return res, time.perf_counter() - t0
+    # keep only what the estimate reads (a run's outputs and transfer cycles are large)
+    return _LayerRun(res.cycles, res.events, dict(res.counters)), time.perf_counter() - t0
 
 
 def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str = "7nm",
