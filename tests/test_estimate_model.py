@@ -96,7 +96,7 @@ def test_2b4t_weight_traffic_and_speed_from_an_independent_count(decode_2b4t):
 def test_energy_at_least_bytes_times_energy_per_bit(preset):
     """Physical floor, every preset and memory: energy per token >= (ternary weights at 2 bits + LM head
     at bf16 + the KV cache read at bf16) x the memory's energy per bit, the bytes counted by hand from
-    the model's dimensions."""
+    the model's dimensions; tokens/s <= the memory's sustainable bandwidth / those bytes."""
     from sw.cli.estimate import model_shape
     from sw.model.presets import preset_config
     c = preset_config(preset)
@@ -112,6 +112,8 @@ def test_energy_at_least_bytes_times_energy_per_bit(preset):
         assert r["memory"]["pj_per_bit"] == mem.pj_per_bit
         assert r["energy_per_token_j"] >= floor_bytes * 8 * mem.pj_per_bit * 1e-12, name
         assert r["bytes_per_token"]["total"] >= floor_bytes
+        # and no faster than one channel of that memory, at 75% of its peak, can move those bytes
+        assert r["tokens_per_s"] <= mem.bandwidth_gb_s * 1e9 * 0.75 / floor_bytes, name
 
 
 def test_memory_bound_core_is_held_to_the_sustainable_bandwidth():
