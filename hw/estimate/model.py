@@ -36,7 +36,7 @@ from hw.estimate.host import host_work
 from hw.estimate.memory import DEFAULT_MEMORY, MEMORIES, get_memory
 
 __all__ = ["EstimateError", "ModelShape", "estimate", "MAX_TOKENS", "MAX_CONTEXT", "DEFAULT_CONTEXT",
-           "LEAKAGE_W_PER_MM2", "host_op_pj"]
+           "LEAKAGE_W_PER_MM2", "host_op_pj", "roofline_points", "DEFAULT_PREFILL_TOKENS"]
 
 MAX_TOKENS = 4096
 MAX_CONTEXT = 1 << 20
@@ -269,3 +269,61 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         "config": config.to_dict(),
         "sim_wall_s": round(sim_s, 3),
     }
+
+
+#: Tokens of the prefill points of :func:`roofline_points` when the estimate itself is a decode step.
+DEFAULT_PREFILL_TOKENS = 128
+
+
+def roofline_points(model: ModelShape, config: TernConfig | None = None, *,
+                    clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, memory: str = DEFAULT_MEMORY,
+                    channels: int = 1, seed: int = 0) -> dict:
+    """The roofline of ``config`` on ``memory`` and each of ``model``'s projections as a point, for
+    decode (T = 1) and for prefill (T = ``tokens`` if it is above 1, else
+    :data:`DEFAULT_PREFILL_TOKENS`).
+
+    One operation is one ternary multiply-accumulate (one lane of one row for one token), so:
+
+    * the compute roof is ``rows x lanes x clock`` operations/s (every lane busy every cycle);
+    * the memory roof at intensity ``I`` is ``sustainable x I`` with ``sustainable = bandwidth x
+      sustainable_efficiency x channels`` bytes/s, the bound :func:`estimate` holds the core to;
+    * a projection ``(N, K)`` run alone on the simulator for T tokens does ``N x K x T`` operations
+      and moves ``bytes`` = the sum of its streams' bus bytes (weights, activations in, results out,
+      instructions); its intensity is ``ops / bytes`` and its attained rate ``ops / time`` with
+      ``time = max(cycles / clock, bytes / sustainable)``, the time :func:`estimate` gives the core.
+    """
+    config = TernConfig() if config is None else config
+    # validate the arguments the way estimate() does (one line, names the bad value)
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+            not math.isfinite(clock_mhz) or not 0 < clock_mhz <= 100_000:
+        raise EstimateError(f"clock_mhz must be in (0, 100000], not {clock_mhz!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
+        raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
+    if not isinstance(memory, str) or memory.lower() not in MEMORIES:
+        raise EstimateError(f"unknown memory {memory!r} (choose from {', '.join(MEMORIES)})")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 1024:
+        raise EstimateError(f"channels must be an integer between 1 and 1024, not {channels!r}")
+    mem = get_memory(memory)
+    sustainable = mem.bandwidth_gb_s * 1e9 * mem.sustainable_efficiency * channels     # bytes / s
+    clock_hz = clock_mhz * 1e6
+    compute_roof = config.rows * config.lanes * clock_hz
+    prefill = tokens if tokens > 1 else DEFAULT_PREFILL_TOKENS
+    points = []
+    for mode, T in (("decode", 1), ("prefill", prefill)):
+        for shape in model.projections:
+            name, N, K = shape
+            try:
+                res, _ = _simulate_layer(config, T, (shape,), seed)
+            except EstimateError as e:
+                raise EstimateError(f"model {model.name!r} {e}") from None
+            ops = N * K * T
+            nbytes = sum(res.events["bus_bytes"].values())
+            cycle_s = res.cycles / clock_hz
+            t = max(cycle_s, nbytes / sustainable)
+            points.append({"name": name, "N": N, "K": K, "mode": mode, "tokens": T, "ops": ops,
+                           "bytes": nbytes, "bus_bytes": dict(res.events["bus_bytes"]),
+                           "cycles": res.cycles, "intensity": ops / nbytes, "time_s": t,
+                           "attained_ops_s": ops / t, "memory_bound": nbytes / sustainable > cycle_s})
+    return {"compute_roof_ops_s": compute_roof, "sustainable_bytes_s": sustainable,
+            "ridge_intensity": compute_roof / sustainable, "prefill_tokens": prefill,
+            "memory": mem.name, "channels": channels, "clock_mhz": float(clock_mhz), "points": points}

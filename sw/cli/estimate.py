@@ -8,6 +8,7 @@ configuration alone (:func:`sw.driver.models.model_config`), into the
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from sw.cli.common import (UsageError, add_clock_flag, add_config_flags, add_json_flag, check_clock,
                            check_seed, config_from_args, emit)
@@ -56,8 +57,21 @@ def add_command(sub) -> None:
     e.add_argument("--dram-pj-per-bit", type=float, default=None,
                    help="override the memory's energy per bit (pJ)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random activations and weights")
+    e.add_argument("--plot", metavar="FILE.png", default=None,
+                   help="also draw the energy breakdown and a roofline of the projections into FILE.png")
     add_json_flag(e)
     add_config_flags(e)
+
+
+def _check_plot_path(path: str) -> Path:
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise UsageError(f"tern estimate: --plot {path!r} must end in .png")
+    if not p.parent.is_dir():
+        raise UsageError(f"tern estimate: --plot {path!r}: folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise UsageError(f"tern estimate: --plot {path!r} is a folder")
+    return p
 
 
 def _cmd_estimate(args) -> int:
@@ -80,6 +94,7 @@ def _cmd_estimate(args) -> int:
                                              or not 0 <= args.dram_pj_per_bit <= 1e6):
         raise UsageError(f"tern estimate: --dram-pj-per-bit must be in [0, 1e6], not {args.dram_pj_per_bit:g}")
     check_seed(cmd, args.seed)
+    plot = None if args.plot is None else _check_plot_path(args.plot)
     cfg = config_from_args(args)
     try:
         r = estimate(model_shape(args.model), cfg, node=args.node, clock_mhz=args.clock_mhz,
@@ -87,10 +102,25 @@ def _cmd_estimate(args) -> int:
                      channels=args.channels, dram_pj_per_bit=args.dram_pj_per_bit, seed=args.seed)
     except ValueError as e:
         raise UsageError(f"tern estimate: {str(e).splitlines()[0]}") from None
+    if plot is not None:
+        from hw.estimate.model import roofline_points
+        from hw.estimate.plot import write_png
+        try:
+            roof = roofline_points(model_shape(args.model), cfg, clock_mhz=args.clock_mhz, tokens=args.tokens,
+                                   memory=args.memory.lower(), channels=args.channels, seed=args.seed)
+        except ValueError as e:
+            raise UsageError(f"tern estimate: {str(e).splitlines()[0]}") from None
+        try:
+            write_png(plot, r, roof)
+        except OSError as e:
+            raise UsageError(f"tern estimate: cannot write --plot {args.plot!r}: {e.strerror or e}") from None
+        r["plot"] = str(plot)
     if args.json:
         emit(args, r, None)
     else:
         _print(r)
+        if plot is not None:
+            print(f"plot: {plot}")
     return 0
 
 
