@@ -1,5 +1,6 @@
 """``tern layer`` (sw/cli/layer.py): JSON contract, bit-exact layers of the demo and of a preset,
-atomic ``--save``, one-line exit-2 errors for bad input, and a device mismatch that exits 1."""
+``--repeat`` (compiled once, identical cycles, every run checked) and the wall times, atomic
+``--save``, one-line exit-2 errors for bad input, and a device mismatch that exits 1."""
 
 import numpy as np
 
@@ -29,7 +30,55 @@ def test_layer_preset_2b4t_shapes(capsys):
     assert r["breakdown"]["down_proj"]["K"] == 4096 and r["breakdown"]["gate_proj"]["N"] == 4096
 
 
+def assert_wall_times(r, runs):
+    """The wall-time keys: positive floats, one backend figure per run, the last run's figure is
+    ``device_wall_s``, and the backend's time fits inside the layer pass's and the command's."""
+    for k in ("device_wall_s", "host_wall_s"):
+        assert isinstance(r[k], float) and r[k] > 0, k
+    for k in ("device_wall_s_runs", "layer_wall_s_runs"):
+        assert len(r[k]) == runs and all(isinstance(v, float) and v > 0 for v in r[k]), k
+    assert r["device_wall_s"] == r["device_wall_s_runs"][-1]
+    assert all(d <= lay for d, lay in zip(r["device_wall_s_runs"], r["layer_wall_s_runs"]))
+    assert sum(r["layer_wall_s_runs"]) <= r["host_wall_s"]
+    assert r["device_wall_s"] <= r["host_wall_s"]
+
+
+def test_layer_repeat_compiles_once_and_repeats_the_cycles(capsys):
+    code, one = run_json(capsys, "layer", "--model", "demo", "--layer", "1", "--tokens", "3")
+    assert code == 0 and one["repeat"] == 1 and one["bit_exact_runs"] == [True]
+    assert_wall_times(one, 1)
+    assert one["weight_cache"] == {"hits": 0, "misses": 7}
+    code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "1", "--tokens", "3", "--repeat", "3")
+    assert code == 0 and r["bit_exact"] is True and r["bit_exact_runs"] == [True, True, True]
+    assert r["repeat"] == 3 and r["max_abs_diff"] == 0.0
+    assert_wall_times(r, 3)
+    # the seven projections compiled by the first run, found in the cache by the two others
+    assert r["weight_cache"] == {"hits": 14, "misses": 7}
+    # the last run's figures are one run's: the same as a single run's, cycle for cycle
+    assert r["cycles_runs"] == [one["cycles"]] * 3 and r["cycles"] == one["cycles"]
+    assert r["calls"] == one["calls"] == 7
+    for k in ("busy", "wgt_beats", "utilization", "bus_utilization", "layer_cycles", "breakdown",
+              "device_seconds", "layer_tokens_per_s"):
+        assert r[k] == one[k], k
+
+
+def test_layer_repeat_text_report(capsys):
+    code, out, err = run(capsys, "layer", "--model", "demo", "--layer", "0", "--repeat", "2")
+    assert code == 0 and err == ""
+    text = " ".join(out.split())   # rich wraps long lines
+    assert "last of 2 runs" in text and "all 2 runs' outputs equal the reference" in text
+    assert "s in the backend running the programs" in text and "s the whole command" in text
+    assert "backend time per run: first" in text and "repeated" in text and "1 runs" in text
+    code, out, err = run(capsys, "layer", "--model", "demo", "--layer", "0")
+    assert code == 0 and "backend time per run" not in out and "the whole command" in " ".join(out.split())
+
+
 test_bad_input_is_one_line_exit_2 = bad_input_test("""
+    layer --model demo --layer 0 --repeat 0 => --repeat must be between 1 and 10000, not 0
+    layer --model demo --layer 0 --repeat -2 => --repeat must be between 1 and 10000, not -2
+    layer --model demo --layer 0 --repeat 10001 => --repeat must be between 1 and 10000
+    layer --model demo --layer 0 --repeat x => argument --repeat: invalid int value: 'x'
+    layer --model demo --layer 0 --repeat 1.5 => argument --repeat: invalid int value: '1.5'
     layer --model demo --layer 2 => --layer 2 is out of range: model 'demo' has layers 0..1
     layer --model demo --layer -1 => out of range
     layer --model 2b4t --layer 30 => layers 0..29
@@ -70,3 +119,5 @@ def test_device_mismatch_exits_1(capsys, monkeypatch):
     install_faulty_sim(monkeypatch)
     code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "0", "--tokens", "2")
     assert code == 1 and r["bit_exact"] is False and r["max_abs_diff"] > 0
+    code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "0", "--tokens", "2", "--repeat", "2")
+    assert code == 1 and r["bit_exact"] is False and r["bit_exact_runs"] == [False, False]

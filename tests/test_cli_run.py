@@ -17,6 +17,9 @@ def test_run_demo_prompt_text_and_ids(capsys):
     assert code == 0
     for k in ("match", "tokens", "reference_tokens", "cycles", "utilization", "tokens_per_s"):
         assert k in r
+    for k in ("device_wall_s", "host_wall_s"):
+        assert isinstance(r[k], float) and r[k] > 0, k
+    assert r["device_wall_s"] <= r["host_wall_s"] and "wall_s_device" not in r
     ids = [12, 1, 2, 3, 10, 0, 4, 5, 11]
     assert r["prompt_ids"] == ids
     assert r["tokens"] == r["reference_tokens"] == reference_demo_tokens(ids, 5) == [8, 6, 1, 0, 13]
@@ -35,6 +38,8 @@ def test_run_text_report(capsys):
     code, out, err = run(capsys, "run", "--model", "demo", "--prompt", "500+500=", "--max-new-tokens", "3")
     assert code == 0
     assert "tokens match the reference" in out and "per-projection breakdown" in out and "tokens/s" in out
+    text = " ".join(out.split())   # rich wraps long lines
+    assert "s in the backend running the programs" in text and "s the whole command" in text
 
 
 def test_run_checkpoint_folder_and_preset(capsys, tmp_path):

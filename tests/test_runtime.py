@@ -136,6 +136,40 @@ def test_stats_sum_the_records():
     assert acc.stats["cycles"] == 0 and acc.stats["tokens_per_s"] is None
 
 
+def test_device_wall_s_is_the_backends_run_time(monkeypatch):
+    """``CallRecord.wall_s`` times the backend's run of the program: a backend that sleeps 20 ms per
+    program shows at least 20 ms per call, and no call's figure exceeds the time around the whole call;
+    ``device_wall_s`` sums the records; ``summary(records)`` gives the figures of a subset of the calls."""
+    import time
+    real = BACKENDS["sim"].run
+
+    def sleepy(config, program, timing, **streams):
+        time.sleep(0.02)
+        return real(config, program, timing, **streams)
+
+    monkeypatch.setitem(BACKENDS, "sleepy", Backend("sleepy", rtl=False, run=sleepy))
+    rng = np.random.default_rng(3)
+    acc = Accelerator(TernConfig(rows=4, lanes=8), "sleepy")
+    around = []
+    t = rng.integers(-1, 2, size=(12, 24), dtype=np.int8)
+    for _ in range(3):
+        q = rng.integers(-128, 128, size=(2, 24), dtype=np.int8)
+        t0 = time.perf_counter()
+        D = acc.linear(q, t)
+        around.append(time.perf_counter() - t0)
+        assert torch.equal(torch.from_numpy(D), torch_reference(q, t))
+    assert acc.cache.misses == 1 and acc.cache.hits == 2            # compiled once
+    for rec, whole in zip(acc.records, around):
+        assert 0.02 <= rec.wall_s <= whole
+    s = acc.stats
+    assert s["device_wall_s"] == sum(r.wall_s for r in acc.records) == s["wall_s_device"]
+    last = acc.summary(acc.records[1:])
+    assert last["calls"] == 2 and last["cycles"] == acc.records[1].cycles + acc.records[2].cycles
+    assert last["device_wall_s"] == acc.records[1].wall_s + acc.records[2].wall_s
+    assert acc.records[0].cycles == acc.records[1].cycles == acc.records[2].cycles   # same shapes
+    assert acc.records[0].counters == acc.records[2].counters
+
+
 def test_core_hook_in_a_bitlinear():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(21, 70, generator=g)

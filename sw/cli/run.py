@@ -4,11 +4,12 @@ token for token against the reference model."""
 from __future__ import annotations
 
 import sys
+import time
 
 from sw.cli.common import (UsageError, add_accelerator_flags, check_backend, check_clock,
                            check_seed, config_from_args, device_failure, emit)
 
-__all__ = ["add_command", "MAX_NEW_TOKENS", "MODEL_HELP", "device_figures"]
+__all__ = ["add_command", "MAX_NEW_TOKENS", "MODEL_HELP", "device_figures", "wall_line"]
 
 #: Hard upper bound of ``--max-new-tokens`` (a model's max_position_embeddings usually bounds it first).
 MAX_NEW_TOKENS = 100_000
@@ -20,7 +21,13 @@ MODEL_HELP = ("demo, a checkpoint folder, a .gguf file (TQ1_0, TQ2_0, I2_S), or 
 FIGURES = ("cycles", "utilization", "bus_utilization", "tokens_per_s", "decode_tokens_per_s",
            "cycles_per_token", "decode_cycles_per_token", "cycles_per_layer", "prefill_cycles",
            "decode_cycles", "clock_mhz", "device_seconds", "calls", "busy", "wgt_beats", "generated_tokens",
-           "layer_cycles", "breakdown", "wall_s_device")
+           "layer_cycles", "breakdown", "device_wall_s")
+
+
+def wall_line(device_wall_s: float, host_wall_s: float) -> str:
+    """The text report's line of the two wall times (``docs/DRIVER.md``, "Reports")."""
+    return (f"wall time on this machine: {device_wall_s:.3f} s in the backend running the programs, "
+            f"{host_wall_s:.3f} s the whole command")
 
 
 def device_figures(stats: dict, leave_out=()) -> dict:
@@ -64,6 +71,7 @@ def _parse_ids(text: str) -> list[int]:
 
 
 def _cmd_run(args) -> int:
+    t_start = time.perf_counter()   # host_wall_s: from here (arguments parsed) to the report
     from sw.driver.models import generate, load_model
     from sw.driver.report import progress
     from sw.driver.runtime import Accelerator, DeviceError
@@ -113,6 +121,7 @@ def _cmd_run(args) -> int:
     if lm.tokenizer is not None:
         result["text"] = _decode(lm, toks)
         result["reference_text"] = _decode(lm, ref)
+    result["host_wall_s"] = time.perf_counter() - t_start
     if args.json:
         emit(args, result, None)
     else:
@@ -160,6 +169,7 @@ def _print_run(result, stats):
                                            f"per-projection breakdown"))
     for line in summary_lines(stats):
         con.print(line)
+    con.print(wall_line(result["device_wall_s"], result["host_wall_s"]))
     con.print(f"tokens:    {result['tokens']}" + (f"  {result['text']!r}" if "text" in result else ""))
     con.print(f"reference: {result['reference_tokens']}")
     con.print("[green]tokens match the reference[/]" if result["match"]

@@ -20,6 +20,7 @@ own code in :mod:`sw.model`, so a correct device gives outputs ``torch.equal`` t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -168,21 +169,44 @@ def layer_input(model_config, tokens: int, seed: int = 0) -> torch.Tensor:
 
 @dataclass
 class LayerCheck:
+    """A layer through the device and through the reference. ``outputs`` holds every device run's
+    output (``output`` is the last), ``runs`` the :class:`sw.driver.runtime.CallRecord` s of each run
+    and ``run_wall_s`` each run's host wall time (the whole layer pass with the device's core: host ops,
+    weight hashing and, on the first run, compiling, program building and the backend calls)."""
     input: torch.Tensor
     output: torch.Tensor
     reference_output: torch.Tensor
+    outputs: tuple = ()
+    runs: tuple = ()
+    run_wall_s: tuple = ()
+
+    @property
+    def bit_exact_runs(self) -> list[bool]:
+        """Per device run: its output ``torch.equal`` to the reference."""
+        return [bool(torch.equal(o, self.reference_output)) for o in (self.outputs or (self.output,))]
 
     @property
     def bit_exact(self) -> bool:
-        return bool(torch.equal(self.output, self.reference_output))
+        """Every device run's output ``torch.equal`` to the reference."""
+        return all(self.bit_exact_runs)
 
 
 @torch.no_grad()
-def layer_check(acc: Accelerator, layer, x: torch.Tensor, start_pos: int = 0) -> LayerCheck:
-    """``layer(x)`` with the accelerator's core and with the reference core."""
-    out = layer(x, start_pos, None, acc.core)
+def layer_check(acc: Accelerator, layer, x: torch.Tensor, start_pos: int = 0, repeat: int = 1) -> LayerCheck:
+    """``layer(x)`` with the accelerator's core ``repeat`` times (the same accelerator, so the weights
+    are compiled once, by the first run, and found in ``acc.cache`` by the others) and once with the
+    reference core."""
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat={repeat!r} must be an integer >= 1")
+    outs, runs, walls = [], [], []
+    for _ in range(repeat):
+        first = len(acc.records)
+        t0 = time.perf_counter()
+        outs.append(layer(x, start_pos, None, acc.core))
+        walls.append(time.perf_counter() - t0)
+        runs.append(tuple(acc.records[first:]))
     ref = layer(x, start_pos, None, None)
-    return LayerCheck(x, out, ref)
+    return LayerCheck(x, outs[-1], ref, tuple(outs), tuple(runs), tuple(walls))
 
 
 @torch.no_grad()

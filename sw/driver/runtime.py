@@ -52,7 +52,9 @@ def projection_kind(name: str) -> str:
 @dataclass
 class CallRecord:
     """One call: the projection's name, kind and layer (-1 if unknown), shape, the device's cycles and
-    counters, the program's size and the host wall time of the run."""
+    counters, the program's size and ``wall_s``, the host wall time of the backend's run of the program
+    (the session's start on its first call included; compiling, program building and result assembly
+    not)."""
     name: str
     kind: str
     layer: int
@@ -217,8 +219,15 @@ class Accelerator:
     @property
     def stats(self) -> dict:
         """Figures of every call since the last :meth:`reset_stats` (see :func:`sw.driver.report.summarize`)."""
-        return summarize(self.records, self.config, clock_mhz=self.clock_mhz,
-                         generated_tokens=self.generated_tokens, backend=self.backend)
+        return self.summary()
+
+    def summary(self, records=None, generated_tokens: int | None = None) -> dict:
+        """The figures of :attr:`stats` over ``records`` (default: every call since the last
+        :meth:`reset_stats`), e.g. one run of a layer out of several (:func:`sw.driver.models.layer_check`)."""
+        recs = self.records if records is None else list(records)
+        tokens = self.generated_tokens if generated_tokens is None else generated_tokens
+        return summarize(recs, self.config, clock_mhz=self.clock_mhz, generated_tokens=tokens,
+                         backend=self.backend)
 
 
 def _is_torch(x) -> bool:
