@@ -145,6 +145,6 @@ def _wall_lines(result) -> list[str]:
         rest, rest_lay = dev[1:], lay[1:]
         lines.append(f"backend time per run: first {dev[0]:.3f} s, repeated {sum(rest) / len(rest):.3f} s mean "
                      f"(min {min(rest):.3f} s, max {max(rest):.3f} s, {len(rest)} runs); whole layer pass: "
-                     f"first {lay[0]:.3f} s (compiling the weights included), repeated {sum(rest_lay) / len(rest_lay):.3f} s "
-                     f"mean")
+                     f"first {lay[0]:.3f} s (compiling the weights included), "
+                     f"repeated {sum(rest_lay) / len(rest_lay):.3f} s mean")
     return lines
