@@ -25,7 +25,7 @@ from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 
 __all__ = ["UsageError", "Parser", "CONFIG_FLAGS", "add_config_flags", "config_from_args",
            "config_flags_given", "add_json_flag", "add_backend_flags", "add_clock_flag", "add_accelerator_flags", "check_backend", "check_clock",
-           "check_seed", "device_failure", "emit", "print_json", "json_default", "bench_parser"]
+           "check_seed", "check_accelerator_args", "check_output_path", "device_failure", "emit", "print_json", "json_default", "bench_parser"]
 
 
 class UsageError(ValueError):
@@ -177,6 +177,28 @@ def check_seed(cmd: str, seed: int) -> int:
     if not 0 <= seed < 2**63:
         raise UsageError(f"tern {cmd}: --seed must be between 0 and 2**63-1, not {seed}")
     return seed
+
+
+def check_accelerator_args(cmd: str, args) -> None:
+    """The checks of :func:`add_accelerator_flags`' values that a model run needs: ``--backend``,
+    ``--clock-mhz`` and ``--seed`` (:class:`UsageError` on the first bad one)."""
+    check_backend(cmd, args.backend)
+    check_clock(cmd, args.clock_mhz)
+    check_seed(cmd, args.seed)
+
+
+def check_output_path(cmd: str, flag: str, path, suffix: str) -> Path:
+    """The checked path of an output file (``flag`` names it in messages: ``--save``, ``output``):
+    it must end in ``suffix`` and its folder must exist; a folder of that name is refused. Checked
+    before any work starts, so bad input costs nothing and leaves nothing behind."""
+    p = Path(path)
+    if p.suffix != suffix:
+        raise UsageError(f"tern {cmd}: {flag} file must end in {suffix}, not {p.name!r}")
+    if not p.parent.is_dir():
+        raise UsageError(f"tern {cmd}: {flag} folder {str(p.parent)!r} does not exist")
+    if p.is_dir():
+        raise UsageError(f"tern {cmd}: {flag} {str(p)!r} is a folder")
+    return p
 
 
 def device_failure(cmd: str, e: BaseException) -> int:

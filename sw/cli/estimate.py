@@ -8,10 +8,9 @@ configuration alone (:func:`sw.driver.models.model_config`), into the
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from sw.cli.common import (UsageError, add_clock_flag, add_config_flags, add_json_flag, check_clock,
-                           check_seed, config_from_args, emit)
+                           check_output_path, check_seed, config_from_args, emit)
 
 __all__ = ["add_command", "model_shape"]
 
@@ -63,17 +62,6 @@ def add_command(sub) -> None:
     add_config_flags(e)
 
 
-def _check_plot_path(path: str) -> Path:
-    p = Path(path)
-    if p.suffix.lower() != ".png":
-        raise UsageError(f"tern estimate: --plot {path!r} must end in .png")
-    if not p.parent.is_dir():
-        raise UsageError(f"tern estimate: --plot {path!r}: folder {str(p.parent)!r} does not exist")
-    if p.is_dir():
-        raise UsageError(f"tern estimate: --plot {path!r} is a folder")
-    return p
-
-
 def _cmd_estimate(args) -> int:
     from hw.estimate import MEMORIES, NODES, estimate
     from hw.estimate.model import MAX_CONTEXT, MAX_TOKENS
@@ -94,7 +82,7 @@ def _cmd_estimate(args) -> int:
                                              or not 0 <= args.dram_pj_per_bit <= 1e6):
         raise UsageError(f"tern estimate: --dram-pj-per-bit must be in [0, 1e6], not {args.dram_pj_per_bit:g}")
     check_seed(cmd, args.seed)
-    plot = None if args.plot is None else _check_plot_path(args.plot)
+    plot = None if args.plot is None else check_output_path(cmd, "--plot", args.plot, ".png")
     cfg = config_from_args(args)
     try:
         r = estimate(model_shape(args.model), cfg, node=args.node, clock_mhz=args.clock_mhz,

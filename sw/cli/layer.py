@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from hw.fileio import atomic_write
-from sw.cli.common import (UsageError, add_accelerator_flags, check_backend, check_clock,
-                           check_seed, config_from_args, device_failure, emit)
+from sw.cli.common import (UsageError, add_accelerator_flags, check_accelerator_args, check_output_path,
+                           config_from_args, device_failure, emit)
 from sw.cli.run import MODEL_HELP, device_figures, wall_line
 
 __all__ = ["add_command", "MAX_LAYER_TOKENS", "MAX_REPEAT", "save_npz_atomic"]
@@ -39,19 +39,6 @@ def add_command(sub) -> None:
     add_accelerator_flags(la)
 
 
-def _check_save_path(cmd, save):
-    if save is None:
-        return None
-    p = Path(save)
-    if p.suffix != ".npz":
-        raise UsageError(f"tern {cmd}: --save file must end in .npz, not {p.name!r}")
-    if not p.parent.is_dir():
-        raise UsageError(f"tern {cmd}: --save folder {str(p.parent)!r} does not exist")
-    if p.is_dir():
-        raise UsageError(f"tern {cmd}: --save {str(p)!r} is a folder")
-    return p
-
-
 def save_npz_atomic(path: Path, **arrays) -> None:
     """Write ``arrays`` to ``path`` (.npz) through a temporary file in the same folder and
     ``os.replace``: the file appears complete or not at all."""
@@ -71,10 +58,8 @@ def _cmd_layer(args) -> int:
     from sw.driver.runtime import Accelerator, DeviceError
 
     cmd = "layer"
-    check_backend(cmd, args.backend)
-    check_clock(cmd, args.clock_mhz)
-    check_seed(cmd, args.seed)
-    save = _check_save_path(cmd, args.save)
+    check_accelerator_args(cmd, args)
+    save = None if args.save is None else check_output_path(cmd, "--save", args.save, ".npz")
     if not 1 <= args.tokens <= MAX_LAYER_TOKENS:
         raise UsageError(f"tern layer: --tokens must be between 1 and {MAX_LAYER_TOKENS}, not {args.tokens}")
     if not 1 <= args.repeat <= MAX_REPEAT:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from sw.cli.common import UsageError, add_config_flags, add_json_flag, config_from_args, emit
+from sw.cli.common import add_config_flags, add_json_flag, check_output_path, config_from_args, emit
 
 __all__ = ["add_command"]
 
@@ -19,11 +17,7 @@ def add_command(sub) -> None:
 
 def _cmd_rtl(args) -> int:
     cfg = config_from_args(args)
-    out = Path(args.output)
-    if out.suffix != ".v":
-        raise UsageError(f"tern rtl: output file must end in .v, not {out.name!r}")
-    if not out.parent.is_dir():
-        raise UsageError(f"tern rtl: output folder {str(out.parent)!r} does not exist")
+    out = check_output_path("rtl", "output", args.output, ".v")
     from hw.flows.export import write_verilog
     info = write_verilog(cfg, out)
     result = {"verilog": str(out), "config": str(out.with_suffix(".json"))}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
-from sw.cli.common import (UsageError, add_accelerator_flags, check_backend, check_clock,
-                           check_seed, config_from_args, device_failure, emit)
+from sw.cli.common import (UsageError, add_accelerator_flags, check_accelerator_args, config_from_args,
+                           device_failure, emit)
 
 __all__ = ["add_command", "MAX_NEW_TOKENS", "MODEL_HELP", "device_figures", "wall_line"]
 
@@ -78,9 +78,7 @@ def _cmd_run(args) -> int:
     from sw.model.bitlinear import reference_core
 
     cmd = "run"
-    check_backend(cmd, args.backend)
-    check_clock(cmd, args.clock_mhz)
-    check_seed(cmd, args.seed)
+    check_accelerator_args(cmd, args)
     n = args.max_new_tokens
     if not 1 <= n <= MAX_NEW_TOKENS:
         raise UsageError(f"tern run: --max-new-tokens must be between 1 and {MAX_NEW_TOKENS}, not {n}")
