@@ -43,6 +43,30 @@ def assert_same_as_sim(config, program, timing, res, hint=""):
     assert not diffs, f"{res.backend} vs hw.sim, timing={timing!r}: " + "; ".join(diffs) + f"; {hint}"
 
 
+
+def reset_cut_case(seed):
+    """The reset-in-the-middle case every RTL backend runs (tests/test_top.py on Amaranth,
+    tests/cocotb/test_cocotb_core.py on Verilator): program ``a`` (with timing ``ta``) is cut by a
+    reset after each of ``cuts`` cycles (during its LOAD_ACT, while weights stream, in compute,
+    while results wait on ``out``), then program ``b`` (timing ``tb``) runs. Returns
+    ``(config, a, ta, b, tb, cuts)``; the cuts are checked to fall inside ``a``'s run."""
+    import numpy as np
+
+    from hw.config import TernConfig
+    from hw.program import linear_program
+    from hw.sim import simulate
+    cfg = TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=3, act_depth=64, wgt_depth=8,
+                     out_depth=3, tree_reg_every=1, acc_width=14)
+    rng = np.random.default_rng(seed)
+    a = linear_program(cfg, rng.integers(-128, 128, (5, 60)), rng.integers(-1, 2, (11, 60)))
+    b = linear_program(cfg, rng.integers(-128, 128, (3, 21)), rng.integers(-1, 2, (6, 21)))
+    ta = Timing.random(seed, p_wgt=0.3, p_out=0.6)
+    tb = Timing.random(seed + 1, p_instr=0.2, p_act=0.2, p_wgt=0.2, p_out=0.3)
+    sim_a = simulate(cfg, a, ta)
+    cuts = [1, 4, int(sim_a.wgt_cycles[3]), int(sim_a.out_cycles[0]) - 2, int(sim_a.out_cycles[-3])]
+    assert all(0 < c < sim_a.cycles for c in cuts)
+    return cfg, a, ta, b, tb, cuts
+
 # -- the command line (tests/test_cli*.py) -----------------------------------------------------------
 
 def run(capsys, *argv):

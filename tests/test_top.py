@@ -18,11 +18,10 @@ from hw.config import TernConfig
 from hw.isa import Instr, Op
 from hw.program import ProgramBuilder, decode_program, linear_program, outputs_to_matrix, prefill_program, \
     reference_matmul
-from hw.sim import simulate
 from hw.timing import Timing
 from hw.verify.generate import random_config, random_program
 
-from helpers import assert_same_as_sim
+from helpers import assert_same_as_sim, reset_cut_case
 
 PARTS = ("busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle")
 
@@ -163,16 +162,7 @@ def test_reset_mid_program_batch_cuts_everywhere():
     compute, while results wait on `out`), in one Amaranth simulation (run_rtl_cases): after each,
     the next program gives exactly the result of a run from power-up, and hw.sim's."""
     seed = 31
-    rng = np.random.default_rng(seed)
-    cfg = TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=3, act_depth=64, wgt_depth=8,
-                     out_depth=3, tree_reg_every=1, acc_width=14)
-    a = linear_program(cfg, rng.integers(-128, 128, (5, 60)), rng.integers(-1, 2, (11, 60)))
-    b = linear_program(cfg, rng.integers(-128, 128, (3, 21)), rng.integers(-1, 2, (6, 21)))
-    ta = Timing.random(seed, p_wgt=0.3, p_out=0.6)
-    tb = Timing.random(seed + 1, p_instr=0.2, p_act=0.2, p_wgt=0.2, p_out=0.3)
-    sim_a = simulate(cfg, a, ta)
-    cuts = [1, 4, int(sim_a.wgt_cycles[3]), int(sim_a.out_cycles[0]) - 2, int(sim_a.out_cycles[-3])]
-    assert all(0 < c < sim_a.cycles for c in cuts)
+    cfg, a, ta, b, tb, cuts = reset_cut_case(seed)
     results = run_rtl_cases(cfg, [RunCase(b, tb, interrupt=(a, ta, c)) for c in cuts] + [RunCase(b, tb)])
     ref = results[-1]
     check(cfg, b, ref, seed)

@@ -128,6 +128,20 @@ def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
     return _LayerRun(res.cycles, res.events, dict(res.counters)), time.perf_counter() - t0
 
 
+def _check_run_args(clock_mhz, tokens, memory, channels) -> None:
+    """The checks :func:`estimate` and :func:`roofline_points` share: one :class:`EstimateError`
+    naming the first bad value."""
+    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
+            not math.isfinite(clock_mhz) or not 0 < clock_mhz <= 100_000:
+        raise EstimateError(f"clock_mhz must be in (0, 100000], not {clock_mhz!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
+        raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
+    if not isinstance(memory, str) or memory.lower() not in MEMORIES:
+        raise EstimateError(f"unknown memory {memory!r} (choose from {', '.join(MEMORIES)})")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 1024:
+        raise EstimateError(f"channels must be an integer between 1 and 1024, not {channels!r}")
+
+
 def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str = "7nm",
              clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, context: int = DEFAULT_CONTEXT,
              memory: str = DEFAULT_MEMORY, channels: int = 1, dram_pj_per_bit: float | None = None,
@@ -149,17 +163,9 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         raise TypeError(f"config must be a hw.config.TernConfig, not {config!r}")
     if node not in NODES:
         raise EstimateError(f"unknown process node {node!r} (choose from {', '.join(NODES)})")
-    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
-            not math.isfinite(clock_mhz) or not 0 < clock_mhz <= 100_000:
-        raise EstimateError(f"clock_mhz must be in (0, 100000], not {clock_mhz!r}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
-        raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
+    _check_run_args(clock_mhz, tokens, memory, channels)
     if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_CONTEXT:
         raise EstimateError(f"context must be an integer between 0 and {MAX_CONTEXT}, not {context!r}")
-    if not isinstance(memory, str) or memory.lower() not in MEMORIES:
-        raise EstimateError(f"unknown memory {memory!r} (choose from {', '.join(MEMORIES)})")
-    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 1024:
-        raise EstimateError(f"channels must be an integer between 1 and 1024, not {channels!r}")
     if dram_pj_per_bit is not None and (isinstance(dram_pj_per_bit, bool) or
                                         not isinstance(dram_pj_per_bit, (int, float)) or
                                         not math.isfinite(dram_pj_per_bit) or dram_pj_per_bit < 0):
@@ -293,16 +299,7 @@ def roofline_points(model: ModelShape, config: TernConfig | None = None, *,
       ``time = max(cycles / clock, bytes / sustainable)``, the time :func:`estimate` gives the core.
     """
     config = TernConfig() if config is None else config
-    # validate the arguments the way estimate() does (one line, names the bad value)
-    if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or \
-            not math.isfinite(clock_mhz) or not 0 < clock_mhz <= 100_000:
-        raise EstimateError(f"clock_mhz must be in (0, 100000], not {clock_mhz!r}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_TOKENS:
-        raise EstimateError(f"tokens must be an integer between 1 and {MAX_TOKENS}, not {tokens!r}")
-    if not isinstance(memory, str) or memory.lower() not in MEMORIES:
-        raise EstimateError(f"unknown memory {memory!r} (choose from {', '.join(MEMORIES)})")
-    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 1024:
-        raise EstimateError(f"channels must be an integer between 1 and 1024, not {channels!r}")
+    _check_run_args(clock_mhz, tokens, memory, channels)
     mem = get_memory(memory)
     sustainable = mem.bandwidth_gb_s * 1e9 * mem.sustainable_efficiency * channels     # bytes / s
     clock_hz = clock_mhz * 1e6

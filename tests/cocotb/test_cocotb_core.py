@@ -28,10 +28,8 @@ from hw.isa import Instr, Op
 from hw.program import linear_program, outputs_to_matrix, wrap_signed
 from hw.backends.common import HarnessError
 from hw.backends.verilator import VerilatorCase, run_verilator, run_verilator_batch
-from hw.sim import simulate
 from hw.verify.differential import run_verify
-from hw.timing import Timing
-from helpers import assert_same_as_sim, core_timings
+from helpers import assert_same_as_sim, core_timings, reset_cut_case
 from tbutil import replay_hint, seed
 
 #: Real layers: K = 128 and 256 are not multiples of 24 lanes, N = 64/128/256 not multiples of 12 rows.
@@ -146,15 +144,8 @@ def test_corner_cases_bit_exact_and_cycle_exact(request):
 def test_reset_in_the_middle_of_a_program(request):
     s = seed(31)
     hint = replay_hint(s, request.node.nodeid)
-    rng = np.random.default_rng(s)
-    a = linear_program(CFG_SMALL, rng.integers(-128, 128, (5, 60)), rng.integers(-1, 2, (11, 60)))
-    b = linear_program(CFG_SMALL, rng.integers(-128, 128, (3, 21)), rng.integers(-1, 2, (6, 21)))
-    ta = Timing.random(s, p_wgt=0.3, p_out=0.6)
-    tb = Timing.random(s + 1, p_instr=0.2, p_act=0.2, p_wgt=0.2, p_out=0.3)
-    sim_a = simulate(CFG_SMALL, a, ta)
-    # cut during the LOAD_ACT, while weights stream, in compute, and while results wait on `out`
-    cuts = [1, 4, int(sim_a.wgt_cycles[3]), int(sim_a.out_cycles[0]) - 2, int(sim_a.out_cycles[-3])]
-    assert all(0 < c < sim_a.cycles for c in cuts)
+    cfg, a, ta, b, tb, cuts = reset_cut_case(s)
+    assert cfg == CFG_SMALL
     cases = [VerilatorCase(b, tb, interrupt=(a, ta, c)) for c in cuts]
     cases.append(VerilatorCase(b, tb))   # b from the power-up state, for comparison
     results = run_verilator_batch(CFG_SMALL, cases)
