@@ -8,6 +8,7 @@ stream geometry) is derived here, once, as a read-only property.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import tomllib
 from dataclasses import dataclass, fields
@@ -61,15 +62,30 @@ def check_int(name, value, lo=None, hi=None, *, power_of_two=False, error=None):
         raise error(f"{name} must be a power of two, not {value}")
 
 
-def _adder_tree(lanes: int):
+@functools.lru_cache(maxsize=None)
+def _adder_tree(lanes: int) -> tuple:
     """The levels of a dot unit's binary adder tree over ``lanes`` lanes, first level first: per
     level, the ``(a, b)`` lane counts of its adders (nodes paired in order) and the lane counts of
-    the nodes after it (an odd node passes through)."""
-    nodes = [1] * lanes
+    the nodes after it (an odd node passes through). Computed once per lane count (the simulator's
+    event counts ask for it on every run)."""
+    levels = []
+    nodes = (1,) * lanes
     while len(nodes) > 1:
-        pairs = [(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
-        nodes = [sum(nodes[i:i + 2]) for i in range(0, len(nodes), 2)]
-        yield pairs, nodes
+        pairs = tuple((nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2))
+        nodes = tuple(sum(nodes[i:i + 2]) for i in range(0, len(nodes), 2))
+        levels.append((pairs, nodes))
+    return tuple(levels)
+
+
+@functools.lru_cache(maxsize=None)
+def _tree_adder_widths(lanes: int) -> tuple:
+    """``((width, adders), ...)`` of the adder tree over ``lanes`` lanes, widths ascending."""
+    hist: dict = {}
+    for pairs, _ in _adder_tree(lanes):
+        for a, b in pairs:
+            w = sum_width(a + b)
+            hist[w] = hist.get(w, 0) + 1
+    return tuple(sorted(hist.items()))
 
 
 @dataclass(frozen=True)
@@ -147,12 +163,7 @@ class TernConfig:
         """``{width: adders}`` of one dot unit's adder tree: a binary tree of :attr:`tree_levels`
         levels, nodes paired in order, an odd node passed through, each adder as wide as its range
         (:func:`sum_width` of the lanes it covers)."""
-        hist: dict = {}
-        for pairs, _ in _adder_tree(self.lanes):
-            for a, b in pairs:
-                w = sum_width(a + b)
-                hist[w] = hist.get(w, 0) + 1
-        return dict(sorted(hist.items()))
+        return dict(_tree_adder_widths(self.lanes))
 
     @property
     def tree_register_bits(self) -> int:

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from hw.config import TernConfig
 from hw.result import RunResult
 
 __all__ = ["event_counts"]
-
-
-@lru_cache(maxsize=4096)
-def _tree_adder_widths(cfg: TernConfig) -> tuple:
-    """``cfg.tree_adder_widths`` as ``(width, adders)`` pairs, asked once per configuration."""
-    return tuple(cfg.tree_adder_widths.items())
 
 
 def event_counts(cfg: TernConfig, res: RunResult, *, n_instr: int, n_words: int, extra: dict) -> dict:
@@ -25,7 +17,7 @@ def event_counts(cfg: TernConfig, res: RunResult, *, n_instr: int, n_words: int,
     busy = c["busy"]
     tokens = extra["tokens"]
     n_out = len(res.outputs)
-    adds = {int(w): int(k) * busy * R for w, k in _tree_adder_widths(cfg)}
+    adds = {int(w): int(k) * busy * R for w, k in cfg.tree_adder_widths.items()}
     stall = c["stall_weight"] + c["stall_out"] + c["stall_act"]
     return {
         # PE array
