@@ -47,7 +47,7 @@ def bench_layer(cfg: TernConfig, tokens: int = 1) -> dict:
     t_warm = time.perf_counter() - t0
     ref = layer(x)
     return {"tokens": tokens, "generate_weights_s": t_gen, "cold_s": t_cold, "warm_s": t_warm,
-            "sim_s": s["wall_s_device"], "bit_exact": bool(torch.equal(out_cold, ref) and torch.equal(out_warm, ref)),
+            "sim_s": s["device_wall_s"], "bit_exact": bool(torch.equal(out_cold, ref) and torch.equal(out_warm, ref)),
             "cycles": s["cycles"], "utilization": s["utilization"], "bus_utilization": s["bus_utilization"],
             "packed_mb": acc.cache.nbytes / 2**20}
 

@@ -162,7 +162,7 @@ def test_device_wall_s_is_the_backends_run_time(monkeypatch):
     for rec, whole in zip(acc.records, around):
         assert 0.02 <= rec.wall_s <= whole
     s = acc.stats
-    assert s["device_wall_s"] == sum(r.wall_s for r in acc.records) == s["wall_s_device"]
+    assert s["device_wall_s"] == sum(r.wall_s for r in acc.records) and "wall_s_device" not in s
     last = acc.summary(acc.records[1:])
     assert last["calls"] == 2 and last["cycles"] == acc.records[1].cycles + acc.records[2].cycles
     assert last["device_wall_s"] == acc.records[1].wall_s + acc.records[2].wall_s

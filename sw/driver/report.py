@@ -89,7 +89,6 @@ def summarize(records, config, *, clock_mhz: float, generated_tokens: int = 0, b
     order = {p: i for i, p in enumerate(PROJECTIONS)}
     out["breakdown"] = dict(sorted(kinds.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
     out["device_wall_s"] = sum(r.wall_s for r in records)
-    out["wall_s_device"] = out["device_wall_s"]   # the older name of the same figure (bench/bench_driver.py)
     return out
 
 
