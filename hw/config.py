@@ -14,12 +14,16 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-__all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "PERF_COUNTERS",
-           "DEFAULT_CLOCK_MHZ", "sum_width", "is_int", "check_int"]
+__all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "DOT_VARIANTS",
+           "PERF_COUNTERS", "DEFAULT_CLOCK_MHZ", "sum_width", "is_int", "check_int"]
 
 #: Hardware weight stream formats (``docs/FORMATS.md``) and the ternary codes each byte carries.
 WEIGHT_FORMATS = ("2bit", "base3")
 TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
+
+#: Micro-architectures of the ternary dot unit (``hw/rtl/dot.py``); every variant computes the same
+#: exact sum with the same latency, they differ in area.
+DOT_VARIANTS = ("mux",)
 
 #: The core's performance counters, in port order (definitions in ``docs/ARCHITECTURE.md``).
 PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
@@ -115,6 +119,9 @@ class TernConfig:
     tree_reg_every : int
         The dot unit's adder tree has a pipeline register after every ``tree_reg_every`` adder levels
         (0: purely combinational tree). 0..16.
+    dot_variant : str
+        Micro-architecture of the dot unit, one of :data:`DOT_VARIANTS` (same results and latency,
+        different area; ``docs/ARCHITECTURE.md``, "Dot unit").
     """
 
     rows: int = 16
@@ -126,6 +133,7 @@ class TernConfig:
     wgt_depth: int = 512
     out_depth: int = 64
     tree_reg_every: int = 2
+    dot_variant: str = "mux"
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 256)
@@ -139,6 +147,9 @@ class TernConfig:
             raise ConfigError(f"weight_format must be one of {', '.join(WEIGHT_FORMATS)}, "
                               f"not {self.weight_format!r}")
         check_int("acc_width", self.acc_width, self.dot_width, 64)
+        if self.dot_variant not in DOT_VARIANTS:
+            raise ConfigError(f"dot_variant must be one of {', '.join(DOT_VARIANTS)}, "
+                              f"not {self.dot_variant!r}")
 
     # -- derived geometry -------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ CONFIG_FLAGS = {
     "wgt-depth": (int, "weight buffer bank depth in words"),
     "out-depth": (int, "output FIFO depth in result vectors"),
     "tree-reg-every": (int, "adder-tree register every N levels (0: combinational)"),
+    "dot-variant": (str, "dot unit micro-architecture (same results, different area)"),
 }
 
 
