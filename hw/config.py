@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+from hw.fileio import read_toml
 
 __all__ = ["TernConfig", "ConfigError", "WEIGHT_FORMATS", "TRITS_PER_BYTE", "DOT_VARIANTS",
            "PERF_COUNTERS", "DEFAULT_CLOCK_MHZ", "sum_width", "is_int", "check_int"]
@@ -343,14 +344,9 @@ class TernConfig:
     def from_toml(cls, path) -> "TernConfig":
         """Read a TOML file whose top level (or ``[accelerator]`` table) holds the settings."""
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such configuration file") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: not valid TOML ({e})") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+        if not path.exists():
+            raise ConfigError(f"{path}: no such configuration file")
+        data = read_toml(path, what="accelerator configuration (TOML)", error=ConfigError)   # bounded
         if "accelerator" in data and isinstance(data["accelerator"], dict):
             data = data["accelerator"]
         return cls.from_dict(data, source=str(path))

@@ -78,3 +78,17 @@ def test_configuration_flags_override_the_file(tmp_path):
     board = TernConfig(rows=4, lanes=16)
     assert config_from_args(_config_args("--rows", "2"), defaults=board) == TernConfig(rows=2, lanes=16)
     assert config_from_args(_config_args("--config", str(toml)), defaults=board) == TernConfig(rows=8, lanes=32)
+
+
+@pytest.mark.parametrize("text", ["rows = " + "[" * 100_000 + "]" * 100_000 + "\n",
+                                  "".join(f"[{'.'.join(['t'] * 100)}]\n"),
+                                  "rows = " + "{x = " * 2_000 + "1" + "}" * 2_000 + "\n"])
+def test_deeply_nested_toml_config_is_one_line_exit_2(capsys, tmp_path, text):
+    """``--config`` nested deeper than the bounded reader accepts (arrays, tables, inline tables):
+    one line naming the file, exit 2, no RecursionError traceback, no output file."""
+    p = tmp_path / "deep.toml"
+    p.write_text(text)
+    out = tmp_path / "o.v"
+    assert_one_line_error(*run(capsys, "rtl", "-o", str(out), "--config", str(p)),
+                          f"{p}: accelerator configuration (TOML) is nested")
+    assert not out.exists()
