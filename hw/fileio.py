@@ -6,7 +6,7 @@ behind, and an existing file survives any failure).
 Every file is written to a temporary file in its destination folder, given the permissions a plain
 ``open()`` would give (``0o666 & ~umask``; ``mkstemp`` creates ``0o600``), and renamed into place with
 ``os.replace``. On any error (including KeyboardInterrupt) every temporary file is removed and no
-destination is touched.
+destination is touched; several files (:func:`atomic_write_many`) appear all together or not at all.
 
 Input of JSON and TOML is bounded (:func:`read_json`, :func:`read_toml`): a file larger than
 ``max_bytes`` or nested deeper than ``max_depth`` arrays/objects (tables) is refused with one line
@@ -16,6 +16,7 @@ naming the file and what it was meant to be, before the parser could run out of 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -41,9 +42,12 @@ def _umask() -> int:
 
 
 def atomic_write_many(targets: dict) -> None:
-    """``targets``: ``{path: write}``, where ``write(tmp_path)`` fills the temporary file. All files
-    are written first; only when every write succeeded are they renamed into place."""
-    temps = []
+    """``targets``: ``{path: write}``, where ``write(tmp_path)`` fills the temporary file. All or
+    nothing: all files are written first; only when every write succeeded are they renamed into
+    place, a destination that is a folder is refused before any rename, and if a rename still fails
+    the destinations already replaced get their old files back (kept under a second name, a hard
+    link, until every rename succeeded) and those that did not exist are removed."""
+    temps, backups, replaced = [], {}, []
     mode = 0o666 & ~_umask()
     try:
         for path, write in targets.items():
@@ -53,11 +57,30 @@ def atomic_write_many(targets: dict) -> None:
             temps.append((tmp, path))
             write(Path(tmp))
             os.chmod(tmp, mode)
-        for tmp, path in temps:
-            os.replace(tmp, path)
+        for _, path in temps:
+            if path.is_dir():
+                raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+        for tmp, path in temps if len(temps) > 1 else ():
+            if os.path.lexists(path):
+                try:
+                    os.link(path, f"{tmp}.old", follow_symlinks=False)
+                    backups[path] = f"{tmp}.old"
+                except OSError:   # a file system without hard links: this file cannot be put back
+                    backups[path] = None
+        try:
+            for tmp, path in temps:
+                os.replace(tmp, path)
+                replaced.append(path)
+        except BaseException:
+            for path in replaced:
+                if path not in backups:
+                    os.unlink(path)
+                elif backups[path] is not None:
+                    os.replace(backups.pop(path), path)
+            raise
         temps = []
     finally:
-        for tmp, _ in temps:
+        for tmp in [t for t, _ in temps] + [b for b in backups.values() if b is not None]:
             try:
                 os.unlink(tmp)
             except FileNotFoundError:

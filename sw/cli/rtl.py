@@ -1,4 +1,7 @@
-"""``tern rtl -o OUT.v``: Verilog of the top level for a configuration (and OUT.json beside it)."""
+"""``tern rtl -o OUT.v``: Verilog of the top level for a configuration (and OUT.json beside it).
+
+The two files appear together or not at all (:func:`hw.fileio.atomic_write_many`): an existing OUT.v
+and OUT.json survive any failure."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ def add_command(sub) -> None:
 def _cmd_rtl(args) -> int:
     cfg = config_from_args(args)
     out = check_output_path("rtl", "output", args.output, ".v")
+    check_output_path("rtl", "output", out.with_suffix(".json"), ".json")   # the second file: not a folder
     from hw.flows.export import write_verilog
     info = write_verilog(cfg, out)
     result = {"verilog": str(out), "config": str(out.with_suffix(".json"))}
