@@ -149,7 +149,7 @@ def test_missing_folder_config_and_files(tmp_path, ckpt):
     with pytest.raises(CheckpointError, match="missing config.json"):
         load_checkpoint(ckpt)
     (ckpt / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="config.json: cannot parse JSON"):
+    with pytest.raises(CheckpointError, match="config.json: config.json is not valid JSON"):
         load_checkpoint(ckpt)
     (ckpt / "config.json").write_text(json.dumps(CFG.to_hf_dict()))
     (ckpt / "model.safetensors").unlink()
@@ -239,7 +239,7 @@ def test_bad_index_files(ckpt):
     with pytest.raises(CheckpointError, match="tensor not.there listed in"):
         load_checkpoint(ckpt)
     index.write_text("[1, 2")
-    with pytest.raises(CheckpointError, match="bad index file"):
+    with pytest.raises(CheckpointError, match="index.json: safetensors index is not valid JSON"):
         load_checkpoint(ckpt)
 
 
@@ -254,3 +254,78 @@ def test_errors_are_one_line_value_errors(ckpt):
     with pytest.raises(ValueError) as e:
         load_checkpoint(ckpt)
     assert "\n" not in str(e.value) and str(ckpt) in str(e.value)
+
+
+# -- bad input classes: bounded JSON, the config against the tensors, field types -------------------------
+
+def _nest(depth):
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_config_and_index_are_one_line(ckpt):
+    good = (ckpt / "config.json").read_text()
+    (ckpt / "config.json").write_text(good[:-1].rstrip().rstrip("}") + f', "x": {_nest(100_000)}}}')
+    with pytest.raises(CheckpointError, match="config.json: config.json is nested more than 64 levels deep"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").write_text(good)
+    (ckpt / "model.safetensors.index.json").write_text('{"weight_map": ' + _nest(100_000) + "}")
+    with pytest.raises(CheckpointError, match="index.json: safetensors index is nested more than 64 levels"):
+        load_checkpoint(ckpt)
+
+
+def test_config_that_contradicts_the_tensors_is_rejected_before_allocating(ckpt, monkeypatch):
+    import sw.model.checkpoint as ck
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was allocated before the shapes were compared")
+
+    monkeypatch.setattr(ck, "CausalLM", no_model)
+    monkeypatch.setattr(ck, "DecoderLayer", no_model)
+    _edit_config(ckpt, lambda d: d.update(vocab_size=10**12))
+    with pytest.raises(CheckpointError, match=r"model.embed_tokens.weight: shape \(40, 64\), expected "
+                                              r"\(1000000000000, 64\)"):
+        load_checkpoint(ckpt)
+    _edit_config(ckpt, lambda d: d.update(vocab_size=40, intermediate_size=10**9))
+    with pytest.raises(CheckpointError, match=r"ffn_sub_norm.weight: shape \(96,\), expected \(1000000000,\)"):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("value, needle", [
+    (5, "modules_to_not_convert=5 must be a list of module names"),
+    ("lm_head", "modules_to_not_convert='lm_head' must be a list"),
+    ([["lm_head"]], "modules_to_not_convert=[['lm_head']] must be a list"),
+])
+def test_wrong_typed_modules_to_not_convert(ckpt, value, needle):
+    _edit_config(ckpt, lambda d: d["quantization_config"].update(modules_to_not_convert=value))
+    with pytest.raises(CheckpointError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        load_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("key, value", [("linear_class", ["bitlinear"]), ("quantization_mode", 1),
+                                        ("use_rms_norm", "no")])
+def test_wrong_typed_quantization_fields(ckpt, key, value):
+    _edit_config(ckpt, lambda d: d["quantization_config"].update({key: value}))
+    with pytest.raises(CheckpointError, match=f"quantization_config.{key}="):
+        load_checkpoint(ckpt)
+
+
+def test_cli_bad_checkpoint_inputs_are_one_line_exit_2(capsys, ckpt):
+    from helpers import assert_one_line_error, run
+    _edit_config(ckpt, lambda d: d.update(vocab_size=10**12))
+    code, out, err = run(capsys, "run", "--model", str(ckpt), "--prompt-ids", "1", "--max-new-tokens", "1")
+    assert_one_line_error(code, out, err, "model.embed_tokens.weight: shape (40, 64)")
+    (ckpt / "config.json").write_text(_nest(10_000))
+    code, out, err = run(capsys, "run", "--model", str(ckpt), "--prompt-ids", "1", "--max-new-tokens", "1")
+    assert_one_line_error(code, out, err, "nested more than 64 levels deep")
+
+
+def test_lazy_load_equals_the_eager_load(ckpt, model):
+    lazy = load_checkpoint(ckpt, lazy=True)
+    eager = load_checkpoint(ckpt)
+    assert not isinstance(lazy.layers, torch.nn.ModuleList)
+    for i in range(CFG.num_hidden_layers):
+        a, b = lazy.layers[i].state_dict(), model.layers[i].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(lazy.embed_tokens.weight, model.embed_tokens.weight)
+    ids = [[1, 7, 3, 9]]
+    assert torch.equal(lazy(ids), eager(ids)) and torch.equal(lazy(ids), model(ids))

@@ -25,12 +25,13 @@ and tensor.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Mapping, Optional
 
 import torch
 
-from hw.fileio import atomic_write
+from hw.fileio import atomic_write, read_json
 
 from .bitlinear import BitLinear
 from .config import ConfigError, ModelConfig
@@ -39,8 +40,8 @@ from .model import CausalLM
 from .packing import PackingError, pack_ternary, packed_rows, unpack_ternary
 from .quant import weight_quant
 
-__all__ = ["CheckpointError", "load_checkpoint", "read_config", "model_from_state_dict", "save_checkpoint",
-           "PROJECTIONS"]
+__all__ = ["CheckpointError", "load_checkpoint", "open_checkpoint", "read_config", "model_from_state_dict",
+           "check_layout", "CheckpointLayers", "save_checkpoint", "PROJECTIONS"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -54,18 +55,21 @@ class CheckpointError(ValueError):
 
 # -- reading -----------------------------------------------------------------------------------------
 
+#: Bounds of the JSON files a checkpoint folder holds (hw.fileio.read_json); a config.json or index
+#: is a few kB, tokenizer.json files are tens of MB at most.
+CONFIG_MAX_BYTES = 4 * 1024 * 1024
+
+
 def read_config(folder) -> tuple[dict, ModelConfig]:
-    """Reads ``folder/config.json``; returns (raw dict, :class:`ModelConfig`)."""
+    """Reads ``folder/config.json`` (bounded: :func:`hw.fileio.read_json`); returns (raw dict,
+    :class:`ModelConfig`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: checkpoint folder does not exist")
     path = folder / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{path}: missing config.json")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: cannot parse JSON ({e})") from None
+    raw = read_json(path, what="config.json", max_bytes=CONFIG_MAX_BYTES, error=CheckpointError)
     try:
         cfg = ModelConfig.from_hf_dict(raw)
     except ConfigError as e:
@@ -73,8 +77,16 @@ def read_config(folder) -> tuple[dict, ModelConfig]:
     return raw, cfg
 
 
+#: safetensors dtype names -> torch dtypes (names without a torch dtype stay strings)
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32,
+              "I64": torch.int64, "BOOL": torch.bool}
+
+
 class _Tensors:
-    """Name -> tensor over the checkpoint's safetensors files (read on demand)."""
+    """Name -> tensor over the checkpoint's safetensors files. Only the headers are read up front
+    (names, dtypes, shapes: :meth:`meta`); a tensor's data is read when it is asked for, through a
+    memory map opened for that read alone, so no file stays mapped (and resident) between reads."""
 
     def __init__(self, folder: Path):
         from safetensors import safe_open
@@ -83,41 +95,49 @@ class _Tensors:
         self.folder = folder
         index = folder / "model.safetensors.index.json"
         self.where: dict[str, Path] = {}
+        self._meta: dict[str, tuple] = {}
         if index.is_file():
-            try:
-                wm = json.loads(index.read_text())["weight_map"]
-                if not isinstance(wm, dict):
-                    raise TypeError("weight_map is not an object")
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-                raise CheckpointError(f"{index}: bad index file ({e})") from None
-            files = sorted({str(f) for f in wm.values()})
+            doc = read_json(index, what="safetensors index", max_bytes=CONFIG_MAX_BYTES, error=CheckpointError)
+            wm = doc.get("weight_map") if isinstance(doc, dict) else None
+            if not isinstance(wm, dict) or not all(isinstance(v, str) for v in wm.values()):
+                raise CheckpointError(f"{index}: bad index file (weight_map must be an object of file names)")
+            files = sorted(set(wm.values()))
             for f in files:
+                if Path(f).name != f:
+                    raise CheckpointError(f"{index}: bad index file (file name {f!r} is not in the folder)")
                 if not (folder / f).is_file():
                     raise CheckpointError(f"{folder / f}: safetensors file named in {index.name} is missing")
             for f in files:
-                keys = self._keys(folder / f)
+                keys = self._read_header(folder / f)
                 for name, fn in wm.items():
                     if fn == f and name not in keys:
                         raise CheckpointError(f"{folder / f}: tensor {name} listed in {index.name} is not in the file")
-                for name in keys:
+                for name, meta in keys.items():
                     if wm.get(name) == f:
                         self.where[name] = folder / f
+                        self._meta[name] = meta
         else:
             files = sorted(folder.glob("*.safetensors"))
             if not files:
                 raise CheckpointError(f"{folder}: no *.safetensors files")
             for f in files:
-                for name in self._keys(f):
+                for name, meta in self._read_header(f).items():
                     if name in self.where:
                         raise CheckpointError(f"{f}: tensor {name} also appears in {self.where[name].name}")
                     self.where[name] = f
-        self._handles: dict[Path, Any] = {}
+                    self._meta[name] = meta
         self.files = sorted({p.name for p in self.where.values()})
 
-    def _keys(self, path: Path) -> list[str]:
+    def _read_header(self, path: Path) -> dict[str, tuple]:
+        """{name: (dtype, shape)} from a file's header (no tensor data is read)."""
         try:
             with self._open(str(path), framework="pt") as h:
-                return list(h.keys())
+                out = {}
+                for name in h.keys():
+                    sl = h.get_slice(name)
+                    dt = sl.get_dtype()
+                    out[name] = (_ST_DTYPES.get(dt, dt), tuple(sl.get_shape()))
+                return out
         except Exception as e:  # safetensors raises its own error types for truncated/corrupt headers
             raise CheckpointError(f"{path}: cannot read safetensors file ({_one_line(e)})") from None
 
@@ -127,6 +147,9 @@ class _Tensors:
     def keys(self):
         return self.where.keys()
 
+    def meta(self, name: str) -> tuple:
+        return self._meta[name]
+
     def label(self, name: str) -> str:
         f = self.where.get(name)
         if f is None:   # not in any file: name the folder and the files searched
@@ -134,12 +157,16 @@ class _Tensors:
         return f"{f}: tensor {name}"
 
     def __getitem__(self, name: str) -> torch.Tensor:
+        return self.rows(name, None, None)
+
+    def rows(self, name: str, start: Optional[int], stop: Optional[int]) -> torch.Tensor:
+        """The tensor, or its rows ``start:stop`` (read alone from the file)."""
         path = self.where[name]
         try:
-            h = self._handles.get(path)
-            if h is None:
-                h = self._handles[path] = self._open(str(path), framework="pt")
-            return h.get_tensor(name)
+            with self._open(str(path), framework="pt") as h:
+                if start is None:
+                    return h.get_tensor(name)
+                return h.get_slice(name)[start:stop]
         except Exception as e:
             raise CheckpointError(f"{path}: tensor {name}: cannot read data ({_one_line(e)})") from None
 
@@ -163,36 +190,119 @@ class _Dict:
     def label(self, name):
         return f"{self.source}: tensor {name}"
 
-    def __getitem__(self, name):
+    def meta(self, name):
         t = self.d[name]
         if not isinstance(t, torch.Tensor):
             raise CheckpointError(f"{self.label(name)}: not a tensor ({type(t).__name__})")
-        return t.detach().cpu()
+        return t.dtype, tuple(t.shape)
+
+    def __getitem__(self, name):
+        return self.d[name].detach().cpu()
+
+    def rows(self, name, start, stop):
+        t = self[name]
+        return t if start is None else t[start:stop]
 
 
-def _float_tensor(src, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    if name not in src:
-        raise CheckpointError(f"{src.label(name)}: missing tensor")
-    t = src[name]
-    if t.dtype not in _FLOAT_DTYPES:
-        raise CheckpointError(f"{src.label(name)}: dtype {t.dtype}, expected a float dtype")
-    if tuple(t.shape) != shape:
-        raise CheckpointError(f"{src.label(name)}: shape {tuple(t.shape)}, expected {shape}")
+# -- the layout: every tensor's name, dtype and shape, checked before anything is allocated ------------
+
+def _float_names(c: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of the float tensors (embeddings, norms, LM head) of a model."""
+    names = {"model.embed_tokens.weight": (c.vocab_size, c.hidden_size), "model.norm.weight": (c.hidden_size,)}
+    if not c.tie_word_embeddings:
+        names["lm_head.weight"] = (c.vocab_size, c.hidden_size)
+    for i in range(c.num_hidden_layers):
+        p = f"model.layers.{i}"
+        names[f"{p}.input_layernorm.weight"] = (c.hidden_size,)
+        names[f"{p}.post_attention_layernorm.weight"] = (c.hidden_size,)
+        if c.sub_norms:
+            names[f"{p}.self_attn.attn_sub_norm.weight"] = (c.q_size,)
+            names[f"{p}.mlp.ffn_sub_norm.weight"] = (c.intermediate_size,)
+    return names
+
+
+def _offline(qc: Optional[Mapping]) -> bool:
+    return qc is not None and qc.get("quantization_mode", "offline") == "offline"
+
+
+def check_layout(src, c: ModelConfig, qc: Optional[Mapping]) -> None:
+    """Every tensor the model needs is there with a fitting dtype and shape, and no other tensor is
+    (headers only: a config.json that does not match its tensors is rejected before any weight is
+    read or any model memory is allocated)."""
+    used = set()
+    for name, shape in _float_names(c).items():
+        used.add(name)
+        if name not in src:
+            raise CheckpointError(f"{src.label(name)}: missing tensor")
+        dtype, got = src.meta(name)
+        if dtype not in _FLOAT_DTYPES:
+            raise CheckpointError(f"{src.label(name)}: dtype {dtype}, expected a float dtype")
+        if got != shape:
+            raise CheckpointError(f"{src.label(name)}: shape {got}, expected {shape}")
+    if c.tie_word_embeddings:
+        used.add("lm_head.weight")   # transformers ties it to the embeddings whatever the file holds
+    offline = _offline(qc)
+    for i in range(c.num_hidden_layers):
+        for suffix, (out_f, in_f) in c.projection_shapes().items():
+            prefix = f"model.layers.{i}.{suffix}"
+            wname, sname = f"{prefix}.weight", f"{prefix}.weight_scale"
+            used.update((wname, sname))
+            if wname not in src:
+                raise CheckpointError(f"{src.label(wname)}: missing tensor")
+            dtype, shape = src.meta(wname)
+            if dtype == torch.uint8:
+                if not offline:
+                    raise CheckpointError(f"{src.label(wname)}: packed uint8 weights need a bitnet "
+                                          "quantization_config with quantization_mode 'offline' in config.json")
+                if shape != (packed_rows(out_f), in_f):
+                    raise CheckpointError(f"{src.label(wname)}: packed shape {shape}, expected "
+                                          f"{(packed_rows(out_f), in_f)}")
+            elif dtype in _FLOAT_DTYPES:
+                if shape != (out_f, in_f):
+                    raise CheckpointError(f"{src.label(wname)}: shape {shape}, expected {(out_f, in_f)}")
+            else:
+                raise CheckpointError(f"{src.label(wname)}: dtype {dtype}, expected uint8 (packed) or a float dtype")
+            if offline:
+                if sname not in src:
+                    raise CheckpointError(f"{src.label(sname)}: missing tensor (offline bitnet checkpoints "
+                                          "need weight_scale)")
+                dtype, shape = src.meta(sname)
+                if dtype not in _FLOAT_DTYPES:
+                    raise CheckpointError(f"{src.label(sname)}: dtype {dtype}, expected a float dtype")
+                if len(shape) > 1 or (shape[0] if shape else 1) != 1:
+                    raise CheckpointError(f"{src.label(sname)}: shape {shape}, expected () or (1,)")
+            elif sname in src:
+                raise CheckpointError(f"{src.label(sname)}: unexpected weight_scale for float master weights "
+                                      "(no offline bitnet quantization_config)")
+    extra = sorted(k for k in src.keys() if k not in used and not k.endswith(_IGNORED_SUFFIXES))
+    if extra:
+        raise CheckpointError(f"{src.label(extra[0])}: unexpected tensor"
+                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
+                              + " for this config")
+
+
+# -- the values (after check_layout) -----------------------------------------------------------------
+
+def _finite(src, name: str, t: torch.Tensor) -> torch.Tensor:
     t = t.to(torch.float32)
     if not bool(torch.isfinite(t).all()):
         raise CheckpointError(f"{src.label(name)}: contains NaN or Inf")
     return t
 
 
+def _fill_float(src, name: str, dst: torch.Tensor, chunk_rows: int = 4096) -> None:
+    """Copies a float tensor into ``dst`` (float32), a block of rows at a time for a large one (the
+    embeddings: the file's bf16 and a float32 copy of the whole never coexist)."""
+    if dst.dim() < 2 or dst.shape[0] <= chunk_rows:
+        dst.copy_(_finite(src, name, src[name]))
+        return
+    for a in range(0, dst.shape[0], chunk_rows):
+        b = min(a + chunk_rows, dst.shape[0])
+        dst[a:b].copy_(_finite(src, name, src.rows(name, a, b)))
+
+
 def _scale(src, name: str, linear_class: str) -> torch.Tensor:
-    if name not in src:
-        raise CheckpointError(f"{src.label(name)}: missing tensor (offline bitnet checkpoints need weight_scale)")
-    s = src[name]
-    if s.dtype not in _FLOAT_DTYPES:
-        raise CheckpointError(f"{src.label(name)}: dtype {s.dtype}, expected a float dtype")
-    if s.numel() != 1 or s.dim() > 1:
-        raise CheckpointError(f"{src.label(name)}: shape {tuple(s.shape)}, expected () or (1,)")
-    s = s.to(torch.float32).reshape(())
+    s = src[name].to(torch.float32).reshape(())
     if not bool(torch.isfinite(s)) or not float(s) > 0:
         raise CheckpointError(f"{src.label(name)}: value {float(s)!r} must be finite and > 0")
     if linear_class == "bitlinear":
@@ -202,96 +312,102 @@ def _scale(src, name: str, linear_class: str) -> torch.Tensor:
 
 def _projection(src, prefix: str, out_f: int, in_f: int, qc: Optional[Mapping]) -> BitLinear:
     wname, sname = f"{prefix}.weight", f"{prefix}.weight_scale"
-    if wname not in src:
-        raise CheckpointError(f"{src.label(wname)}: missing tensor")
-    offline = qc is not None and qc.get("quantization_mode", "offline") == "offline"
+    offline = _offline(qc)
     linear_class = qc.get("linear_class", "bitlinear") if qc is not None else None
     w = src[wname]
     if w.dtype == torch.uint8:
-        if not offline:
-            raise CheckpointError(f"{src.label(wname)}: packed uint8 weights need a bitnet quantization_config "
-                                  "with quantization_mode 'offline' in config.json")
-        if tuple(w.shape) != (packed_rows(out_f), in_f):
-            raise CheckpointError(f"{src.label(wname)}: packed shape {tuple(w.shape)}, expected "
-                                  f"{(packed_rows(out_f), in_f)}")
         try:
             t = unpack_ternary(w, out_f)
         except PackingError as e:
             raise CheckpointError(f"{src.label(wname)}: {e}") from None
         return BitLinear.from_ternary(t, _scale(src, sname, linear_class), name=prefix)
-    if w.dtype not in _FLOAT_DTYPES:
-        raise CheckpointError(f"{src.label(wname)}: dtype {w.dtype}, expected uint8 (packed) or a float dtype")
-    if tuple(w.shape) != (out_f, in_f):
-        raise CheckpointError(f"{src.label(wname)}: shape {tuple(w.shape)}, expected {(out_f, in_f)}")
-    w = w.to(torch.float32)
-    if not bool(torch.isfinite(w).all()):
-        raise CheckpointError(f"{src.label(wname)}: contains NaN or Inf")
+    w = _finite(src, wname, w)
     if offline:
         if not bool(((w == -1) | (w == 0) | (w == 1)).all()):
             raise CheckpointError(f"{src.label(wname)}: offline-quantized float weights must hold only -1, 0, 1")
         return BitLinear.from_ternary(w, _scale(src, sname, linear_class), name=prefix)
-    if sname in src:
-        raise CheckpointError(f"{src.label(sname)}: unexpected weight_scale for float master weights "
-                              "(no offline bitnet quantization_config)")
     t, gamma = weight_quant(w)
     return BitLinear.from_ternary(t, gamma, name=prefix)
 
 
+def _layer(src, c: ModelConfig, i: int, qc: Optional[Mapping]) -> DecoderLayer:
+    """Decoder layer ``i`` built from its tensors (the layout already checked)."""
+    layer = DecoderLayer(c, i)
+    p = f"model.layers.{i}"
+    with torch.no_grad():
+        _fill_float(src, f"{p}.input_layernorm.weight", layer.input_layernorm.weight)
+        _fill_float(src, f"{p}.post_attention_layernorm.weight", layer.post_attention_layernorm.weight)
+        if c.sub_norms:
+            _fill_float(src, f"{p}.self_attn.attn_sub_norm.weight", layer.self_attn.attn_sub_norm.weight)
+            _fill_float(src, f"{p}.mlp.ffn_sub_norm.weight", layer.mlp.ffn_sub_norm.weight)
+        for suffix, (out_f, in_f) in c.projection_shapes().items():
+            parent, attr = suffix.split(".")
+            setattr(getattr(layer, parent), attr, _projection(src, f"{p}.{suffix}", out_f, in_f, qc))
+    return layer
+
+
+class CheckpointLayers(Sequence):
+    """The decoder layers of a checkpoint, each built from the files when it is used (nothing kept):
+    a model's memory holds its embeddings and one layer at a time."""
+
+    def __init__(self, src, config: ModelConfig, quantization_config: Optional[Mapping]):
+        self.src, self.config, self.qc = src, config, quantization_config
+
+    def __len__(self) -> int:
+        return self.config.num_hidden_layers
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"layer {i} out of range")
+        return _layer(self.src, self.config, i, self.qc)
+
+
 def model_from_state_dict(config: ModelConfig, tensors, *, quantization_config: Optional[Mapping] = None,
-                          source: str = "state dict") -> CausalLM:
+                          source: str = "state dict", lazy: bool = False) -> CausalLM:
     """Builds a :class:`CausalLM` from HF-named tensors (a mapping, or the loader's file view).
 
-    ``quantization_config`` is the config.json's (or None); see the module docstring for layouts.
+    ``quantization_config`` is the config.json's (or None); see the module docstring for layouts. Every
+    tensor's dtype and shape is checked against ``config`` first (:func:`check_layout`). ``lazy``:
+    the layers are :class:`CheckpointLayers` (built from the tensors when used) instead of being
+    decoded now.
     """
     src = tensors if isinstance(tensors, (_Tensors, _Dict)) else _Dict(tensors, source)
     c = config
-    model = CausalLM(c)
-    used = set()
-
-    def take_float(name, shape):
-        used.add(name)
-        return _float_tensor(src, name, shape)
-
+    check_layout(src, c, quantization_config)
+    layers = CheckpointLayers(src, c, quantization_config)
+    if not lazy:
+        layers = torch.nn.ModuleList(layers[i] for i in range(c.num_hidden_layers))
+    model = CausalLM(c, layers=layers)
     with torch.no_grad():
-        model.embed_tokens.weight.copy_(take_float("model.embed_tokens.weight", (c.vocab_size, c.hidden_size)))
-        model.norm.weight.copy_(take_float("model.norm.weight", (c.hidden_size,)))
-        if c.tie_word_embeddings:
-            used.add("lm_head.weight")   # transformers ties it to the embeddings whatever the file holds
-        else:
-            model.lm_head_weight.copy_(take_float("lm_head.weight", (c.vocab_size, c.hidden_size)))
-        shapes = c.projection_shapes()
-        for i in range(c.num_hidden_layers):
-            layer: DecoderLayer = model.layers[i]
-            p = f"model.layers.{i}"
-            layer.input_layernorm.weight.copy_(take_float(f"{p}.input_layernorm.weight", (c.hidden_size,)))
-            layer.post_attention_layernorm.weight.copy_(
-                take_float(f"{p}.post_attention_layernorm.weight", (c.hidden_size,)))
-            if c.sub_norms:
-                layer.self_attn.attn_sub_norm.weight.copy_(
-                    take_float(f"{p}.self_attn.attn_sub_norm.weight", (c.q_size,)))
-                layer.mlp.ffn_sub_norm.weight.copy_(
-                    take_float(f"{p}.mlp.ffn_sub_norm.weight", (c.intermediate_size,)))
-            for suffix in PROJECTIONS:
-                out_f, in_f = shapes[suffix]
-                name = f"{p}.{suffix}"
-                bl = _projection(src, name, out_f, in_f, quantization_config)
-                used.update({f"{name}.weight", f"{name}.weight_scale"})
-                parent, attr = suffix.split(".")
-                setattr(getattr(layer, parent), attr, bl)
-    extra = sorted(k for k in src.keys() if k not in used and not k.endswith(_IGNORED_SUFFIXES))
-    if extra:
-        raise CheckpointError(f"{src.label(extra[0])}: unexpected tensor"
-                              + (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "")
-                              + " for this config")
+        _fill_float(src, "model.embed_tokens.weight", model.embed_tokens.weight)
+        _fill_float(src, "model.norm.weight", model.norm.weight)
+        if not c.tie_word_embeddings:
+            _fill_float(src, "lm_head.weight", model.lm_head_weight)
     return model
 
 
-def load_checkpoint(folder) -> CausalLM:
-    """Loads a Hugging Face BitNet checkpoint folder into the reference :class:`CausalLM`."""
+def open_checkpoint(folder):
+    """(raw config.json, :class:`ModelConfig`, the tensors' file view) of a checkpoint folder, the
+    layout checked (headers only, nothing decoded)."""
     folder = Path(folder)
     raw, cfg = read_config(folder)
     src = _Tensors(folder)
-    return model_from_state_dict(cfg, src, quantization_config=raw.get("quantization_config"))
+    check_layout(src, cfg, raw.get("quantization_config"))
+    return raw, cfg, src
+
+
+def load_checkpoint(folder, *, lazy: bool = False) -> CausalLM:
+    """Loads a Hugging Face BitNet checkpoint folder into the reference :class:`CausalLM`. With
+    ``lazy=True`` the safetensors files stay on disk: the embeddings are read (a block of rows at a
+    time) and each decoder layer is read from the memory map when the model uses it."""
+    folder = Path(folder)
+    raw, cfg = read_config(folder)
+    src = _Tensors(folder)
+    return model_from_state_dict(cfg, src, quantization_config=raw.get("quantization_config"), lazy=lazy)
 
 
 # -- writing -----------------------------------------------------------------------------------------

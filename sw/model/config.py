@@ -159,7 +159,16 @@ class ModelConfig:
             qm = qc.get("quantization_mode", "offline")
             if qm not in ("offline", "online"):
                 raise ConfigError(f"quantization_config.quantization_mode={qm!r} is not supported")
-            extra = [m for m in (qc.get("modules_to_not_convert") or []) if m != "lm_head"]
+            for key in ("quant_method", "linear_class", "quantization_mode"):
+                if key in qc and not isinstance(qc[key], str):
+                    raise ConfigError(f"quantization_config.{key}={qc[key]!r} must be a string")
+            if qc.get("use_rms_norm") is not None and not isinstance(qc["use_rms_norm"], bool):
+                raise ConfigError(f"quantization_config.use_rms_norm={qc['use_rms_norm']!r} must be a bool")
+            keep = qc.get("modules_to_not_convert")
+            if keep is not None and (not isinstance(keep, list) or not all(isinstance(m, str) for m in keep)):
+                raise ConfigError(f"quantization_config.modules_to_not_convert={keep!r} must be a list of "
+                                  "module names (strings) or null")
+            extra = [m for m in (keep or []) if m != "lm_head"]
             if extra:
                 raise ConfigError(f"quantization_config.modules_to_not_convert={extra!r}: only lm_head may "
                                   "stay unquantized")
