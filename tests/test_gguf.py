@@ -137,9 +137,10 @@ def write_i2s(path, *, arch="bitnet-b1.58", layers=1, act=None, floats=None, pro
 
 
 def _i2s_by_hand(raw: bytes, shape):
-    """Per-weight I2_S decoder: weight i is bits (7 - 2 (i mod 4))..(6 - 2 (i mod 4)) of byte i // 4."""
+    """Per-weight I2_S decoder, bitnet.cpp's quantize_i2_s loop read backwards: weight i is in block
+    i // 128, at j = i % 128: byte 32 (i // 128) + j % 32, bits shifted by 6 - 2 (j // 32)."""
     n = shape[0] * shape[1]
-    t = [((raw[i // 4] >> (6 - 2 * (i % 4))) & 3) - 1 for i in range(n)]
+    t = [((raw[32 * (i // 128) + (i % 128) % 32] >> (6 - 2 * ((i % 128) // 32))) & 3) - 1 for i in range(n)]
     return np.array(t, dtype=np.int8).reshape(shape), struct.unpack("<f", raw[n // 4:n // 4 + 4])[0]
 
 
@@ -150,12 +151,19 @@ def _projections(model, i):
 
 # -- decoding ---------------------------------------------------------------------------------------
 
-def test_encode_i2s_first_weight_in_high_bits():
-    # t = -1, 0, +1, +1 -> codes 0, 1, 2, 2 -> 0b00_01_10_10; scale 0.5 little-endian float32; pad to 32
-    b = encode_i2s(np.array([-1, 0, 1, 1], dtype=np.int8), 0.5)
-    assert b[0] == 0b00011010 and b[1:5] == bytes([0, 0, 0, 0x3F]) and len(b) == 1 + 32
-    codes, s = decode_i2s(np.frombuffer(b, np.uint8), (1, 4))
-    assert codes.tolist() == [[0, 1, 2, 2]] and s == np.float32(0.5)
+def test_encode_i2s_bitnet_cpp_block_layout():
+    # weights 0, 32, 64, 96 of a 128-weight block share byte 0 (bits 7..6, 5..4, 3..2, 1..0); weight 1
+    # is in byte 1's high bits. t = -1, 0, +1, +1 there -> codes 0, 1, 2, 2 -> 0b00_01_10_10
+    t = np.zeros(256, np.int8)
+    t[[0, 32, 64, 96]] = [-1, 0, 1, 1]
+    t[1], t[128] = 1, -1
+    b = encode_i2s(t, 0.5)
+    assert b[0] == 0b00011010 and b[1] == 0b10010101 and b[32] == 0b00010101 and b[2] == 0b01010101
+    assert b[64:68] == bytes([0, 0, 0, 0x3F]) and len(b) == 64 + 32   # scale 0.5 (LE float32), pad to 32
+    codes, s = decode_i2s(np.frombuffer(b, np.uint8), (2, 128))
+    assert np.array_equal(codes.astype(np.int8) - 1, t.reshape(2, 128)) and s == np.float32(0.5)
+    with pytest.raises(ValueError, match="multiple of 128"):
+        encode_i2s(np.zeros(64, np.int8), 1.0)
 
 
 @pytest.mark.parametrize("qtype", [QT.TQ1_0, QT.TQ2_0])

@@ -14,10 +14,12 @@ Ternary projection types and how they become ``(T int8, w_scale float32)``:
   Any other file is rejected, naming the tensor and two disagreeing scales. This is exact: every
   weight ``gguf.quants.dequantize`` gives equals ``T * w_scale``. (llama.cpp's converter writes
   ``d = max|W|`` of ternarized ``W = T * gamma``, so every non-zero block has ``d = float16(gamma)``.)
-* ``I2_S`` (36, bitnet.cpp's fork): ``numel / 4`` bytes of 2-bit codes ``t + 1`` in row-major order,
-  four weights per byte with the first in the high bit pair (bits 7..6), then one little-endian float32
-  scale ``w_scale`` for the tensor (writers pad the tensor to ``numel / 4 + 32`` bytes). Code 3 is
-  rejected.
+* ``I2_S`` (36, bitnet.cpp's fork): ``numel / 4`` bytes of 2-bit codes ``t + 1`` over the tensor's
+  weights in row-major order, in blocks of 128 weights (32 bytes): byte ``j`` of a block holds its
+  weights ``j``, ``j + 32``, ``j + 64``, ``j + 96`` in bits 7..6, 5..4, 3..2, 1..0 (``quantize_i2_s``
+  of bitnet.cpp's x86 build, the layout its AVX2 ``ggml_vec_dot_i2_i8_s`` reads); then one
+  little-endian float32 scale ``w_scale`` for the tensor (writers pad the tensor to ``numel / 4 + 32``
+  bytes). Code 3 is rejected; ``numel`` must be a multiple of 128.
 * ``F32`` / ``F16`` / ``BF16`` projections must hold ternarized values ``{-s, 0, +s}`` for one ``s``
   (what llama.cpp's converter writes for float output types): ``T = W / s``, ``w_scale = float32(s)``.
 
@@ -49,6 +51,7 @@ GGUF_MAGIC = b"GGUF"
 TYPE_F32, TYPE_F16, TYPE_BF16 = 0, 1, 30
 TYPE_TQ1_0, TYPE_TQ2_0, TYPE_I2_S = 34, 35, 36
 QK_K = 256
+I2S_BLOCK = 128       # I2_S: weights per 32-byte block (byte j: weights j, j+32, j+64, j+96)
 I2S_PAD = 32          # I2_S tensor bytes: numel / 4 codes + the float32 scale, padded to 32 bytes
 ARCHITECTURES = {     # general.architecture -> default MLP activation when the file names none
     "bitnet": "silu",          # llama.cpp's `bitnet` graph (SwiGLU with SiLU)
@@ -156,8 +159,8 @@ class _Cursor:
 def _tensor_nbytes(path: Path, name: str, dims: tuple[int, ...], ttype: int) -> int:
     numel = int(np.prod(dims, dtype=np.int64)) if dims else 1
     if ttype == TYPE_I2_S:
-        if numel % 4:
-            raise GGUFError(f"{path}: tensor {name}: I2_S needs a multiple of 4 weights, has {numel}")
+        if numel % I2S_BLOCK:
+            raise GGUFError(f"{path}: tensor {name}: I2_S needs a multiple of {I2S_BLOCK} weights, has {numel}")
         return numel // 4 + 4           # codes + the float32 scale (padding past it is not required)
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
     try:
@@ -346,15 +349,18 @@ def _type_name(t: int) -> str:
 def decode_i2s(raw: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """I2_S bytes -> (2-bit codes uint8 of ``shape``, the float32 scale as a 0-dim array)."""
     numel = int(np.prod(shape))
-    packed = np.asarray(raw[:numel // 4], dtype=np.uint8)
-    codes = np.stack([(packed >> s) & 3 for s in (6, 4, 2, 0)], axis=-1).reshape(shape)
+    blocks = np.asarray(raw[:numel // 4], dtype=np.uint8).reshape(-1, 1, I2S_BLOCK // 4)
+    codes = (blocks >> np.array([6, 4, 2, 0], np.uint8)[:, None]) & 3      # (blocks, group, byte)
     scale = np.frombuffer(np.asarray(raw[numel // 4:numel // 4 + 4], dtype=np.uint8).tobytes(), dtype="<f4")[0]
-    return codes, np.float32(scale)
+    return codes.reshape(shape), np.float32(scale)
 
 
 def encode_i2s(t: np.ndarray, scale) -> bytes:
     """(ternary int array, float32 scale) -> I2_S tensor bytes (codes, scale, zero padding to 32)."""
-    c = (np.asarray(t, dtype=np.int8).reshape(-1, 4) + 1).astype(np.uint8)
+    t = np.asarray(t, dtype=np.int8)
+    if t.size % I2S_BLOCK:
+        raise ValueError(f"I2_S needs a multiple of {I2S_BLOCK} weights, got {t.size}")
+    c = (t.reshape(-1, 4, I2S_BLOCK // 4) + 1).astype(np.uint8)           # (blocks, group, byte)
     packed = (c[:, 0] << 6) | (c[:, 1] << 4) | (c[:, 2] << 2) | c[:, 3]
     return packed.astype(np.uint8).tobytes() + np.float32(scale).astype("<f4").tobytes() + bytes(I2S_PAD - 4)
 
