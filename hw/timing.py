@@ -11,9 +11,10 @@ Let ``x_i`` be the cycle in which transfer ``i`` of a stream happens (``x_{-1} =
 side of the stream (``valid`` of ``instr``/``act``/``wgt``, ``ready`` of ``out``) rises for transfer ``i``
 in cycle::
 
-    avail_i = max(x_{i-1} + 1 + gap_i,  latency + floor(i / rate))
+    avail_i = max(x_{i-1} + 1 + gap_i,  latency + floor(i / rate),  at_i)
 
-and then stays high until the transfer happens (valid/ready are never withdrawn), where
+and then stays high until the transfer happens, except in the cycles the stream *withdraws* it
+(below), where
 
 * ``gap_i >= 0`` idle cycles are inserted after the previous transfer: explicit (``gaps``) or drawn
   from a seeded geometric distribution (``p_stall`` = probability of each further idle cycle). The
@@ -22,14 +23,25 @@ and then stays high until the transfer happens (valid/ready are never withdrawn)
   the earliest (first-beat latency ``latency``, sustained bandwidth ``rate <= 1`` beats per cycle,
   e.g. ``rate = Fraction(1, 3)`` is one beat every 3 cycles). A consumer that stalls lets the source
   run ahead (the beats queue up), which is what a prefetching DMA does.
+* ``at_i`` (optional, 0 beyond its end) is an explicit earliest cycle per transfer: a precomputed
+  schedule, e.g. the cycle a memory model (:mod:`hw.dram`) has beat ``i`` in its prefetch FIFO.
 
-The transfer happens in the first cycle ``>= avail_i`` in which the core's side is also ready/valid.
+Withdrawal: with ``p_withdraw > 0`` the environment side is low in every cycle ``c`` of a seeded
+random set (each cycle independently with probability ``p_withdraw``, a pure function of
+``(Timing.seed, stream, c)``: :meth:`Timing.withdrawn`), even after it rose for transfer ``i``: a
+source that takes ``valid`` back before the transfer, a sink that takes ``ready`` back. With
+``garbage`` a source drives a seeded random payload in every cycle its ``valid`` is low (the
+payload of transfer ``i`` is on the bus whenever ``valid`` is high).
+
+The transfer happens in the first cycle ``>= avail_i`` that is not withdrawn and in which the core's
+side is also ready/valid (:meth:`Timing.next_on` gives the first cycle ``>= c`` not withdrawn).
 The default, :meth:`Timing.ideal`, is every stream always valid and ``out`` always ready
 (``gap = 0``, ``latency = 0``, ``rate = 1``: ``avail_i = x_{i-1} + 1``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -74,17 +86,30 @@ class StreamTiming:
         before ``latency + floor(i / rate)``.
     gaps : tuple of int, optional
         Explicit idle cycles before each transfer (overrides ``p_stall``); 0 beyond its end.
+    p_withdraw : float
+        Probability in ``[0, 1)`` that the environment side is low in a cycle, whatever the transfer
+        it offers (withdrawn ``valid`` / ``ready``).
+    garbage : bool
+        A source drives a random payload while its ``valid`` is low (no effect on timing).
     """
 
     p_stall: float = 0.0
     latency: int = 0
     rate: Fraction = Fraction(1)
     gaps: tuple | None = None
+    p_withdraw: float = 0.0
+    garbage: bool = False
+    at: tuple | None = None     #: explicit earliest cycle of each transfer (``at_i``; 0 beyond its end)
 
     def __post_init__(self):
         p = self.p_stall
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise TimingError(f"p_stall must be a probability in [0, 1), not {p!r}")
+        p = self.p_withdraw
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+            raise TimingError(f"p_withdraw must be a probability in [0, 1), not {p!r}")
+        if not isinstance(self.garbage, bool):
+            raise TimingError(f"garbage must be true or false, not {self.garbage!r}")
         if isinstance(self.latency, bool) or not isinstance(self.latency, (int, np.integer)) \
                 or self.latency < 0:
             raise TimingError(f"latency must be a non-negative integer, not {self.latency!r}")
@@ -95,17 +120,39 @@ class StreamTiming:
             if g.ndim != 1 or (g.size and (not np.issubdtype(g.dtype, np.integer) or g.min() < 0)):
                 raise TimingError(f"gaps must be a sequence of non-negative integers, not {self.gaps!r}")
             object.__setattr__(self, "gaps", tuple(int(x) for x in g))
+        if self.at is not None:
+            a = np.asarray(self.at)
+            if a.ndim != 1 or (a.size and (not np.issubdtype(a.dtype, np.integer) or a.min() < 0)):
+                raise TimingError(f"at must be a sequence of non-negative integers, not {self.at!r}")
+            object.__setattr__(self, "at", tuple(a.astype(np.int64).tolist()))
+        object.__setattr__(self, "_at", None if self.at is None else np.asarray(self.at, dtype=np.int64))
+
+    def at_cycles(self, start: int, n: int) -> np.ndarray | None:
+        """``at_i`` for ``i = start .. start+n-1`` (0 beyond its end); None without a schedule."""
+        if self._at is None:
+            return None
+        out = np.zeros(n, dtype=np.int64)
+        src = self._at[start:start + n]
+        out[:len(src)] = src
+        return out
 
     @property
     def is_ideal(self) -> bool:
         """Always offered (no gaps, no latency, full rate)."""
         return (self.p_stall == 0.0 and self.latency == 0 and self.rate == 1
-                and (self.gaps is None or not any(self.gaps)))
+                and (self.gaps is None or not any(self.gaps)) and self.p_withdraw == 0.0
+                and not self.garbage
+                and (self.at is None or not np.any(self._at > np.arange(len(self._at)))))
+
+    def replace(self, **changes) -> "StreamTiming":
+        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return {"p_stall": self.p_stall, "latency": self.latency,
                 "rate": [self.rate.numerator, self.rate.denominator],
-                "gaps": list(self.gaps) if self.gaps is not None else None}
+                "gaps": list(self.gaps) if self.gaps is not None else None,
+                "p_withdraw": self.p_withdraw, "garbage": self.garbage} \
+            | ({} if self.at is None else {"at": list(self.at)})
 
     @classmethod
     def from_dict(cls, d: dict) -> "StreamTiming":
@@ -113,7 +160,8 @@ class StreamTiming:
         if isinstance(rate, (list, tuple)):
             rate = Fraction(int(rate[0]), int(rate[1]))
         return cls(p_stall=d.get("p_stall", 0.0), latency=d.get("latency", 0), rate=rate,
-                   gaps=d.get("gaps"))
+                   gaps=d.get("gaps"), p_withdraw=d.get("p_withdraw", 0.0), garbage=d.get("garbage", False),
+                   at=d.get("at"))
 
 
 def _stream(v, name) -> StreamTiming:
@@ -227,15 +275,57 @@ class Timing:
         return st.gaps is not None or st.p_stall != 0.0
 
     def not_before(self, name: str, n: int, start: int = 0) -> np.ndarray:
-        """``latency + floor(i / rate)`` for ``i = start .. start+n-1`` (int64 array)."""
+        """``max(latency + floor(i / rate), at_i)`` for ``i = start .. start+n-1`` (int64 array)."""
         st = self.stream(name)
         i = np.arange(start, start + n, dtype=np.int64)
         r = st.rate
-        return st.latency + (i * r.denominator) // r.numerator
+        nb = st.latency + (i * r.denominator) // r.numerator
+        at = st.at_cycles(start, max(n, 0))
+        return nb if at is None else np.maximum(nb, at)
 
     def not_before_one(self, name: str, i: int) -> int:
         st = self.stream(name)
-        return st.latency + (i * st.rate.denominator) // st.rate.numerator
+        nb = st.latency + (i * st.rate.denominator) // st.rate.numerator
+        if st.at is not None and i < len(st.at):
+            nb = max(nb, st.at[i])
+        return nb
+
+    def withdraws(self, name: str) -> bool:
+        """Whether stream ``name`` withdraws its environment side in some cycles (``p_withdraw``)."""
+        return self.stream(name).p_withdraw != 0.0
+
+    def _off_block(self, name: str, k: int) -> np.ndarray:
+        key = ("off", name, k)
+        blk = self._cache.get(key)
+        if blk is None:
+            rng = np.random.default_rng([self.seed, STREAMS.index(name), k, 1])
+            blk = rng.random(_BLOCK) < self.stream(name).p_withdraw
+            if len(self._cache) < 4096:
+                self._cache[key] = blk
+        return blk
+
+    def withdrawn(self, name: str, c: int) -> bool:
+        """Whether the environment side of stream ``name`` is low in cycle ``c`` whatever it offers."""
+        if not self.withdraws(name) or c < 0:
+            return False
+        return bool(self._off_block(name, c // _BLOCK)[c % _BLOCK])
+
+    def next_on(self, name: str, c: int) -> int:
+        """The first cycle ``>= c`` in which stream ``name`` is not withdrawn."""
+        if not self.withdraws(name) or c < 0:
+            return c
+        while True:
+            k, j = divmod(c, _BLOCK)
+            on = np.flatnonzero(~self._off_block(name, k)[j:])
+            if len(on):
+                return c + int(on[0])
+            c = (k + 1) * _BLOCK
+
+    def garbage_rng(self, name: str):
+        """The seeded generator of stream ``name``'s garbage payloads (None without ``garbage``)."""
+        import random
+        return random.Random(self.seed * len(STREAMS) + STREAMS.index(name)) if self.stream(name).garbage \
+            else None
 
     def avail(self, name: str, i: int, prev: int) -> int:
         """The cycle in which the environment offers transfer ``i`` when transfer ``i-1`` happened in

@@ -22,6 +22,15 @@ def test_verify_json_contract(capsys):
     r = json.loads(out)
     assert (r["programs"], r["mismatches"], r["cycle_mismatches"], r["seed"]) == (5, 0, 0, 11)
     assert r["cycles"] > 0 and r["first_failure"] is None
+    # coverage: what the cases reached, recounted here from the same cases
+    from hw.isa import is_valid
+    from hw.verify.generate import random_case
+    cases = [random_case(11, i) for i in range(5)]
+    assert r["wraps"] == sum(c.wraps > 0 for c in cases)
+    assert r["resets"] == sum(c.interrupt is not None for c in cases)
+    assert r["bad_instructions"] == sum(not is_valid(c.config, i) for c in cases for i in c.program.instrs)
+    assert r["configs"] == len({c.config for c in cases}) == 5
+    assert r["invalid_bytes"] >= 0 and r["withdrawals"] >= 0
 
 
 def test_verify_fixed_configuration(capsys):

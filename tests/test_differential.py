@@ -136,3 +136,35 @@ def test_run_verify_counts_an_rtl_that_never_finishes(monkeypatch):
     assert f["index"] == 1 and len(f["differences"]) == 1
     assert f["differences"][0].startswith("amaranth did not finish (the simulator did, in ")
     assert "no SYNC/done after 999 cycles" in f["differences"][0]
+
+
+def test_a_simulator_blind_to_withdrawals_is_caught(monkeypatch):
+    """Cases whose timings withdraw valid and ready: a simulator that ignores the withdrawn cycles
+    (the same timing with ``p_withdraw = 0``) gives cycle mismatches, so the harnesses really
+    withdraw and the real simulator really models it (the other tests: 0 mismatches)."""
+    import hw.verify.differential as differential
+    from hw.timing import STREAMS
+    real = differential.simulate
+
+    def blind(cfg, program, timing):
+        return real(cfg, program, timing.replace(**{s: timing.stream(s).replace(p_withdraw=0.0)
+                                                    for s in STREAMS}))
+
+    cases = [c for c in (random_case(SEED, i) for i in range(40))
+             if any(c.timing.withdraws(s) for s in STREAMS)][:6]
+    assert len(cases) == 6
+    assert all(not check_case(c)["cycle"] for c in cases[:2])
+    monkeypatch.setattr(differential, "simulate", blind)
+    assert sum(bool(check_case(c)["cycle"]) for c in cases) >= 3
+
+
+def test_run_verify_reports_coverage():
+    """The coverage counters of run_verify, recounted from the same cases."""
+    from hw.isa import is_valid
+    r = run_verify("amaranth", 6, 2)
+    cases = [random_case(2, i) for i in range(6)]
+    assert r["wraps"] == sum(c.wraps > 0 for c in cases)
+    assert r["wraps_min_width"] == sum(c.wraps > 0 and c.config.acc_width == c.config.dot_width for c in cases)
+    assert r["resets"] == sum(c.interrupt is not None for c in cases)
+    assert r["bad_instructions"] == sum(not is_valid(c.config, i) for c in cases for i in c.program.instrs)
+    assert r["configs"] == 6 and r["mismatches"] == r["cycle_mismatches"] == 0

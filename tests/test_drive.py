@@ -153,3 +153,68 @@ def test_pack_payloads_struct_and_empty():
     assert unpack_payloads(lay, []).shape == (0, 4)
     with pytest.raises(TypeError, match="ArrayLayout"):
         unpack_payloads(INSTR_LAYOUT, [0])
+
+
+def test_withdrawn_valid_and_ready_follow_the_timing_and_garbage_fills_the_idle_bus():
+    """A source whose timing withdraws valid (and drives garbage) and a sink whose ready is withdrawn:
+    every transfer is in the first cycle >= the model's that is not withdrawn and in which the other
+    side is ready/valid (an explicit loop here); valid is low in every withdrawn cycle; while valid is
+    low the payload is garbage of the seeded generator, and the item is back when valid rises."""
+    import random
+    t = Timing(wgt=StreamTiming(p_stall=0.3, p_withdraw=0.4, garbage=True),
+               out=StreamTiming(p_withdraw=0.5), seed=9)
+    ready = {c for c in range(600) if c % 4 != 2}
+    offered = {c for c in range(600) if c % 3 == 0}
+
+    class GarbageBench(FakeBench):
+        def put_garbage(self, port, rng):
+            self.put(port, ("garbage", rng.getrandbits(16)))
+
+    items = [f"item{i}" for i in range(40)]
+    src, sink = Source(t, "wgt", items), Sink(t, "out")
+    bench = GarbageBench(ready, offered)
+    _drive(bench, [(src, IN)], [(sink, OUT)], until=lambda c: src.done and sink.n >= 30)
+    # the model, with the withdrawn cycles skipped
+    on = lambda name, c: not t.withdrawn(name, c)
+    x, prev = [], -1
+    for i in range(40):
+        c = max(prev + 1 + t.gap("wgt", i), 0)
+        while not (c in ready and on("wgt", c)):
+            c += 1
+        x.append(c)
+        prev = c
+    assert src.cycles == x
+    o, prev = [], -1
+    for j in range(30):
+        c = prev + 1
+        while not (c in offered and on("out", c)):
+            c += 1
+        o.append(c)
+        prev = c
+    assert sink.cycles[:30] == o
+    # valid low in every withdrawn cycle; the payload under a high valid is always the next item
+    valid_at, payload = {}, None
+    writes = sorted(bench.writes, key=lambda w: w[0])
+    per_cycle = {}
+    for c, sig, v in bench.writes:
+        per_cycle.setdefault(c, []).append((sig, v))
+    garbage_seen = 0
+    rng = random.Random(t.seed * 4 + 2)        # the stream's generator (Timing.garbage_rng)
+    n, v = 0, 0
+    for c in range(x[-1] + 1):
+        for sig, val in per_cycle.get(c, []):
+            if sig == IN.valid:
+                v = val
+            elif sig == IN.payload:
+                payload = val
+                if isinstance(val, tuple):
+                    assert val == ("garbage", rng.getrandbits(16))
+                    garbage_seen += 1
+        if t.withdrawn("wgt", c):
+            assert v == 0, c
+        if v:
+            assert payload == items[n], c
+        if c == x[n]:
+            assert v == 1
+            n += 1
+    assert garbage_seen > 10 and writes

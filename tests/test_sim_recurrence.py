@@ -36,3 +36,23 @@ def test_stream_times_follow_the_timing():
     assert st.s.tolist() == [0, 1, 4, 6]
     assert st.not_before.tolist() == timing.not_before("wgt", 3).tolist() == [3, 5, 7]
     assert st.t.tolist() == [0, 0, 0] and st.n == 3
+
+
+def test_stream_chain_skips_withdrawn_cycles():
+    """StreamTimes.chain is ``t_i = next_on(max(t_{i-1} + d_i, e_i))``, evaluated here by a loop over
+    cycles; without withdrawal it is the closed form."""
+    rng = np.random.default_rng(3)
+    timing = Timing(out=StreamTiming(p_stall=0.3, p_withdraw=0.45), seed=2)
+    st = StreamTimes(timing, "out", 300)
+    e = np.sort(rng.integers(0, 900, 300))
+    got = st.chain(5, 0, e)
+    t, want = 5, []
+    for i in range(300):
+        c = max(t + int(st.d[i]), int(e[i]))
+        while timing.withdrawn("out", c):
+            c += 1
+        want.append(c)
+        t = c
+    assert got.tolist() == want and st.withdraws
+    plain = StreamTimes(Timing(out=StreamTiming(p_stall=0.3), seed=2), "out", 300)
+    assert np.array_equal(plain.chain(5, 0, e), chain(5, plain.s, 0, e)) and not plain.withdraws

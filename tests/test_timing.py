@@ -147,3 +147,31 @@ def test_harness_cycle_limit():
     prog = b.build()
     with pytest.raises(HarnessError, match="did not finish"):
         run_rtl(CFG, words=prog.words, act_beats=prog.act_beats[:1])
+
+
+def test_withdrawn_cycles_are_seeded_per_stream_and_next_on_skips_them():
+    t = Timing(act=StreamTiming(p_withdraw=0.3), out=StreamTiming(p_withdraw=0.6), seed=5)
+    off = [t.withdrawn("act", c) for c in range(9000)]
+    assert abs(np.mean(off) - 0.3) < 0.03
+    assert off == [Timing(act=StreamTiming(p_withdraw=0.3), seed=5).withdrawn("act", c) for c in range(9000)]
+    assert off[:500] != [t.withdrawn("out", c) for c in range(500)]
+    assert not any(t.withdrawn("wgt", c) for c in range(100)) and not t.withdraws("wgt")
+    for c in (0, 7, 4095, 4096, 8190):
+        n = c
+        while off[n]:
+            n += 1
+        assert t.next_on("act", c) == n
+    assert t.next_on("wgt", 17) == 17 and t.next_on("act", -1) == -1
+    # serialized and replayed exactly; garbage is a flag of the sources
+    g = t.replace(wgt=StreamTiming(garbage=True))
+    assert Timing.from_dict(g.to_dict()) == g and not g.wgt.is_ideal and g.wgt.garbage
+    assert g.garbage_rng("wgt").getrandbits(32) == g.garbage_rng("wgt").getrandbits(32)
+    assert g.garbage_rng("act") is None
+
+
+@pytest.mark.parametrize("kwargs, needle", [({"p_withdraw": 1.0}, "p_withdraw"),
+                                            ({"p_withdraw": -0.1}, "p_withdraw"),
+                                            ({"garbage": 1}, "garbage")])
+def test_bad_withdrawal_fields(kwargs, needle):
+    with pytest.raises(TimingError, match=needle):
+        StreamTiming(**kwargs)

@@ -17,7 +17,7 @@ from hw.result import PERF_COUNTERS, RunResult, Streams, as_streams
 from hw.timing import Timing
 
 __all__ = ["HarnessError", "default_max_cycles", "prepare_run", "pack_payloads", "unpack_payloads",
-           "payload_consts", "stream_layouts", "RunCase", "PlannedRun", "plan_runs", "run_result"]
+           "payload_consts", "stream_layouts", "expected_outputs", "RunCase", "PlannedRun", "plan_runs", "run_result"]
 
 
 class HarnessError(RuntimeError):
@@ -178,8 +178,14 @@ def prepare_run(who: str, config: TernConfig, program, timing, *, words=None, ac
     return timing, st, max_cycles
 
 
+def expected_outputs(config: TernConfig, streams) -> int:
+    """The ``out`` transfers of a program: one per result beat (``c``) of each valid MATMUL."""
+    return sum(ins.c for ins in map(decode, streams.words) if ins.op == Op.MATMUL and instr_is_valid(config, ins))
+
+
 def default_max_cycles(config: TernConfig, streams, timing: Timing) -> int:
-    """A generous bound on the cycles a program can take (work plus every gap, with margin)."""
+    """A generous bound on the cycles a program can take (work plus every gap, with margin, times
+    the expected stretch of the most withdrawn stream)."""
     steps = outs = 0
     for w in streams.words:
         ins = decode(w)
@@ -192,4 +198,5 @@ def default_max_cycles(config: TernConfig, streams, timing: Timing) -> int:
     for name, k in n.items():
         if k:
             slack += int(timing.gaps(name, k).sum()) + int(timing.not_before(name, 1, k - 1)[0])
-    return 1000 + 4 * (sum(n.values()) + steps + slack)
+    p = max(timing.stream(name).p_withdraw for name in n)
+    return int((1000 + 4 * (sum(n.values()) + steps + slack)) * (1 + 2 * p / (1 - p)))

@@ -10,11 +10,14 @@ Policy (cycles count from 0 = the first cycle after the reset that starts a run)
 ---------------------------------------------------------------------------------
 * A :class:`Source` (the environment side of an input stream: ``valid`` and ``payload``) raises
   ``valid`` for transfer ``i`` in cycle ``Timing.avail(name, i, x_{i-1})`` (``x_{i-1}`` = the cycle of
-  transfer ``i-1``, ``-1`` for ``i = 0``) and never withdraws it before the transfer. The payload of
-  transfer ``i`` is on the bus from the cycle after transfer ``i-1`` (item 0 from cycle 0).
+  transfer ``i-1``, ``-1`` for ``i = 0``) and keeps it high until the transfer, except in the cycles
+  the timing withdraws it (``Timing.withdrawn(name, c)``: valid taken back before the transfer).
+  The payload of transfer ``i`` is on the bus in every cycle ``valid`` is high; in the cycles it is
+  low the bus holds the previous payload, or, with the stream's ``garbage``, a seeded random one.
 * A :class:`Sink` (the environment side of an output stream: ``ready``) raises ``ready`` for transfer
   ``j`` in cycle ``Timing.avail(name, j, o_{j-1})`` and keeps it high until the transfer
-  (backpressure); it records the payload of every transfer.
+  (backpressure), except in the cycles the timing withdraws it; it records the payload of every
+  transfer.
 * A transfer happens in cycle ``c`` when ``valid & ready`` is high in ``c`` after the combinational
   logic settled; both sides record ``c`` (:attr:`Source.cycles`, :attr:`Sink.cycles`).
 * A run ends in the first cycle its ``until(c)`` says so (sampled like a transfer, before the cycle's
@@ -23,7 +26,8 @@ Policy (cycles count from 0 = the first cycle after the reset that starts a run)
 
 The policy objects are pure Python. :func:`drive_streams` is the one cycle loop; it talks to the
 simulator only through a *bench*, an adapter with ``set(signal, value)``, ``get(signal)``,
-``put(port, item)``/``take(port)`` (a payload), ``settle()`` (wait until outputs may be sampled),
+``put(port, item)``/``take(port)`` (a payload), ``put_garbage(port, rng)`` (random bits of the
+payload's width from a ``random.Random``), ``settle()`` (wait until outputs may be sampled),
 ``step()`` (advance one cycle, to where inputs are written) and ``reset()``:
 
 * :class:`AmaranthBench` (an Amaranth async testbench: ``ctx.set``/``ctx.get``, payloads are values
@@ -45,8 +49,8 @@ from typing import Callable, NamedTuple
 
 from hw.timing import Timing
 
-__all__ = ["Source", "Sink", "Port", "CoreStatus", "drive_streams", "release", "run_core", "AmaranthBench",
-           "CocotbBench", "INPUTS"]
+__all__ = ["Source", "Sink", "Port", "CoreStatus", "drive_streams", "release", "run_core", "timeout_message",
+           "AmaranthBench", "CocotbBench", "INPUTS"]
 
 #: The input streams of TernCore, in the order they are driven.
 INPUTS = ("instr", "act", "wgt")
@@ -61,6 +65,7 @@ class Source:
         self.n = 0                 #: transfers so far
         self.cycles: list[int] = []  #: the cycle of every transfer
         self.avail = timing.avail(name, 0, -1)
+        self.garbage = timing.garbage_rng(name)   #: random payloads while valid is low (or None)
 
     @property
     def done(self) -> bool:
@@ -74,7 +79,7 @@ class Source:
 
     def valid(self, c: int) -> bool:
         """``valid`` in cycle ``c``."""
-        return self.n < len(self.items) and c >= self.avail
+        return self.n < len(self.items) and c >= self.avail and not self.timing.withdrawn(self.name, c)
 
     def transfer(self, c: int):
         """Transfer ``n`` happened in cycle ``c``."""
@@ -96,7 +101,7 @@ class Sink:
 
     def ready(self, c: int) -> bool:
         """``ready`` in cycle ``c``."""
-        return c >= self.avail
+        return c >= self.avail and not self.timing.withdrawn(self.name, c)
 
     def transfer(self, c: int, payload):
         """Transfer ``n`` (of ``payload``) happened in cycle ``c``."""
@@ -119,10 +124,12 @@ async def drive_streams(bench, sources, sinks, *, until: Callable[[int], bool],
     policy of the module docstring, from cycle 0 (now) until ``until(c)`` is true in cycle ``c``
     (``"done"``), ``c`` reaches ``max_cycles`` (``"timeout"``) or ``stop_at`` (``"stopped"``).
     Returns ``(why, c)``. After ``"done"`` the bench is still in cycle ``c``, outputs sampled."""
+    shown = []   # whether the bus holds the source's next item (not garbage)
     for src, port in sources:
         bench.set(port.valid, 0)
         if not src.done:
             bench.put(port, src.item)
+        shown.append(not src.done)
     for _, port in sinks:
         bench.set(port.ready, 0)
     valid = [False] * len(sources)
@@ -135,6 +142,13 @@ async def drive_streams(bench, sources, sinks, *, until: Callable[[int], bool],
             return "timeout", c
         for k, (src, port) in enumerate(sources):
             v = src.valid(c)
+            if src.garbage is not None and not src.done:
+                if v and not shown[k]:
+                    bench.put(port, src.item)
+                    shown[k] = True
+                elif not v:
+                    bench.put_garbage(port, src.garbage)
+                    shown[k] = False
             if v != valid[k]:
                 bench.set(port.valid, v)
                 valid[k] = v
@@ -151,11 +165,12 @@ async def drive_streams(bench, sources, sinks, *, until: Callable[[int], bool],
         if until(c):
             return "done", c
         await bench.step()
-        for f, (src, port) in zip(fired, sources):
+        for k, (f, (src, port)) in enumerate(zip(fired, sources)):
             if f:
                 src.transfer(c)
                 if not src.done:
                     bench.put(port, src.item)
+                    shown[k] = True
         c += 1
 
 
@@ -175,6 +190,13 @@ class CoreStatus:
     idle: bool
     error: int
     counters: dict
+
+
+def timeout_message(max_cycles: int, accepted: dict, outputs: int, timing: Timing) -> str:
+    """The message of a run that hit its cycle limit (``accepted``: stream -> (transfers, items))."""
+    (i, ni), (a, na), (w, nw) = (accepted[name] for name in INPUTS)
+    return (f"program did not finish within {max_cycles} cycles (accepted {i}/{ni} instructions, "
+            f"{a}/{na} act beats, {w}/{nw} weight beats; {outputs} outputs; timing={timing!r})")
 
 
 async def run_core(bench, ports: dict, status: Callable[[], CoreStatus], items: dict, timing: Timing, *,
@@ -208,10 +230,9 @@ async def run_core(bench, ports: dict, status: Callable[[], CoreStatus], items: 
     elif why == "stopped":
         res["stopped"] = c
     else:
-        (i, _), (a, _), (w, _) = sources
-        res["timeout"] = (f"program did not finish within {max_cycles} cycles (accepted {i.n}/{len(i.items)} "
-                          f"instructions, {a.n}/{len(a.items)} act beats, {w.n}/{len(w.items)} weight beats; "
-                          f"{sink.n} outputs; timing={timing!r})")
+        res["timeout"] = timeout_message(max_cycles, {name: (src.n, len(src.items))
+                                                      for name, (src, _) in zip(INPUTS, sources)},
+                                         sink.n, timing)
     res["outputs"] = sink.payloads
     res["out_cycles"] = sink.cycles
     for name, (src, _) in zip(INPUTS, sources):
@@ -243,6 +264,15 @@ class AmaranthBench:
 
     def take(self, port):
         return self.ctx.get(port.payload)
+
+    def put_garbage(self, port, rng):
+        from amaranth.hdl import Shape
+        from amaranth.lib import data
+        shape = port.payload.shape()
+        if isinstance(shape, data.Layout):
+            self.ctx.set(port.payload, shape.from_bits(rng.getrandbits(shape.size)))
+        else:
+            self.ctx.set(port.payload, rng.getrandbits(Shape.cast(shape).width))
 
     async def settle(self):
         pass
@@ -283,6 +313,9 @@ class CocotbBench:
 
     def take(self, port):
         return port.payload.value.to_unsigned()
+
+    def put_garbage(self, port, rng):
+        port.payload.value = rng.getrandbits(len(port.payload))
 
     async def settle(self):
         from cocotb.triggers import ReadOnly

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.sim.recurrence import StreamTimes, chain
+from hw.sim.recurrence import StreamTimes
 
 __all__ = ["ExecuteEngine"]
 
@@ -49,7 +49,7 @@ class ExecuteEngine:
         act, ab = self.act, self._beat
         e = act.not_before[ab:ab + count].copy()
         e[0] = max(e[0], x_pop + 1)
-        t = chain(act.t[ab - 1] if ab else -1, act.s, ab, e)
+        t = act.chain(act.t[ab - 1] if ab else -1, ab, e)
         act.t[ab:ab + count] = t
         x_finish = int(t[-1])
         self.datapath.load_act(addr, ab, count)

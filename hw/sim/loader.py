@@ -70,7 +70,20 @@ class WeightLoader:
         # the loader (in the next cycle of an ld_valid interval), else at `lo`
         t_prev = int(wgt.t[b0 - 1]) if b0 else -1
         b = b0
-        if m:
+        if wgt.withdraws:
+            # beat by beat: the first cycle the gate is open (an earlier MATMUL's ld_valid interval,
+            # or from `lo` on) and the stream does not withdraw valid
+            for b in range(b0, b1):
+                c = max(t_prev + int(wgt.d[b]), int(e[b - b0]))
+                while True:
+                    k = bisect.bisect_left(self.ld_valid_until, c)
+                    g = max(c, self.ld_valid_from[k] if k < m else lo)
+                    c = wgt.next_on(g)
+                    if c == g:
+                        break
+                t_prev = wgt.t[b] = c
+            b = b1
+        if m and b < b1:
             # beats offered before the previous MATMUL's interval opened, one at a time (rare: the
             # stream is then far ahead of the loader)
             opened = self.ld_valid_from[-1]

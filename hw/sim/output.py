@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.sim.recurrence import NEG, StreamTimes, chain
+from hw.sim.recurrence import NEG, StreamTimes
 
 __all__ = ["OutputFIFO"]
 
@@ -44,6 +44,6 @@ class OutputFIFO:
         n0, n1 = self.n, self.n + len(last_issue)
         out = self.out
         e = np.maximum(out.not_before[n0:n1], last_issue + self.result_latency)
-        out.t[n0:n1] = chain(int(out.t[n0 - 1]) if n0 else -1, out.s, n0, e)
+        out.t[n0:n1] = out.chain(int(out.t[n0 - 1]) if n0 else -1, n0, e)
         self.n = n1
         self.last = int(out.t[n1 - 1])

@@ -43,12 +43,20 @@ def chain(prev: int, s: np.ndarray, lo: int, e: np.ndarray) -> np.ndarray:
 class StreamTimes:
     """The transfers of one of the core's streams (``instr``, ``act``, ``wgt``, ``out``) under a
     :class:`~hw.timing.Timing`: the environment offers transfer ``i`` from
-    ``max(t_{i-1} + 1 + gap_i, not_before_i)`` on, with ``not_before_i = latency + floor(i / rate)``.
+    ``max(t_{i-1} + 1 + gap_i, not_before_i)`` on, with ``not_before_i = latency + floor(i / rate)``,
+    in every cycle the stream does not withdraw (``Timing.withdrawn``).
 
     ``d`` holds ``1 + gap_i``, ``s`` its prefix sums, ``not_before`` the bus bound; ``t`` is the cycle
-    of every transfer, filled in by the stage that takes (or, for ``out``, gives) them."""
+    of every transfer, filled in by the stage that takes (or, for ``out``, gives) them, through
+    :meth:`chain` (or :meth:`next_on` for one transfer at a time).
 
-    __slots__ = ("n", "d", "s", "not_before", "t")
+    Withdrawal: the core's side of every stream, once ready (valid) for a transfer, stays so until
+    the transfer (the weight stream's gate aside, which :class:`hw.sim.loader.WeightLoader` handles),
+    so a transfer whose constraints allow cycle ``c`` happens in ``next_on(c)``, the first cycle
+    ``>= c`` the stream does not withdraw: ``t_i = next_on(max(t_{i-1} + d_i, E_i))``. That has no
+    cumulative-maximum form, so :meth:`chain` evaluates it transfer by transfer when ``withdraws``."""
+
+    __slots__ = ("n", "d", "s", "not_before", "t", "withdraws", "_timing", "_name")
 
     def __init__(self, timing: Timing, name: str, n: int):
         self.n = n
@@ -56,3 +64,21 @@ class StreamTimes:
         self.s = prefix_sums(self.d)
         self.not_before = timing.not_before(name, n)
         self.t = np.zeros(n, dtype=np.int64)
+        self.withdraws = timing.withdraws(name)
+        self._timing, self._name = timing, name
+
+    def next_on(self, c: int) -> int:
+        """The first cycle ``>= c`` in which the stream does not withdraw its environment side."""
+        return self._timing.next_on(self._name, c) if self.withdraws else c
+
+    def chain(self, prev: int, lo: int, e: np.ndarray) -> np.ndarray:
+        """Transfers ``lo .. lo+len(e)-1``: ``t_i = next_on(max(t_{i-1} + d_i, e_i))`` with
+        ``t_{lo-1} = prev`` (:func:`chain` where nothing is withdrawn)."""
+        if not self.withdraws:
+            return chain(prev, self.s, lo, e)
+        out = np.empty(len(e), dtype=np.int64)
+        d, t = self.d, int(prev)
+        for j, ej in enumerate(e.tolist()):
+            t = self.next_on(max(t + int(d[lo + j]), ej))
+            out[j] = t
+        return out

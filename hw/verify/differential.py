@@ -26,10 +26,13 @@ import numpy as np
 from hw.backends import get_backend, rtl_backends
 from hw.backends.common import HarnessError
 from hw.config import TernConfig
+from hw.formats import BYTE_VALID
+from hw.isa import is_valid
 from hw.sim import simulate
+from hw.timing import STREAMS
 from hw.verify.generate import Case, random_case
 
-__all__ = ["run_verify", "check_case", "VerifyError"]
+__all__ = ["run_verify", "check_case", "VerifyError", "Coverage"]
 
 
 class VerifyError(ValueError):
@@ -59,7 +62,8 @@ def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
     difference of the case (``"rtl"`` is then None)."""
     if rtl is None:
         try:
-            rtl = get_backend(backend).run(case.config, case.program, case.timing)
+            kw = {} if case.interrupt is None else {"interrupt": case.interrupt}
+            rtl = get_backend(backend).run(case.config, case.program, case.timing, **kw)
         except HarnessError as e:   # the RTL never finished: a failure of this case, not of the run
             rtl = e
     sim = simulate(case.config, case.program, case.timing)
@@ -79,7 +83,8 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     reference. Returns ``programs``, ``mismatches`` (cases whose outputs or error flags differ
     anywhere), ``cycle_mismatches`` (cases whose cycle count, counters or transfer cycles differ),
     ``first_failure`` (None, or seed/index/config/timing/program and the differences), ``cycles``
-    (total simulated cycles), ``wall_s``, ``backend``, ``seed``. Cases ``start .. start+programs-1`` run
+    (total simulated cycles), ``wall_s``, ``backend``, ``seed`` and the coverage counters of
+    :class:`Coverage` (``wraps``, ``resets``, ``bad_instructions``, ``invalid_bytes``, ``configs``, ...). Cases ``start .. start+programs-1`` run
     (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length.
     ``progress``, if given, is called as ``progress(done, total)`` after every case."""
     if backend not in rtl_backends():
@@ -96,6 +101,7 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
         raise VerifyError(f"max_instr must be a positive integer, not {max_instr!r}")
     t0 = time.perf_counter()
     mism = cyc_mism = total_cycles = 0
+    cov = Coverage()
     first = None
     b = get_backend(backend)
     chunk = 1 if not b.batched else (_BATCH_CHUNK if config is not None else 8)
@@ -105,6 +111,7 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
         rtls = b.run_batch(cases) if b.batched else [None] * len(cases)
         for case, rtl in zip(cases, rtls):
             r = check_case(case, backend, rtl)
+            cov.add(case)
             total_cycles += r["rtl"].cycles if r["rtl"] is not None else 0
             mism += bool(r["output"])
             cyc_mism += bool(r["cycle"])
@@ -117,4 +124,31 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
                 progress(case.index - start + 1, programs)
     return {"backend": backend, "seed": seed, "programs": programs, "mismatches": mism,
             "cycle_mismatches": cyc_mism, "first_failure": first, "cycles": total_cycles,
-            "wall_s": round(time.perf_counter() - t0, 3)}
+            "wall_s": round(time.perf_counter() - t0, 3), **cov.as_dict()}
+
+
+class Coverage:
+    """What a run of cases reached (:meth:`as_dict`): ``wraps`` (cases in which an accumulator
+    wraps, :func:`hw.verify.generate.accumulator_wraps`), ``wraps_min_width`` (of those, at the
+    minimum accumulator width ``dot_width``), ``resets`` (cases started by a reset in the middle of
+    another program), ``bad_instructions`` (instructions the machine must skip), ``invalid_bytes``
+    (weight stream bytes that are no valid code), ``withdrawals`` (cases whose timing withdraws
+    valid or ready), ``configs`` (distinct configurations)."""
+
+    def __init__(self):
+        self.n = dict.fromkeys(("wraps", "wraps_min_width", "resets", "bad_instructions", "invalid_bytes",
+                                "withdrawals"), 0)
+        self.configs = set()
+
+    def add(self, case: Case) -> None:
+        cfg, prog, n = case.config, case.program, self.n
+        n["wraps"] += case.wraps > 0
+        n["wraps_min_width"] += case.wraps > 0 and cfg.acc_width == cfg.dot_width
+        n["resets"] += case.interrupt is not None
+        n["bad_instructions"] += sum(not is_valid(cfg, i) for i in prog.instrs)
+        n["invalid_bytes"] += int((~BYTE_VALID[cfg.weight_format][prog.wgt_beats]).sum())
+        n["withdrawals"] += any(case.timing.withdraws(s) for s in STREAMS)
+        self.configs.add(cfg.to_json())
+
+    def as_dict(self) -> dict:
+        return {**self.n, "configs": len(self.configs)}
