@@ -78,14 +78,16 @@ def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
 
 
 def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None = None, *,
-               start: int = 0, max_instr: int = 10, progress=None) -> dict:
+               start: int = 0, max_instr: int = 10, fill: bool = False, progress=None) -> dict:
     """Run ``programs`` random differential cases from ``seed`` on ``backend`` vs the simulator vs the
     reference. Returns ``programs``, ``mismatches`` (cases whose outputs or error flags differ
     anywhere), ``cycle_mismatches`` (cases whose cycle count, counters or transfer cycles differ),
     ``first_failure`` (None, or seed/index/config/timing/program and the differences), ``cycles``
     (total simulated cycles), ``wall_s``, ``backend``, ``seed`` and the coverage counters of
     :class:`Coverage` (``wraps``, ``resets``, ``bad_instructions``, ``invalid_bytes``, ``configs``, ...). Cases ``start .. start+programs-1`` run
-    (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length.
+    (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length;
+    ``fill``: every program is a :func:`hw.verify.generate.fill_program` (every buffer full, both
+    weight banks cycled).
     ``progress``, if given, is called as ``progress(done, total)`` after every case."""
     if backend not in rtl_backends():
         raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(rtl_backends())})")
@@ -107,7 +109,8 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     chunk = 1 if not b.batched else (_BATCH_CHUNK if config is not None else 8)
     end = start + programs
     for c0 in range(start, end, chunk):
-        cases = [random_case(seed, i, config, max_instr=max_instr) for i in range(c0, min(c0 + chunk, end))]
+        cases = [random_case(seed, i, config, max_instr=max_instr, fill=fill)
+                 for i in range(c0, min(c0 + chunk, end))]
         rtls = b.run_batch(cases) if b.batched else [None] * len(cases)
         for case, rtl in zip(cases, rtls):
             r = check_case(case, backend, rtl)
