@@ -146,7 +146,15 @@ def test_multibeat_words_under_stalls(rows, lanes, fmt, bus, request):
         bad = [list(b) for b in beats]
         bad[5 * bpw + bpw - 1][bus - 1] = 250 if fmt == "base3" else 0xFF
         cases.append(_case(dec, bad, len(trits), _stalls(s + 3)))
+    # a source that withdraws valid before the transfer and drives garbage while it is low, a sink
+    # that withdraws ready (hw.timing: p_withdraw, garbage): the same words
+    cases.append(_case(dec, beats, len(trits),
+                       Timing(wgt=StreamTiming(0.2, p_withdraw=0.4, garbage=True),
+                              out=StreamTiming(0.2, p_withdraw=0.5), seed=s + 4)))
     res = _run(dec, cfg, cases, request.node.nodeid)
+    _check_words(dec, cfg, res[-1], beats, hint)
+    assert res[-1]["words"] == pack_payloads(dec.words.payload.shape(), trits + 1), hint
+    assert res[-1]["error_first"] is None, hint
     for r in res[:4]:
         _check_words(dec, cfg, r, beats, hint)
         assert r["error_first"] is None, hint
