@@ -37,8 +37,10 @@ def test_roofline_points_against_a_hand_computation():
     r = roofline_points(TINY, TINY_CFG, clock_mhz=clock_mhz, tokens=T, memory="lpddr4x", channels=channels)
     # compute roof: 4 rows x 16 lanes, one ternary MAC per lane per cycle, at 100 MHz
     assert r["compute_roof_ops_s"] == 4 * 16 * 100e6
-    # memory roof: LPDDR4X-4266 on a 16-bit channel = 8.532 GB/s peak, x 0.75 sustainable, x 2 channels
-    sust = 4266e6 * 2 * 0.75 * 2
+    # memory roof: LPDDR4X-4266 on a 16-bit channel = 8.532 GB/s peak, x the DRAM model's sequential
+    # efficiency, x 2 channels
+    from hw.dram import sequential_efficiency
+    sust = 4266e6 * 2 * sequential_efficiency("lpddr4x") * 2
     assert r["sustainable_bytes_s"] == pytest.approx(sust, rel=1e-12)
     assert r["ridge_intensity"] == pytest.approx(4 * 16 * 100e6 / sust, rel=1e-12)
     assert r["prefill_tokens"] == T

@@ -13,10 +13,11 @@ Where sources disagree the entry gives a range (``pj_per_bit_range``) and the va
 marked secondary were not re-read from the papers in the session that wrote this table; the
 citations say where they are published.
 
-``sustainable_efficiency`` is the fraction of the peak bandwidth a long sequential read stream (the
-weight stream) is assumed to reach after refresh, row activations and bus turnarounds. It is an
-assumption (range 0.6-0.9 for every technology) until a cycle-accurate memory model replaces it; the
-estimator bounds the core's streams by ``min(core bus rate, bandwidth x sustainable_efficiency)``.
+``sustainable_efficiency`` is the fraction of the peak bandwidth a long sequential read stream
+reaches after refresh, row activations and bus turnarounds, **derived** from the DRAM model of
+:mod:`hw.dram` (:func:`hw.dram.sequential_efficiency`; that module's table gives each technology's
+timings and their sources). The core's own streams are not bounded by it: the estimator runs them
+through the same DRAM model, cycle by cycle.
 """
 
 from __future__ import annotations
@@ -57,50 +58,54 @@ class Memory:
     pj_per_bit_range: tuple
     pj_per_bit_source: str
     pj_per_bit_kind: str
-    sustainable_efficiency: float
-    efficiency_range: tuple
     background_mw: float
     background_range_mw: tuple
     note: str
 
+    @property
+    def sustainable_efficiency(self) -> float:
+        """The DRAM model's sequential-read efficiency (derived: :func:`hw.dram.sequential_efficiency`)."""
+        from hw.dram import sequential_efficiency
+        return sequential_efficiency(self.name)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d["pj_per_bit_range"] = list(self.pj_per_bit_range)
-        d["efficiency_range"] = list(self.efficiency_range)
         d["background_range_mw"] = list(self.background_range_mw)
-        d["efficiency_kind"] = d["background_kind"] = "assumption"
+        d["sustainable_efficiency"] = self.sustainable_efficiency
+        d["efficiency_kind"] = "derived"
+        d["efficiency_source"] = "hw.dram sequential read stream (timings: hw.dram.DRAMS)"
+        d["background_kind"] = "assumption"
         return d
 
-
-_EFF = (0.6, 0.9)      # sustainable fraction of peak for a sequential stream: an assumption (see above)
 
 MEMORIES: dict[str, Memory] = {
     "ddr3": Memory(
         "ddr3", "64-bit channel, DDR3-1600", 1600e6 * 8 / 1e9, "JESD79-3: 1600 MT/s x 8 bytes", "derived",
         1300 / 64, (1300 / 64, 2600 / 64), "Hor14: 1.3-2.6 nJ per 64-bit access (low end used)",
-        "secondary", 0.75, _EFF, 500.0, (300.0, 1000.0),
+        "secondary", 500.0, (300.0, 1000.0),
         "the figure tern used before --memory existed; DDR3-era"),
     "ddr4": Memory(
         "ddr4", "64-bit channel, DDR4-3200", 3200e6 * 8 / 1e9, "JESD79-4: 3200 MT/s x 8 bytes", "derived",
         15.0, (13.0, 20.0), "assumption: between DDR3 [Hor14] and LPDDR4 [Accelergy]; no DDR4 figure "
-        "was checked", "assumption", 0.75, _EFF, 400.0, (200.0, 800.0), "desktop / server / FPGA-board memory"),
+        "was checked", "assumption", 400.0, (200.0, 800.0), "desktop / server / FPGA-board memory"),
     "lpddr4x": Memory(
         "lpddr4x", "16-bit channel, LPDDR4X-4266", 4266e6 * 2 / 1e9, "JESD209-4: 4266 MT/s x 2 bytes",
         "derived", 8.0, (4.0, 8.0), "Accelergy (LPDDR4 about 8 pJ/bit, used for LPDDR4X: conservative, "
         "LPDDR4X lowers the I/O voltage from 1.1 V to 0.6 V); the 4 pJ/bit low end is an assumption",
-        "secondary", 0.75, _EFF, 20.0, (10.0, 50.0), "edge SoCs and boards; the default"),
+        "secondary", 20.0, (10.0, 50.0), "edge SoCs and boards; the default"),
     "lpddr5": Memory(
         "lpddr5", "16-bit channel, LPDDR5-6400", 6400e6 * 2 / 1e9, "JESD209-5: 6400 MT/s x 2 bytes",
         "derived", 5.0, (4.0, 8.0), "assumption: at or below LPDDR4X [Accelergy]; no LPDDR5 figure "
-        "was checked", "assumption", 0.75, _EFF, 20.0, (10.0, 50.0), "current phones and edge modules"),
+        "was checked", "assumption", 20.0, (10.0, 50.0), "current phones and edge modules"),
     "hbm2": Memory(
         "hbm2", "1024-bit stack, HBM2 2.0 Gb/s", 1024 * 2.0 / 8, "JESD235A: 1024 pins x 2.0 Gb/s", "derived",
-        3.9, (3.9, 3.9), "OConnor17: 3.9 pJ/bit", "secondary", 0.75, _EFF, 1000.0, (500.0, 2000.0),
+        3.9, (3.9, 3.9), "OConnor17: 3.9 pJ/bit", "secondary", 1000.0, (500.0, 2000.0),
         "datacenter accelerators"),
     "hbm3": Memory(
         "hbm3", "1024-bit stack, HBM3 6.4 Gb/s", 1024 * 6.4 / 8, "JESD238: 1024 pins x 6.4 Gb/s", "derived",
         3.0, (2.0, 3.9), "assumption: below HBM2 [OConnor17]; no HBM3 figure was checked", "assumption",
-        0.75, _EFF, 1500.0, (700.0, 3000.0), "datacenter accelerators"),
+        1500.0, (700.0, 3000.0), "datacenter accelerators"),
 }
 
 #: LPDDR4X: the memory of current edge SoCs and boards, the class of system a core of this size sits
@@ -123,8 +128,8 @@ def markdown_table() -> str:
         rows.append(
             f"| `{m.name}` | {m.unit} | {m.bandwidth_gb_s:.3f} ({m.bandwidth_kind}: {m.bandwidth_source}) "
             f"| {m.pj_per_bit:.2f} | {m.pj_per_bit_range[0]:.2f}-{m.pj_per_bit_range[1]:.2f} "
-            f"| {m.pj_per_bit_kind}: {m.pj_per_bit_source} | {m.sustainable_efficiency} (assumption, "
-            f"{m.efficiency_range[0]}-{m.efficiency_range[1]}) | {m.background_mw:g} "
+            f"| {m.pj_per_bit_kind}: {m.pj_per_bit_source} | {m.sustainable_efficiency:.4f} (derived: "
+            f"hw.dram) | {m.background_mw:g} "
             f"({m.background_range_mw[0]:g}-{m.background_range_mw[1]:g}, assumption) |")
     sources = "\n".join(f"* **[{k}]** {v}." for k, v in MEMORY_SOURCES.items())
     return "\n".join(rows) + "\n\n" + sources + "\n"

@@ -12,12 +12,13 @@ positions, norms, activation quantization, the host's side of the host <-> core 
 either side moves at the chosen memory's energy per bit (:mod:`hw.estimate.memory`), and static
 power (core leakage, memory background) times the token's time.
 
-Time per token = the core's time + the host's memory time. The core's time is its simulated cycles
-at ``clock_mhz``, but never less than its stream bytes over the memory's sustainable bandwidth
-(``bandwidth x sustainable_efficiency x channels``): the bound ``min(core bus rate, sustainable
-bandwidth)`` on the weight stream. The host's time is its bytes over the same sustainable bandwidth
-(the host and the core share the memory and run one after the other in decode); the host's compute
-time is not modelled, so the host's time is a lower bound.
+Time per token = the core's time + the host's memory time. The core's time is its cycles at
+``clock_mhz`` in a second simulator run whose streams come from the DRAM model of :mod:`hw.dram` (the
+chosen memory's bursts, banks and rows, refresh, and one channel shared by instructions, activations,
+weights and results): a :class:`hw.timing.Timing` the RTL backends replay cycle-exactly. The host's
+time is its bytes over the memory's sustainable bandwidth (``peak x`` the model's sequential-read
+efficiency ``x channels``; the host and the core share the memory and run one after the other in
+decode); the host's compute time is not modelled, so the host's time is a lower bound.
 """
 
 from __future__ import annotations
@@ -124,8 +125,48 @@ def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
     res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
     if res.error:
         raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
-    # keep only what the estimate reads (a run's outputs and transfer cycles are large)
+    # the demand of the last two runs, for the memory model; the cache keeps only what the estimate
+    # reads (a run's outputs and transfer cycles are large)
+    cycles = {s: np.asarray(getattr(res, f"{s}_cycles")) for s in ("instr", "act", "wgt", "out")}
+    _DEMAND[(config, tokens, shapes, seed)] = (cycles, {s: res.events["bus_bytes"][s] // max(1, len(c))
+                                                        for s, c in cycles.items()})
+    while len(_DEMAND) > 2:
+        _DEMAND.pop(next(iter(_DEMAND)))
     return _LayerRun(res.cycles, res.events, dict(res.counters)), time.perf_counter() - t0
+
+
+_DEMAND: dict = {}
+
+
+def _ideal_demand(config: TernConfig, tokens: int, shapes: tuple, seed: int):
+    """The ideal-bus run's transfer cycles per stream (the program's demand order) and bytes per
+    transfer, for :func:`_memory_layer`."""
+    key = (config, tokens, shapes, seed)
+    if key not in _DEMAND:
+        _simulate_layer.__wrapped__(config, tokens, shapes, seed)
+    return _DEMAND[key]
+
+
+@functools.lru_cache(maxsize=32)
+def _memory_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int, memory: str, clock_mhz: float,
+                  channels: int):
+    """One layer pass on the simulator with its streams timed by the DRAM model (:mod:`hw.dram`):
+    the run, the schedule's statistics and :func:`hw.dram.check_schedule`'s report, cached."""
+    from hw.dram import check_schedule, schedule_program
+    from hw.sim import simulate
+    from hw.workloads import layer_streams
+    _simulate_layer(config, tokens, shapes, seed)           # shape errors as EstimateError, first
+    t0 = time.perf_counter()
+    ideal, item = _ideal_demand(config, tokens, shapes, seed)
+    sched = schedule_program(ideal, item, memory, clock_mhz=clock_mhz, channels=channels)
+    streams, _ = layer_streams(config, tokens, list(shapes), np.random.default_rng(seed))
+    res = simulate(config, timing=sched.timing, words=streams.words, act_beats=streams.act_beats,
+                   wgt_beats=streams.wgt_beats)
+    if res.error:
+        raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
+    check = check_schedule(sched, res, item)
+    return (_LayerRun(res.cycles, res.events, dict(res.counters)), sched.stats, check,
+            time.perf_counter() - t0)
 
 
 def _check_run_args(clock_mhz, tokens, memory, channels) -> None:
@@ -176,7 +217,9 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
     layers = model.layers
     T = tokens
     try:
-        res, sim_s = _simulate_layer(config, T, shapes, seed)
+        ideal_run, sim_s = _simulate_layer(config, T, shapes, seed)
+        res, dram_stats, dram_check, mem_s = _memory_layer(config, T, shapes, seed, mem.name,
+                                                           float(clock_mhz), channels)
     except EstimateError as e:
         raise EstimateError(f"model {model.name!r} {e}") from None
     ev = res.events
@@ -196,11 +239,11 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         breakdown[part] = (w["bytes"] * 8 * pj_bit + w["macs"] * ops_pj["mac"] + w["ops"] * ops_pj["op"]) * 1e-12
     host_bytes = sum(w["bytes"] for w in host.values())
 
-    # -- time: the core bounded by the memory's sustainable bandwidth, then the host's memory time
-    sustainable = mem.bandwidth_gb_s * 1e9 * mem.sustainable_efficiency * channels     # bytes / s
+    # -- time: the core's cycles under the DRAM model, then the host's memory time
+    peak = mem.bandwidth_gb_s * 1e9 * channels                                          # bytes / s
+    sustainable = peak * mem.sustainable_efficiency                                     # bytes / s
     cycles = res.cycles * layers / T
-    core_cycle_s = cycles / (clock_mhz * 1e6)
-    core_s = max(core_cycle_s, core_bytes / sustainable)
+    core_s = cycles / (clock_mhz * 1e6)
     host_s = host_bytes / sustainable
     token_s = core_s + host_s
 
@@ -214,6 +257,8 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
     energy = sum(breakdown.values())
     mem_j = sum(v for k, v in breakdown.items() if k.startswith("dram_")) + host_bytes * 8 * pj_bit * 1e-12
     bus_rate = config.bus_bytes * clock_mhz * 1e6
+    layer_s = res.cycles / (clock_mhz * 1e6)
+    wgt_rate = ev["bus_bytes"]["wgt"] / layer_s                                         # bytes / s
     return {
         "model": model.name, "node": node, "clock_mhz": float(clock_mhz), "tokens": T, "context": context,
         "energy_per_token_j": energy,
@@ -240,9 +285,15 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
                                    "source": (mem.pj_per_bit_source if dram_pj_per_bit is None else
                                               "--dram-pj-per-bit (user override)")
                                    + f"; bandwidth: {mem.bandwidth_source}"},
-        "bus_efficiency": mem.sustainable_efficiency,
-        "weight_stream_gb_s": min(bus_rate, sustainable) / 1e9,
-        "memory_bound": core_bytes / sustainable > core_cycle_s,
+        "bus_efficiency": wgt_rate / peak,
+        "weight_stream_gb_s": wgt_rate / 1e9,
+        "weight_stream_efficiency": wgt_rate / min(bus_rate, sustainable),
+        "memory_bound": sustainable < bus_rate,
+        "dram": {"model": "hw.dram (precomputed schedule, prefetch FIFOs; replayed by every backend)",
+                 "sequential_efficiency": mem.sustainable_efficiency,
+                 "ideal_bus_cycles_per_layer_pass": ideal_run.cycles,
+                 "slowdown_vs_ideal_bus": res.cycles / ideal_run.cycles,
+                 **dram_stats, **dram_check},
         "bytes_per_token": {"core": core_bytes, "host": host_bytes, "total": core_bytes + host_bytes},
         "memory_fraction": mem_j / energy,
         "dram_fraction": mem_j / energy,
@@ -274,6 +325,7 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
                      "kind": "assumption"},
         "config": config.to_dict(),
         "sim_wall_s": round(sim_s, 3),
+        "memory_model_wall_s": round(mem_s, 3),
     }
 
 
@@ -292,7 +344,7 @@ def roofline_points(model: ModelShape, config: TernConfig | None = None, *,
 
     * the compute roof is ``rows x lanes x clock`` operations/s (every lane busy every cycle);
     * the memory roof at intensity ``I`` is ``sustainable x I`` with ``sustainable = bandwidth x
-      sustainable_efficiency x channels`` bytes/s, the bound :func:`estimate` holds the core to;
+      sustainable_efficiency x channels`` bytes/s (the DRAM model's sequential-read bandwidth);
     * a projection ``(N, K)`` run alone on the simulator for T tokens does ``N x K x T`` operations
       and moves ``bytes`` = the sum of its streams' bus bytes (weights, activations in, results out,
       instructions); its intensity is ``ops / bytes`` and its attained rate ``ops / time`` with
