@@ -78,7 +78,8 @@ def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
 
 
 def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None = None, *,
-               start: int = 0, max_instr: int = 10, fill: bool = False, progress=None) -> dict:
+               start: int = 0, max_instr: int = 10, fill: bool = False, stop_at_first: bool = False,
+               progress=None) -> dict:
     """Run ``programs`` random differential cases from ``seed`` on ``backend`` vs the simulator vs the
     reference. Returns ``programs``, ``mismatches`` (cases whose outputs or error flags differ
     anywhere), ``cycle_mismatches`` (cases whose cycle count, counters or transfer cycles differ),
@@ -87,7 +88,8 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     :class:`Coverage` (``wraps``, ``resets``, ``bad_instructions``, ``invalid_bytes``, ``configs``, ...). Cases ``start .. start+programs-1`` run
     (so ``start=i, programs=1`` replays case ``i`` alone); ``max_instr`` bounds the program length;
     ``fill``: every program is a :func:`hw.verify.generate.fill_program` (every buffer full, both
-    weight banks cycled).
+    weight banks cycled); ``stop_at_first``: stop after the first case that differs (``programs`` then
+    counts the cases that ran).
     ``progress``, if given, is called as ``progress(done, total)`` after every case."""
     if backend not in rtl_backends():
         raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(rtl_backends())})")
@@ -125,6 +127,11 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
                          "differences": r["output"] + r["cycle"]}
             if progress is not None:
                 progress(case.index - start + 1, programs)
+            if stop_at_first and first is not None:
+                programs = case.index - start + 1
+                break
+        if stop_at_first and first is not None:
+            break
     return {"backend": backend, "seed": seed, "programs": programs, "mismatches": mism,
             "cycle_mismatches": cyc_mism, "first_failure": first, "cycles": total_cycles,
             "wall_s": round(time.perf_counter() - t0, 3), **cov.as_dict()}
