@@ -239,3 +239,56 @@ def test_device_errors_are_reported(monkeypatch):
 def test_projection_kind():
     assert projection_kind("model.layers.12.self_attn.k_proj") == "k_proj"
     assert projection_kind("") == "linear"
+
+
+def test_repeated_calls_reuse_decoded_weights_and_stay_exact(monkeypatch):
+    """Generation calls the same compiled weights again with new activations: hw.sim decodes them once
+    (hw.sim.results.DECODED) and every call stays equal to torch's int64 product, to a run with the
+    cache off, and in events and counters to the first call's."""
+    from hw.sim import results
+
+    monkeypatch.setattr(results, "DECODED", results.DecodedWeights(64 << 20))
+    cfg = TernConfig(rows=4, lanes=16, act_depth=64, wgt_depth=16)
+    rng = np.random.default_rng(11)
+    t = rng.integers(-1, 2, (24, 100), dtype=np.int8)
+    acc = Accelerator(cfg, "sim")
+    outs = []
+    for step in range(3):
+        q = rng.integers(-128, 128, (2, 100), dtype=np.int8)
+        d = acc.linear(q, t)
+        assert np.array_equal(d, torch_reference(q, t).numpy()), step
+        outs.append((q, d))
+    assert results.DECODED.misses >= 1 and results.DECODED.hits >= 2 * results.DECODED.misses
+    first, last = acc.records[0], acc.records[-1]
+    assert first.counters == last.counters
+    prog = acc.compile(t).program(outs[-1][0])
+    cached = simulate(cfg, words=prog.words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+    monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0))   # off
+    fresh = simulate(cfg, words=prog.words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+    assert not cached.compare(fresh) and cached.events == fresh.events
+    assert len(results.DECODED) == 0
+
+
+def test_decoded_weights_are_used_only_for_equal_bytes():
+    """Two weight streams whose sampled bytes agree but that differ elsewhere: the second decodes its
+    own weights (the sample only finds a candidate; the bytes are compared in full)."""
+    from hw.sim import results
+
+    cache = results.DecodedWeights(1 << 20)
+    raw = np.zeros((64, 4096), dtype=np.uint8)
+    other = raw.copy()
+    other[1, 1] = 1          # not in the sample (every 64th byte, the last 64)
+    key = cache.key(("2bit",), raw)
+    assert cache.key(("2bit",), other) == key
+    w = np.ones((4, 4), dtype=np.float32)
+    cache.put(key, raw, w, np.zeros(256, dtype=np.int64), 16, 0)
+    assert cache.get(key, other) is None
+    hit = cache.get(key, raw.copy())
+    assert hit is not None and hit[0] is w and (cache.hits, cache.misses) == (1, 1)
+    raw2 = np.ones((64, 1024), dtype=np.uint8)
+    key2 = cache.key(("2bit",), raw2)
+    cache.put(key2, raw2, np.ones(1 << 17, dtype=np.float32), np.zeros(256, dtype=np.int64), 0, 0)
+    assert len(cache) == 1 and cache.nbytes <= cache.max_bytes     # over the budget: the oldest went out
+    assert cache.get(key, raw) is None and cache.get(key2, raw2) is not None
+    cache.put(cache.key(("2bit",), raw), raw, np.ones(1 << 18, dtype=np.float32), None, 0, 0)
+    assert len(cache) == 1       # larger than the whole budget: not kept
