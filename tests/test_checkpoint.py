@@ -329,3 +329,71 @@ def test_lazy_load_equals_the_eager_load(ckpt, model):
     assert torch.equal(lazy.embed_tokens.weight, model.embed_tokens.weight)
     ids = [[1, 7, 3, 9]]
     assert torch.equal(lazy(ids), eager(ids)) and torch.equal(lazy(ids), model(ids))
+
+
+# -- the 2B4T layout: a synthetic folder, loaded lazily ------------------------------------------------
+
+SMALL_2B4T = ModelConfig(vocab_size=300, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True, bos_token_id=1, eos_token_id=2)
+
+
+def test_synthetic_folder_has_the_2b4t_layout_and_loads_lazily(tmp_path, monkeypatch):
+    """A CI-sized folder of the 2B4T layout (bf16 embeddings and norms, packed uint8 + bf16
+    weight_scale): the lazy loader's model equals the generator's own model bit for bit, with the LM
+    head converted in blocks and layers read from the file one at a time."""
+    import sw.model.checkpoint as ck
+    import sw.model.synthetic as syn
+    from safetensors import safe_open
+    monkeypatch.setattr(syn, "_ROWS", 64)            # several generator blocks per embedding
+    monkeypatch.setattr(ck, "LM_HEAD_ROWS", 100)     # several LM head blocks
+    monkeypatch.setattr(ck, "FILL_ROWS", 64)         # the embeddings read in blocks, the last one short
+    folder = syn.write_synthetic_checkpoint(tmp_path / "syn", SMALL_2B4T, seed=3)
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as h:
+        meta = {k: (h.get_slice(k).get_dtype(), tuple(h.get_slice(k).get_shape())) for k in h.keys()}
+    assert meta["model.embed_tokens.weight"] == ("BF16", (300, 128)) and "lm_head.weight" not in meta
+    assert meta["model.layers.1.mlp.down_proj.weight"] == ("U8", (32, 256))
+    assert meta["model.layers.1.mlp.gate_proj.weight"] == ("U8", (64, 128))
+    assert meta["model.layers.0.self_attn.k_proj.weight_scale"] == ("BF16", (1,))
+    assert meta["model.layers.0.mlp.ffn_sub_norm.weight"] == ("BF16", (256,))
+    assert len(meta) == 2 + 2 * (4 + 14)
+    reads = []
+    real_rows = ck._Tensors.rows
+    monkeypatch.setattr(ck._Tensors, "rows", lambda self, n, a, b: reads.append(n) or real_rows(self, n, a, b))
+    lazy = load_checkpoint(folder, lazy=True)
+    assert reads == ["model.embed_tokens.weight"] * 5 + ["model.norm.weight"]   # 300 rows in blocks of 64
+    assert lazy.embed_tokens.weight.dtype == torch.bfloat16
+    ref = syn.synthetic_reference_model(SMALL_2B4T, seed=3)
+    ids = [[1, 17, 250, 3]]
+    assert torch.equal(lazy(ids), ref(ids))
+    assert torch.equal(lazy.generate_greedy(ids, 4), ref.generate_greedy(ids, 4))
+    assert torch.equal(load_checkpoint(folder)(ids), ref(ids))   # the eager loader too
+
+
+@pytest.mark.slow
+def test_full_size_2b4t_folder_loads_lazily_within_1_5x_its_size(tmp_path):
+    """The real 2B4T layout at full size (1.18 GB): a subprocess loads it lazily and decodes a token;
+    its peak resident memory (ru_maxrss) is at most 1.5x the file size, and the logits equal the
+    generator's reference model's bit for bit."""
+    import subprocess
+    import sys
+
+    from sw.model.synthetic import synthetic_reference_model, write_synthetic_checkpoint
+    folder = write_synthetic_checkpoint(tmp_path / "2b4t", "2b4t", seed=0)
+    size = (folder / "model.safetensors").stat().st_size
+    ids = [128000, 9906, 11, 1917]
+    script = (
+        "import json, resource, sys, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from sw.model.checkpoint import load_checkpoint\n"
+        "m = load_checkpoint(sys.argv[1], lazy=True)\n"
+        f"torch.save(m([{ids}], last_only=True)[0, -1], sys.argv[2])\n"
+        "print(json.dumps({'maxrss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(folder), str(tmp_path / "logits.pt")],
+                         capture_output=True, text=True, check=True)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])["maxrss"]
+    print(f"file {size:,} bytes, peak resident {peak:,} bytes ({peak / size:.2f}x)")
+    assert peak <= 1.5 * size
+    logits = torch.load(tmp_path / "logits.pt")
+    ref = synthetic_reference_model("2b4t", seed=0)([ids], last_only=True)[0, -1]
+    assert torch.equal(logits, ref) and int(logits.argmax()) == int(ref.argmax())

@@ -30,18 +30,19 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 import torch
+import torch.nn.functional as F
 
 from hw.fileio import atomic_write, read_json
 
 from .bitlinear import BitLinear
 from .config import ConfigError, ModelConfig
-from .layers import DecoderLayer
+from .layers import DecoderLayer, RMSNorm
 from .model import CausalLM
 from .packing import PackingError, pack_ternary, packed_rows, unpack_ternary
 from .quant import weight_quant
 
 __all__ = ["CheckpointError", "load_checkpoint", "open_checkpoint", "read_config", "model_from_state_dict",
-           "check_layout", "CheckpointLayers", "save_checkpoint", "PROJECTIONS"]
+           "check_layout", "CheckpointLayers", "LazyCausalLM", "save_checkpoint", "PROJECTIONS"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -290,9 +291,14 @@ def _finite(src, name: str, t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _fill_float(src, name: str, dst: torch.Tensor, chunk_rows: int = 4096) -> None:
-    """Copies a float tensor into ``dst`` (float32), a block of rows at a time for a large one (the
-    embeddings: the file's bf16 and a float32 copy of the whole never coexist)."""
+#: rows of a large float tensor (the embeddings) read at once
+FILL_ROWS = 4096
+
+
+def _fill_float(src, name: str, dst: torch.Tensor) -> None:
+    """Copies a float tensor into ``dst`` (converted to its dtype), :data:`FILL_ROWS` rows at a time
+    for a large one (the embeddings: the whole file tensor and a converted copy never coexist)."""
+    chunk_rows = FILL_ROWS
     if dst.dim() < 2 or dst.shape[0] <= chunk_rows:
         dst.copy_(_finite(src, name, src[name]))
         return
@@ -366,22 +372,66 @@ class CheckpointLayers(Sequence):
         return _layer(self.src, self.config, i, self.qc)
 
 
+#: rows of the LM head converted to float32 at once by :class:`LazyCausalLM`
+LM_HEAD_ROWS = 4096
+
+
+class LazyCausalLM(CausalLM):
+    """A :class:`CausalLM` over a checkpoint's files: layers built when used (:class:`CheckpointLayers`),
+    the embeddings (and an untied LM head) kept in the file's float dtype (bfloat16 for 2B4T: half
+    the memory of float32). Exactly the reference's numbers: an embedding row becomes float32 (exact)
+    before the first layer, and each logit is the reference's float32 dot product, the LM head being
+    converted to float32 a block of :data:`LM_HEAD_ROWS` rows at a time."""
+
+    def __init__(self, config: ModelConfig, src, quantization_config: Optional[Mapping]):
+        with torch.device("meta"):   # nothing of the eager model's size is allocated
+            super().__init__(config, layers=CheckpointLayers(src, config, quantization_config))
+        c = config
+
+        def read(name, shape):
+            dtype = src.meta(name)[0]
+            t = torch.empty(shape, dtype=dtype if dtype in (torch.float32, torch.float16, torch.bfloat16)
+                            else torch.float32)
+            _fill_float(src, name, t)
+            return t
+
+        self.embed_tokens = torch.nn.Embedding.from_pretrained(read("model.embed_tokens.weight",
+                                                                    (c.vocab_size, c.hidden_size)), freeze=True)
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        with torch.no_grad():
+            _fill_float(src, "model.norm.weight", self.norm.weight)
+        if not c.tie_word_embeddings:
+            self.lm_head_weight = torch.nn.Parameter(read("lm_head.weight", (c.vocab_size, c.hidden_size)),
+                                                     requires_grad=False)
+
+    def logits_from_hidden(self, h: torch.Tensor) -> torch.Tensor:
+        w = self.lm_head
+        if w.dtype == torch.float32:
+            return super().logits_from_hidden(h)
+        flat = h.reshape(-1, h.shape[-1])
+        out = torch.empty(flat.shape[0], w.shape[0], dtype=torch.float32)
+        for a in range(0, w.shape[0], LM_HEAD_ROWS):
+            block = w[a:a + LM_HEAD_ROWS].to(torch.float32)
+            for i in range(flat.shape[0]):
+                out[i, a:a + LM_HEAD_ROWS] = F.linear(flat[i], block)
+        return out.reshape(*h.shape[:-1], w.shape[0])
+
+
 def model_from_state_dict(config: ModelConfig, tensors, *, quantization_config: Optional[Mapping] = None,
                           source: str = "state dict", lazy: bool = False) -> CausalLM:
     """Builds a :class:`CausalLM` from HF-named tensors (a mapping, or the loader's file view).
 
     ``quantization_config`` is the config.json's (or None); see the module docstring for layouts. Every
-    tensor's dtype and shape is checked against ``config`` first (:func:`check_layout`). ``lazy``:
-    the layers are :class:`CheckpointLayers` (built from the tensors when used) instead of being
-    decoded now.
+    tensor's dtype and shape is checked against ``config`` first (:func:`check_layout`). ``lazy``: a
+    :class:`LazyCausalLM` (layers built from the tensors when used, embeddings in their own dtype).
     """
     src = tensors if isinstance(tensors, (_Tensors, _Dict)) else _Dict(tensors, source)
     c = config
     check_layout(src, c, quantization_config)
+    if lazy:
+        return LazyCausalLM(c, src, quantization_config)
     layers = CheckpointLayers(src, c, quantization_config)
-    if not lazy:
-        layers = torch.nn.ModuleList(layers[i] for i in range(c.num_hidden_layers))
-    model = CausalLM(c, layers=layers)
+    model = CausalLM(c, layers=torch.nn.ModuleList(layers[i] for i in range(c.num_hidden_layers)))
     with torch.no_grad():
         _fill_float(src, "model.embed_tokens.weight", model.embed_tokens.weight)
         _fill_float(src, "model.norm.weight", model.norm.weight)

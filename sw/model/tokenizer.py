@@ -1,4 +1,15 @@
-"""Character tokenizer for the embedded demo model (and any other character-level model).
+"""Tokenizers: the demo's character tokenizer, Hugging Face ``tokenizer.json`` files and the
+tokenizer embedded in a GGUF file (``docs/MODEL.md``, "Tokenizers").
+
+* :class:`CharTokenizer`: the embedded demo model's (and any other character-level model's);
+* :class:`HFTokenizer`: a Hugging Face ``tokenizer.json`` run by the ``tokenizers`` library
+  (:func:`load_tokenizer_json`), and a GGUF file's ``tokenizer.ggml.*`` vocabulary and merges turned
+  into the same library's model (:func:`tokenizer_json_from_gguf`: ``gpt2`` byte-level BPE with the
+  ``llama-bpe`` or ``gpt2`` pre-tokenizer, and ``llama`` SentencePiece-style BPE with byte fallback);
+  :func:`gguf_tokenizer_metadata` goes the other way for ``tern convert``.
+
+The character tokenizer
+-----------------------
 
 A tokenizer is described by a small JSON file (``tokenizer.json`` next to the checkpoint)::
 
@@ -21,8 +32,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Optional
 
-__all__ = ["CharTokenizer", "TOKENIZER_TYPE"]
+from hw.fileio import read_json
+
+__all__ = ["CharTokenizer", "TOKENIZER_TYPE", "TokenizerError", "HFTokenizer", "load_tokenizer_json",
+           "tokenizer_json_from_gguf", "gguf_tokenizer", "gguf_tokenizer_metadata", "TOKENIZER_MAX_BYTES"]
+
+#: The largest tokenizer.json read (Hugging Face ones are tens of MB at most).
+TOKENIZER_MAX_BYTES = 128 * 1024 * 1024
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be used (one line naming the file)."""
 
 TOKENIZER_TYPE = "char"
 _SPECIAL_KEYS = ("bos_token", "eos_token", "pad_token")
@@ -100,14 +122,7 @@ class CharTokenizer:
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read tokenizer description ({e.strerror})") from None
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+        d = read_json(path, what="tokenizer description", max_bytes=TOKENIZER_MAX_BYTES, error=TokenizerError)
         return cls.from_dict(d, source=str(path))
 
     # --- encode / decode --------------------------------------------------------------------
@@ -160,3 +175,210 @@ class CharTokenizer:
 
     def __repr__(self) -> str:
         return f"CharTokenizer(vocab_size={self.vocab_size}, bos={self.bos_token!r}, eos={self.eos_token!r})"
+
+
+# -- Hugging Face tokenizer.json through the tokenizers library -----------------------------------------
+
+class HFTokenizer:
+    """A ``tokenizers.Tokenizer`` with the interface the command line uses: ``encode(text)`` (special
+    tokens added the way the file's post-processor says, e.g. a BOS), ``tok(text)["input_ids"]`` (the
+    same ids, as transformers' tokenizers answer), ``decode(ids)`` (special tokens written out)."""
+
+    def __init__(self, tokenizer, source: str):
+        self.tokenizer, self.source = tokenizer, source
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, not {type(text).__name__}")
+        return list(self.tokenizer.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def __call__(self, text: str) -> dict:
+        return {"input_ids": self.encode(text)}
+
+    def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})")
+        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer({self.source}, vocab_size={self.vocab_size})"
+
+
+def _from_str(text: str, source: str) -> HFTokenizer:
+    from tokenizers import Tokenizer
+    try:
+        return HFTokenizer(Tokenizer.from_str(text), source)
+    except Exception as e:  # tokenizers raises its own exception type for a bad file
+        raise TokenizerError(f"{source}: not a tokenizer the tokenizers library reads "
+                             f"({' '.join(str(e).split())[:200]})") from None
+
+
+def load_tokenizer_json(path) -> HFTokenizer:
+    """A Hugging Face ``tokenizer.json`` (bounded read: size and nesting) run by ``tokenizers``."""
+    path = Path(path)
+    read_json(path, what="tokenizer.json", max_bytes=TOKENIZER_MAX_BYTES, error=TokenizerError)
+    return _from_str(path.read_text(encoding="utf-8"), str(path))
+
+
+# -- GGUF tokenizer.ggml.* <-> tokenizer.json ----------------------------------------------------------
+
+#: Llama 3's pre-tokenizer split (llama.cpp's ``llama-bpe``); GPT-2's is ByteLevel's own regex.
+LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_PRE = ("llama-bpe", "llama3", "llama-v3", "smaug-bpe")
+_GPT2_PRE = ("default", "gpt2", "gpt-2")
+# GGUF token types (llama.cpp's llama_token_type)
+_NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED, _UNUSED, _BYTE = 1, 2, 3, 4, 5, 6
+
+
+def _byte_level_pre(pre: str) -> dict:
+    if pre in _LLAMA3_PRE:
+        return {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    return {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+
+
+def _spm_merges(tokens: list[str], scores: list[float], types: list[int]) -> list[list[str]]:
+    """BPE merges of a SentencePiece BPE vocabulary: a token ``ab`` splits into pieces ``a`` + ``b`` of
+    the vocabulary, ranked by the merged token's score (what transformers' LlamaConverter derives)."""
+    ids = {t: i for i, t in enumerate(tokens) if types[i] in (_NORMAL, _USER_DEFINED) and t}
+    merges = []
+    for t, i in ids.items():
+        for k in range(1, len(t)):
+            a, b = t[:k], t[k:]
+            if a in ids and b in ids:
+                merges.append((-scores[i], ids[a], ids[b], a, b))
+    merges.sort()
+    return [[a, b] for *_, a, b in merges]
+
+
+def tokenizer_json_from_gguf(g) -> Optional[str]:
+    """The ``tokenizer.json`` text of a GGUF file's embedded tokenizer (``tokenizer.ggml.*``), or None
+    when it has none. Raises :class:`TokenizerError` for a kind the library cannot be given."""
+    m = g.metadata
+    tokens = m.get("tokenizer.ggml.tokens")
+    if tokens is None:
+        return None
+    where = f"{g.path}: metadata tokenizer.ggml"
+    kind = m.get("tokenizer.ggml.model")
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise TokenizerError(f"{where}.tokens must be an array of strings")
+    n = len(tokens)
+    types = m.get("tokenizer.ggml.token_type", [_NORMAL] * n)
+    if not isinstance(types, list) or len(types) != n or not all(isinstance(t, int) for t in types):
+        raise TokenizerError(f"{where}.token_type must be an array of {n} integers")
+    vocab, added = {}, []
+    for i, t in enumerate(tokens):
+        if t in vocab:   # a duplicate string: the first id keeps it, this id stays unreachable
+            continue
+        vocab[t] = i
+        if types[i] in (_CONTROL, _USER_DEFINED):
+            added.append({"id": i, "content": t, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": types[i] == _CONTROL})
+    bos = m.get("tokenizer.ggml.bos_token_id")
+    add_bos = m.get("tokenizer.ggml.add_bos_token", kind == "llama" or bos is not None)
+    if kind == "gpt2":
+        merges = m.get("tokenizer.ggml.merges")
+        if not isinstance(merges, list) or not all(isinstance(x, str) and x.count(" ") == 1 for x in merges):
+            raise TokenizerError(f"{where}.merges must be an array of 'left right' strings")
+        pre = m.get("tokenizer.ggml.pre", "default")
+        if pre not in _LLAMA3_PRE + _GPT2_PRE:
+            raise TokenizerError(f"{where}.pre={pre!r} is not supported "
+                                 f"(supported: {', '.join(_LLAMA3_PRE + _GPT2_PRE)})")
+        model = {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                 "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                 "ignore_merges": pre in _LLAMA3_PRE, "vocab": vocab, "merges": [x.split(" ") for x in merges]}
+        doc = {"normalizer": None, "pre_tokenizer": _byte_level_pre(pre),
+               "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}}
+    elif kind == "llama":
+        scores = m.get("tokenizer.ggml.scores", [0.0] * n)
+        if not isinstance(scores, list) or len(scores) != n:
+            raise TokenizerError(f"{where}.scores must be an array of {n} numbers")
+        unk = m.get("tokenizer.ggml.unknown_token_id")
+        model = {"type": "BPE", "dropout": None, "unk_token": tokens[unk] if isinstance(unk, int) and 0 <= unk < n
+                 else None, "continuing_subword_prefix": None, "end_of_word_suffix": None, "fuse_unk": True,
+                 "byte_fallback": True, "ignore_merges": False, "vocab": vocab,
+                 "merges": _spm_merges(tokens, scores, types)}
+        doc = {"normalizer": {"type": "Sequence", "normalizers": [
+                   {"type": "Prepend", "prepend": "\u2581"}, {"type": "Replace", "pattern": {"String": " "},
+                                                              "content": "\u2581"}]},
+               "pre_tokenizer": None,
+               "decoder": {"type": "Sequence", "decoders": [
+                   {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+                   {"type": "ByteFallback"}, {"type": "Fuse"},
+                   {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}}
+    else:
+        raise TokenizerError(f"{where}.model={kind!r} is not supported (gpt2 or llama)")
+    post = None
+    if add_bos and isinstance(bos, int) and 0 <= bos < n:
+        b = tokens[bos]
+        post = {"type": "TemplateProcessing",
+                "single": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                "pair": [{"SpecialToken": {"id": b, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                         {"SpecialToken": {"id": b, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                "special_tokens": {b: {"id": b, "ids": [bos], "tokens": [b]}}}
+    return json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": added, **doc,
+                       "post_processor": post, "model": model}, ensure_ascii=False)
+
+
+def gguf_tokenizer(g) -> Optional[HFTokenizer]:
+    """The tokenizer embedded in a GGUF file (a :class:`~sw.model.gguf.GGUFFile`), or None."""
+    text = tokenizer_json_from_gguf(g)
+    return None if text is None else _from_str(text, f"{g.path} (tokenizer.ggml)")
+
+
+def gguf_tokenizer_metadata(path, config=None) -> Optional[dict]:
+    """``tokenizer.ggml.*`` metadata for a Hugging Face ``tokenizer.json`` holding a byte-level BPE
+    (the GPT-2 or Llama 3 pre-tokenizer), or None for another kind (the GGUF file is then written
+    without a tokenizer)."""
+    path = Path(path)
+    d = read_json(path, what="tokenizer.json", max_bytes=TOKENIZER_MAX_BYTES, error=TokenizerError)
+    model = d.get("model") if isinstance(d, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
+        return None
+    pt = d.get("pre_tokenizer")
+    if pt == _byte_level_pre("llama-bpe") or (isinstance(pt, dict) and pt.get("type") == "Sequence" and
+                                              [p.get("type") for p in pt.get("pretokenizers", [])] ==
+                                              ["Split", "ByteLevel"] and
+                                              pt["pretokenizers"][0].get("pattern") == {"Regex": LLAMA3_SPLIT}):
+        pre = "llama-bpe"
+    elif isinstance(pt, dict) and pt.get("type") == "ByteLevel" and pt.get("use_regex", True):
+        pre = "gpt2"
+    else:
+        return None
+    vocab = dict(model["vocab"])
+    added = d.get("added_tokens") or []
+    for a in added:
+        if isinstance(a, dict) and isinstance(a.get("id"), int) and isinstance(a.get("content"), str):
+            vocab[a["content"]] = a["id"]
+    n = max(vocab.values()) + 1 if vocab else 0
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    types = [_UNUSED] * n
+    for t, i in vocab.items():
+        if not isinstance(i, int) or not 0 <= i < n:
+            raise TokenizerError(f"{path}: token {t!r} has id {i!r}")
+        tokens[i], types[i] = t, _NORMAL
+    for a in added:
+        if isinstance(a, dict) and isinstance(a.get("id"), int):
+            types[a["id"]] = _CONTROL if a.get("special") else _USER_DEFINED
+    merges = [" ".join(x) if isinstance(x, list) else x for x in model.get("merges", [])]
+    if not all(isinstance(x, str) and x.count(" ") == 1 for x in merges):
+        return None
+    meta = {"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": pre, "tokenizer.ggml.tokens": tokens,
+            "tokenizer.ggml.token_type": types, "tokenizer.ggml.merges": merges}
+    post = d.get("post_processor")
+    adds_bos = isinstance(post, dict) and post.get("type") == "TemplateProcessing" and \
+        bool(post.get("single")) and "SpecialToken" in post["single"][0]
+    meta["tokenizer.ggml.add_bos_token"] = adds_bos
+    if adds_bos:
+        b = post["single"][0]["SpecialToken"]["id"]
+        if b in vocab:
+            meta["tokenizer.ggml.bos_token_id"] = vocab[b]
+    return meta
