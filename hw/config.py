@@ -24,7 +24,7 @@ TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
 
 #: Micro-architectures of the ternary dot unit (``hw/rtl/dot.py``); every variant computes the same
 #: exact sum with the same latency, they differ in area.
-DOT_VARIANTS = ("mux",)
+DOT_VARIANTS = ("mux", "carry", "slot")
 
 #: The core's performance counters, in port order (definitions in ``docs/ARCHITECTURE.md``).
 PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
@@ -32,6 +32,13 @@ PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "st
 
 #: Clock of the modelled device, in MHz, for tokens/s and seconds where none is given.
 DEFAULT_CLOCK_MHZ = 200.0
+
+
+def masked_sum_width(n_terms: int) -> int:
+    """Signed width that holds any sum of ``n_terms`` int8 values, each possibly bit-inverted or zeroed,
+    plus fewer than ``n_terms`` carry bits (range ``[-128 * n_terms, 128 * n_terms - 1]``): a node of
+    the ``carry`` dot unit's tree over that many lanes."""
+    return (128 * n_terms - 1).bit_length() + 1
 
 
 def sum_width(n_terms: int) -> int:
@@ -164,6 +171,17 @@ class TernConfig:
     def lane_term_width(self) -> int:
         """Signed width of one lane term of a dot unit (``+a``, ``-a`` or 0 for an int8 ``a``): 9."""
         return sum_width(1)
+
+    def tree_node_width(self, n_lanes: int, *, first: bool = False) -> int:
+        """Signed width of a node of the dot unit's adder tree that covers ``n_lanes`` lanes (``first``:
+        the node that covers lane 0): :func:`sum_width` for ``mux`` (exact partial sums);
+        :func:`masked_sum_width` for ``carry`` (masked activations and the carries absorbed so far)
+        and for ``slot`` (complemented), except that ``slot``'s lane 0 is exact, one more below, so
+        the nodes over it are :func:`sum_width` wide. The root's (``n_lanes = lanes, first``) is at
+        most :attr:`dot_width`."""
+        if self.dot_variant == "mux" or (self.dot_variant == "slot" and first):
+            return sum_width(n_lanes)
+        return masked_sum_width(n_lanes)
 
     @property
     def tree_levels(self) -> int:

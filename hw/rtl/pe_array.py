@@ -4,7 +4,7 @@ wrapping accumulator. Additions and subtractions only; there is no multiplier.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib.data import ArrayLayout
 from amaranth.lib.wiring import In, Out
 
@@ -101,17 +101,26 @@ class PEArray(ConfigComponent):
         m.d.comb += self.result_valid.eq(result_valid)
 
         for r in range(R):
-            dot = TernaryDotUnit(cfg.lanes, cfg.tree_reg_every, name_prefix=f"dot{r}")
+            split = cfg.dot_variant == "carry"   # the unit leaves one carry bit to the accumulator
+            dot = TernaryDotUnit(cfg.lanes, cfg.tree_reg_every, variant=cfg.dot_variant,
+                                 carry_out=split, name_prefix=f"dot{r}")
             m.submodules[f"dot{r}"] = dot
             self.check_built("dot_latency", dot.latency)
             m.d.comb += [dot.act.eq(self.act), dot.codes.eq(self.codes[r])]
             d = Signal(signed(A), name=f"d_r{r}")          # sign-extended dot product
             acc = Signal(signed(A), name=f"acc_r{r}")
             m.d.comb += d.eq(dot.sum)
-            with m.If(acc_valid):
-                with m.If(acc_first):
-                    m.d.sync += acc.eq(d)
-                with m.Else():
-                    m.d.sync += acc.eq(acc + d)           # truncated to A bits: wraps
+            if split:
+                # one adder: (first ? 0 : acc) + d + carry, truncated to A bits (wraps)
+                kept = Signal(signed(A), name=f"acc_kept_r{r}")
+                m.d.comb += kept.eq(Mux(acc_first, 0, acc))
+                with m.If(acc_valid):
+                    m.d.sync += acc.eq(kept + d + dot.carry)
+            else:
+                with m.If(acc_valid):
+                    with m.If(acc_first):
+                        m.d.sync += acc.eq(d)
+                    with m.Else():
+                        m.d.sync += acc.eq(acc + d)           # truncated to A bits: wraps
             m.d.comb += self.result[r].eq(acc)
         return m
