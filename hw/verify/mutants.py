@@ -8,7 +8,9 @@ core's elaboration (``hw.rtl.top``) builds the wrapper instead of the block, so 
 (the Amaranth simulation and the Verilog Verilator compiles) run the mutant, while the simulator and
 the integer reference stay as they are. :func:`run_mutants` runs the random differential cases of
 :func:`hw.verify.differential.run_verify` on each mutant: a mutant is *killed* when some case shows
-an output or cycle mismatch, and *survives* otherwise.
+an output or cycle mismatch, and *survives* otherwise. (A mutant the decoder makes equivalent, such
+as reading the invalid code 3 as -1 in the dot units, has no place here: the decoder turns every
+invalid code into a zero before it reaches them.)
 
 Mutants (:data:`MUTANTS`):
 
@@ -19,7 +21,14 @@ Mutants (:data:`MUTANTS`):
 * ``minus_128_as_127``: activation -128 clipped to 127 before the dot units (an int8 bug);
 * ``last_lane_dropped``: the last lane's activation never reaches the dot units;
 * ``rows_swapped``: results of rows 0 and 1 exchanged;
-* ``invalid_byte_not_flagged``: the decoder's invalid-byte error never reaches the core.
+* ``invalid_byte_not_flagged``: the decoder's invalid-byte error never reaches the core;
+* ``lanes_swapped``: the activations of lanes 0 and 1 exchanged before the dot units;
+* ``accumulation_never_restarts``: the ``first`` flag is lost, accumulators carry over between tokens;
+* ``wrong_bank_read``: the weight buffer reads the other bank;
+* ``weight_bank_stuck``: every weight word is written into bank 0;
+* ``act_read_off_by_one``: the activation buffer reads the word after the one addressed;
+* ``act_top_word_not_written``: writes to the activation buffer's last word are lost;
+* ``output_fifo_one_entry_short``: the output FIFO holds ``out_depth - 1`` results (a credit too many).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ from typing import Callable
 from amaranth.hdl import Module, Mux
 from amaranth.lib import wiring
 
+from hw.rtl.buffers import ActBuffer, OutputFIFO, WeightBuffer, result_layout
 from hw.rtl.decoder import WeightDecoder
 from hw.rtl.pe_array import PEArray
 
@@ -132,6 +142,49 @@ class _NoByteError(WeightDecoder):
         return m
 
 
+class _LanesSwapped(_PEWrapper):
+    def inputs(self, m, inner):
+        m.d.comb += [inner.act.eq(self.act), inner.codes.eq(self.codes)]
+        if self.config.lanes >= 2:
+            m.d.comb += [inner.act[0].eq(self.act[1]), inner.act[1].eq(self.act[0])]
+
+
+class _NeverRestarts(_PEWrapper):
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += m.submodules.real.first.eq(0)     # the later assignment wins
+        return m
+
+
+def _buffer_wrapper(base, *, read_addr=None, write_addr=None, write_en=None):
+    """A buffer of class ``base`` (same ports) around the real one, with the read address, the write
+    address or the write enable changed by ``f(self, value)``."""
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.real = inner = base(self.config)
+        w, r = self.write, self.read
+        m.d.comb += [
+            inner.write.addr.eq(w.addr if write_addr is None else write_addr(self, w.addr)),
+            inner.write.data.eq(w.data),
+            inner.write.en.eq(w.en if write_en is None else write_en(self, w)),
+            inner.read.addr.eq(r.addr if read_addr is None else read_addr(self, r.addr)),
+            inner.read.en.eq(r.en),
+            r.data.eq(inner.read.data),
+        ]
+        return m
+    return type(f"Mutated{base.__name__}", (base,), {"elaborate": elaborate})
+
+
+def _bank_bit(self):
+    return 1 << (self.config.wgt_depth - 1).bit_length()
+
+
+class _ShortFIFO(OutputFIFO):
+    @classmethod
+    def for_config(cls, config):
+        return OutputFIFO(result_layout(config), config.out_depth - 1)
+
+
 @dataclass(frozen=True)
 class Mutant:
     """One mutant: ``name``, what it breaks, and the block of ``hw.rtl.top`` it replaces (``block``:
@@ -155,6 +208,19 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            lambda c: c.rows >= 2),
     Mutant("invalid_byte_not_flagged", "the decoder's invalid-byte error is lost", "WeightDecoder",
            _NoByteError),
+    Mutant("lanes_swapped", "activations of lanes 0 and 1 exchanged", "PEArray", _LanesSwapped,
+           lambda c: c.lanes >= 2),
+    Mutant("accumulation_never_restarts", "the first flag is lost", "PEArray", _NeverRestarts),
+    Mutant("wrong_bank_read", "the weight buffer reads the other bank", "WeightBuffer",
+           _buffer_wrapper(WeightBuffer, read_addr=lambda self, a: a ^ _bank_bit(self))),
+    Mutant("weight_bank_stuck", "every weight word goes into bank 0", "WeightBuffer",
+           _buffer_wrapper(WeightBuffer, write_addr=lambda self, a: a & (_bank_bit(self) - 1))),
+    Mutant("act_read_off_by_one", "the activation buffer reads the next word", "ActBuffer",
+           _buffer_wrapper(ActBuffer, read_addr=lambda self, a: a + 1)),
+    Mutant("act_top_word_not_written", "writes to the last activation word are lost", "ActBuffer",
+           _buffer_wrapper(ActBuffer, write_en=lambda self, w: w.en & (w.addr != self.config.act_depth - 1))),
+    Mutant("output_fifo_one_entry_short", "the output FIFO holds out_depth - 1 results", "OutputFIFO",
+           _ShortFIFO),
 )}
 
 
