@@ -3,14 +3,17 @@ the shared ``--quick`` / ``--json`` flags (:func:`sw.cli.common.bench_parser`)."
 
 from __future__ import annotations
 
+import argparse
+import ast
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from sw.cli.common import UsageError, add_json_flag, print_json
 
-__all__ = ["add_command", "bench_dir"]
+__all__ = ["add_command", "bench_dir", "benchmarks"]
 
 
 def bench_dir() -> Path:
@@ -18,8 +21,32 @@ def bench_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bench"
 
 
+def benchmarks() -> dict:
+    """``{name: first line of its docstring}`` of the benchmark scripts ``bench/bench_NAME.py``."""
+    folder = bench_dir()
+    out = {}
+    for script in sorted(folder.glob("bench_*.py")) if folder.is_dir() else []:
+        try:
+            doc = ast.get_docstring(ast.parse(script.read_text())) or ""
+        except (OSError, SyntaxError, ValueError):
+            doc = ""
+        out[script.stem.removeprefix("bench_")] = doc.split("\n\n")[0].replace("\n", " ")
+    return out
+
+
+def _epilog() -> str:
+    found = benchmarks()
+    if not found:
+        return "no benchmarks found (they live in the source checkout's bench/ folder)"
+    width = max(map(len, found)) + 4
+    return "benchmarks (--only NAME):\n" + "\n".join(
+        textwrap.fill(d, 100, initial_indent=f"  {n:{width - 2}s}", subsequent_indent=" " * width)
+        for n, d in found.items())
+
+
 def add_command(sub) -> None:
-    b = sub.add_parser("bench", help="run the benchmark suite (bench/bench_*.py)")
+    b = sub.add_parser("bench", help="run the benchmark suite (bench/bench_*.py)", epilog=_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     b.set_defaults(func=_cmd_bench)
     b.add_argument("--quick", action="store_true", help="the short version of every benchmark")
     b.add_argument("--only", action="append", metavar="NAME",

@@ -4,6 +4,9 @@
   ``--config FILE.toml`` (flags override the file): :func:`add_config_flags`, :func:`config_from_args`;
 * ``--json`` (:func:`add_json_flag`) and :func:`emit`, which prints one JSON object or the text report;
 * ``--quick`` of the benchmarks (:func:`bench_parser`);
+* the report's rich :func:`console` (a terminal's width; else no width limit and no colour, so a table
+  is never cut) and the progress of a long command on stderr (:class:`Progress`, ``--quiet``:
+  :func:`add_quiet_flag`);
 * ``--backend`` from the one registry :data:`hw.backends.BACKENDS` and ``--clock-mhz`` with
   :data:`hw.config.DEFAULT_CLOCK_MHZ` (:func:`add_backend_flags`, :func:`check_backend`,
   :func:`check_clock`);
@@ -18,14 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 
 __all__ = ["UsageError", "Parser", "CONFIG_FLAGS", "add_config_flags", "config_from_args",
            "config_flags_given", "add_json_flag", "add_backend_flags", "add_clock_flag", "add_accelerator_flags", "check_backend", "check_clock",
-           "check_seed", "check_accelerator_args", "check_output_path", "device_failure", "emit", "print_json", "json_default", "bench_parser"]
+           "check_seed", "check_accelerator_args", "check_output_path", "device_failure", "emit", "print_json", "json_default", "bench_parser",
+           "console", "REPORT_WIDTH", "Progress", "PROGRESS_SECONDS", "add_quiet_flag", "format_duration"]
 
 
 class UsageError(ValueError):
@@ -123,6 +130,29 @@ def emit(args, result: dict, text: str | None) -> None:
         print(text)
 
 
+#: The width of a report written to a file or a pipe: wide enough for any table, so none is cut to fit.
+REPORT_WIDTH = 10_000
+
+
+def console(stderr: bool = False):
+    """The rich Console of a command's report on stdout (``stderr``: on stderr). On a terminal it
+    takes the terminal's width and colours; on a file or a pipe it has no colour and a width no table
+    reaches (:data:`REPORT_WIDTH`): tables are printed whole, never cut to 80 columns with an ellipsis,
+    and long lines are not wrapped."""
+    from rich.console import Console
+    stream = sys.stderr if stderr else sys.stdout
+    if _isatty(stream):
+        return Console(stderr=stderr)
+    return Console(stderr=stderr, width=REPORT_WIDTH, color_system=None, highlight=False, emoji=False)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):   # no isatty, or a closed stream
+        return False
+
+
 def bench_parser(description: str, quick_help: str | None = None) -> argparse.ArgumentParser:
     """The parser of a ``bench/`` script with the two flags every benchmark has, ``--quick`` and
     ``--json`` (``tern bench`` passes them on)."""
@@ -207,3 +237,149 @@ def device_failure(cmd: str, e: BaseException) -> int:
     print(f"tern {cmd}: device failure: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
           file=sys.stderr)
     return 1
+
+
+# -- progress --------------------------------------------------------------------------------------------
+
+#: Seconds between two progress lines on a stderr that is not a terminal. The environment variable
+#: ``TERN_PROGRESS_SECONDS`` overrides it (0: a line at the start, after every step and at the end).
+PROGRESS_SECONDS = 5.0
+
+
+def add_quiet_flag(p: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress on stderr (:class:`Progress`)."""
+    p.add_argument("-q", "--quiet", action="store_true", help="print no progress on stderr")
+
+
+def format_duration(seconds: float) -> str:
+    """``7 s``, ``2 min 05 s``, ``1 h 02 min``."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _progress_seconds() -> float:
+    v = os.environ.get("TERN_PROGRESS_SECONDS")
+    if v is None:
+        return PROGRESS_SECONDS
+    try:
+        x = float(v)
+    except ValueError:
+        raise UsageError(f"tern: TERN_PROGRESS_SECONDS must be a number of seconds, not {v!r}") from None
+    if not math.isfinite(x) or x < 0:
+        raise UsageError(f"tern: TERN_PROGRESS_SECONDS must be a number of seconds >= 0, not {v!r}")
+    return x
+
+
+class Progress:
+    """The progress of one phase of a long command, on stderr; the one progress display of ``tern``.
+
+    ``Progress(cmd, what, total, unit=...)`` is a context manager; the work reports with
+    :meth:`update` ``(done, total=None)`` or :meth:`advance` ``(n=1)``, both usable as the driver's
+    callbacks (``Accelerator.on_call``, ``run_verify(progress=...)``). ``total`` may be None (a phase
+    whose size is not known: the elapsed time only).
+
+    * ``quiet`` (``--quiet``): nothing;
+    * stderr a terminal: a rich progress bar that disappears when the phase ends;
+    * otherwise (a file, a pipe, a CI log): a plain line every :data:`PROGRESS_SECONDS` seconds
+      (``TERN_PROGRESS_SECONDS``), also while a single step runs (a background timer), such as
+      ``tern run: sim, 8 tokens: 112/1,680 projection calls (7%), 5 s elapsed, about 1 min 10 s left``,
+      and, when any line was printed, a last one when the phase ends. A phase shorter than the interval
+      prints nothing.
+    """
+
+    def __init__(self, cmd: str, what: str, total: int | None = None, *, unit: str = "steps",
+                 quiet: bool = False, interval: float | None = None):
+        self.prefix = f"tern {cmd}: {what}"
+        self.total = total
+        self.unit = unit
+        self.done = 0
+        self.quiet = quiet
+        self.interval = _progress_seconds() if interval is None else interval
+        self.lines = 0          # plain lines printed
+        self._bar = self._task = None
+        self._plain = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer = None
+
+    # -- the work's callbacks --------------------------------------------------------------------------
+
+    def update(self, done: int, total: int | None = None) -> None:
+        """``done`` of ``total`` units (``total`` None: unchanged)."""
+        if total is not None:
+            self.total = total
+        self.done = done
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=self.total)
+        elif self._plain:
+            self._maybe_line()
+
+    def advance(self, n: int = 1) -> None:
+        self.update(self.done + n)
+
+    # -- display ---------------------------------------------------------------------------------------
+
+    def __enter__(self):
+        self._t0 = self._last = time.monotonic()
+        if self.quiet:
+            return self
+        if _isatty(sys.stderr):
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn)
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console(stderr=True),
+                            transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.prefix, total=self.total)
+            return self
+        self._plain = True
+        if self.interval <= 0:
+            self._line()
+        else:
+            self._timer = threading.Thread(target=self._tick, name="tern-progress", daemon=True)
+            self._timer.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._bar is not None:
+            self._bar.__exit__(exc_type, exc, tb)
+        if self._timer is not None:
+            self._stop.set()
+            self._timer.join()
+        if self._plain and exc_type is None and (self.lines or self.interval <= 0):
+            with self._lock:
+                took = format_duration(time.monotonic() - self._t0)
+                count = f"{self.done:,} {self.unit} " if self.total is not None else ""
+                self._write(f"{self.prefix}: done, {count}in {took}")
+        self._plain = False
+        return False
+
+    def _tick(self):
+        while not self._stop.wait(min(self.interval, 1.0)):
+            self._maybe_line()
+
+    def _maybe_line(self):
+        self._line(force=self.interval <= 0)
+
+    def _line(self, force: bool = True):
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._last < self.interval:
+                return
+            elapsed = now - self._t0
+            text = f"{self.prefix}: "
+            if self.total:
+                text += f"{self.done:,}/{self.total:,} {self.unit} ({100 * self.done / self.total:.0f}%), "
+            text += f"{format_duration(elapsed)} elapsed"
+            if self.total and 0 < self.done < self.total:
+                text += f", about {format_duration(elapsed * (self.total - self.done) / self.done)} left"
+            self._last = now
+            self._write(text)
+
+    def _write(self, text):
+        self.lines += 1
+        print(text, file=sys.stderr, flush=True)

@@ -3,10 +3,8 @@ against the reference (:func:`sw.driver.demo.run_demo`)."""
 
 from __future__ import annotations
 
-import sys
-
-from sw.cli.common import (UsageError, add_accelerator_flags, check_backend, check_clock,
-                           config_from_args, emit)
+from sw.cli.common import (Progress, UsageError, add_accelerator_flags, add_quiet_flag, check_backend,
+                           check_clock, config_from_args, console, emit)
 
 __all__ = ["add_command"]
 
@@ -17,6 +15,7 @@ def add_command(sub) -> None:
     d.add_argument("--problems", type=int, default=8, help="held-out problems to solve (default 8)")
     d.add_argument("--seed", type=int, default=0, help="which held-out problems (default 0)")
     add_accelerator_flags(d)
+    add_quiet_flag(d)
 
 
 def _cmd_demo(args) -> int:
@@ -27,8 +26,14 @@ def _cmd_demo(args) -> int:
     config = config_from_args(args)
     check_backend("demo", args.backend)
     check_clock("demo", args.clock_mhz)
-    result = run_demo(n_problems=args.problems, seed=args.seed, quiet=args.json, backend=args.backend,
-                      config=config, clock_mhz=args.clock_mhz,
-                      progress=not args.json and sys.stderr.isatty())
-    emit(args, result, None)
+    plural = "" if args.problems == 1 else "s"
+    with Progress("demo", f"{args.backend}, {args.problems} problem{plural}", unit="projection calls",
+                  quiet=args.quiet) as bar:
+        result = run_demo(n_problems=args.problems, seed=args.seed, quiet=True, backend=args.backend,
+                          config=config, clock_mhz=args.clock_mhz, progress=bar.update)
+    if args.json:
+        emit(args, result, None)
+    else:
+        from sw.driver.demo import print_report
+        print_report(result, console=console())
     return 0 if result.get("match", False) else 1

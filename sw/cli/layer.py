@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from hw.fileio import atomic_write
-from sw.cli.common import (UsageError, add_accelerator_flags, check_accelerator_args, check_output_path,
-                           config_from_args, device_failure, emit)
+from sw.cli.common import (Progress, UsageError, add_accelerator_flags, add_quiet_flag, check_accelerator_args,
+                           check_output_path, config_from_args, console, device_failure, emit)
 from sw.cli.run import MODEL_HELP, device_figures, wall_line
 
 __all__ = ["add_command", "MAX_LAYER_TOKENS", "MAX_REPEAT", "save_npz_atomic"]
@@ -37,6 +37,7 @@ def add_command(sub) -> None:
                          "reference (run once); the JSON gives device_wall_s_runs (default 1)")
     la.add_argument("--save", metavar="OUT.npz", help="write arrays input, output, reference_output")
     add_accelerator_flags(la)
+    add_quiet_flag(la)
 
 
 def save_npz_atomic(path: Path, **arrays) -> None:
@@ -75,10 +76,14 @@ def _cmd_layer(args) -> int:
                          f"max_position_embeddings={mc.max_position_embeddings}")
     x = layer_input(mc, args.tokens, args.seed)
     acc = Accelerator(cfg, args.backend, clock_mhz=args.clock_mhz)
-    try:
-        chk = layer_check(acc, layer, x, repeat=args.repeat)
-    except (DeviceError, RuntimeError) as e:
-        return device_failure(cmd, e)
+    runs = f", {args.repeat} runs" if args.repeat > 1 else ""
+    with Progress(cmd, f"{args.backend}, layer {args.layer}{runs}", 7 * args.repeat, unit="projection calls",
+                  quiet=args.quiet) as bar:
+        acc.on_call = lambda rec: bar.advance()
+        try:
+            chk = layer_check(acc, layer, x, repeat=args.repeat)
+        except (DeviceError, RuntimeError) as e:
+            return device_failure(cmd, e)
     stats = acc.summary(chk.runs[-1])   # the figures of the last run
     runs = [acc.summary(r) for r in chk.runs]
     diff = max(float((o - chk.reference_output).abs().max()) for o in chk.outputs)
@@ -100,8 +105,7 @@ def _cmd_layer(args) -> int:
     if args.json:
         emit(args, result, None)
     else:
-        from rich.console import Console
-        con = Console()
+        con = console()
         title = f"tern layer {args.model} #{args.layer}, {args.tokens} tokens on {args.backend}"
         if args.repeat > 1:
             title += f", last of {args.repeat} runs"

@@ -3,11 +3,10 @@ token for token against the reference model."""
 
 from __future__ import annotations
 
-import sys
 import time
 
-from sw.cli.common import (UsageError, add_accelerator_flags, check_accelerator_args, config_from_args,
-                           device_failure, emit)
+from sw.cli.common import (Progress, UsageError, add_accelerator_flags, add_quiet_flag, check_accelerator_args,
+                           config_from_args, console, device_failure, emit)
 
 __all__ = ["add_command", "MAX_NEW_TOKENS", "MODEL_HELP", "device_figures", "wall_line"]
 
@@ -45,6 +44,7 @@ def add_command(sub) -> None:
     r.add_argument("--max-new-tokens", type=int, default=8, help="tokens to generate (default 8)")
     r.add_argument("--seed", type=int, default=0, help="seed of a preset's random weights (default 0)")
     add_accelerator_flags(r)
+    add_quiet_flag(r)
 
 
 def _model_limits(spec):
@@ -73,7 +73,6 @@ def _parse_ids(text: str) -> list[int]:
 def _cmd_run(args) -> int:
     t_start = time.perf_counter()   # host_wall_s: from here (arguments parsed) to the report
     from sw.driver.models import generate, load_model
-    from sw.driver.report import progress
     from sw.driver.runtime import Accelerator, DeviceError
     from sw.model.bitlinear import reference_core
 
@@ -98,17 +97,18 @@ def _cmd_run(args) -> int:
     mc = lm.config
     _check_run_lengths(len(ids), n, mc.max_position_embeddings, mc.vocab_size, ids, args.model)
 
-    show = not args.json and sys.stderr.isatty()
     calls = n * mc.num_hidden_layers * 7
     acc = Accelerator(cfg, args.backend, clock_mhz=args.clock_mhz)
     model = lm.model
-    with progress(show, calls, f"{args.backend}: {n} tokens") as bar:
+    tokens = f"{n} token{'' if n == 1 else 's'}"
+    with Progress(cmd, f"{args.backend}, {tokens}", calls, unit="projection calls", quiet=args.quiet) as bar:
         acc.on_call = lambda rec: bar.advance()
         try:
             toks = generate(model, [ids], n, acc)[0].tolist()
         except (DeviceError, RuntimeError) as e:
             return device_failure(cmd, e)
-    with progress(show, calls, "reference: same tokens") as bar:
+    with Progress(cmd, f"reference, the same {tokens}", calls, unit="projection calls",
+                  quiet=args.quiet) as bar:
         def counting_core(q, t, linear):
             bar.advance()
             return reference_core(q, t, linear)
@@ -119,6 +119,8 @@ def _cmd_run(args) -> int:
     if lm.tokenizer is not None:
         result["text"] = _decode(lm, toks)
         result["reference_text"] = _decode(lm, ref)
+    if args.model.lower() == "demo":
+        result["answer"] = _demo_answer(lm, toks)
     result["host_wall_s"] = time.perf_counter() - t_start
     if args.json:
         emit(args, result, None)
@@ -158,11 +160,26 @@ def _decode(lm, ids) -> str:
     return tok.decode(ids)
 
 
-def _print_run(result, stats):
-    from rich.console import Console
+def _demo_answer(lm, toks):
+    """The demo model's answer as an integer (it writes the sum least-significant digit first), or None
+    when the generated text is not a 4-digit answer."""
+    from sw.model.demo_task import parse_answer
+    return parse_answer(lm.tokenizer.decode(toks, skip_special=True, stop_at_eos=True))
 
+
+def _demo_answer_line(result) -> str:
+    from sw.model.demo_task import ANSWER_DIGITS
+    text = result["text"].split("<eos>")[0]
+    note = "the demo model writes the sum least-significant digit first"
+    if result["answer"] is None:
+        return (f"answer: none ({note}, {ANSWER_DIGITS} digits then <eos>; {text!r} is not "
+                f"{ANSWER_DIGITS} digits: --max-new-tokens {ANSWER_DIGITS + 1} generates a whole answer)")
+    return f"answer: {result['answer']} ({note}: {text!r} reversed)"
+
+
+def _print_run(result, stats):
     from sw.driver.report import breakdown_table, summary_lines
-    con = Console()
+    con = console()
     con.print(breakdown_table(stats, title=f"tern run {result['model']} on {result['backend']}: "
                                            f"per-projection breakdown"))
     for line in summary_lines(stats):
@@ -170,5 +187,7 @@ def _print_run(result, stats):
     con.print(wall_line(result["device_wall_s"], result["host_wall_s"]))
     con.print(f"tokens:    {result['tokens']}" + (f"  {result['text']!r}" if "text" in result else ""))
     con.print(f"reference: {result['reference_tokens']}")
+    if "answer" in result:
+        con.print(_demo_answer_line(result))
     con.print("[green]tokens match the reference[/]" if result["match"]
               else "[red]MISMATCH: tokens differ from the reference[/]")

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sw.model import demo_task
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "print_report"]
 
 
 def _backend_generate(backend, model):
@@ -46,7 +46,7 @@ def _backend_generate(backend, model):
 
 def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_dir: str | Path | None = None,
              console=None, quiet: bool = False, config=None, clock_mhz: float | None = None,
-             progress: bool = False) -> dict:
+             progress: Callable[[int, int], None] | None = None) -> dict:
     """Solves ``n_problems`` held-out additions with the demo model and reports them.
 
     Returns a dict with: ``match`` (the backend's tokens equal the reference's, ``torch.equal``-strict;
@@ -56,6 +56,10 @@ def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_d
     backend's ``stats`` when it has any (``cycles``, ``utilization``, ``tokens_per_s`` are always
     present: None unless the backend reports them), and ``seconds`` (wall time of the reference and
     backend generation).
+
+    ``progress``, if given, is called as ``progress(calls_done, calls_expected)`` after every
+    projection call of a driver backend (a name); the report (unless ``quiet``) is printed on
+    ``console`` (default: a new rich Console).
     """
     if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems < 1:
         raise ValueError(f"n_problems={n_problems!r} must be a positive integer")
@@ -111,14 +115,17 @@ def run_demo(n_problems: int = 8, seed: int = 0, backend: Any = None, *, model_d
         **stats,
     }
     if not quiet:
-        _print_report(result, tok, console)
+        print_report(result, console=console, tokenizer=tok)
     return result
 
 
-def _print_report(r: dict, tok, console=None) -> None:
+def print_report(r: dict, console=None, tokenizer=None) -> None:
+    """Print the table and summary of a :func:`run_demo` result ``r`` on ``console`` (default: a new
+    rich Console); ``tokenizer``: the demo model's (default: read from ``r["model_dir"]``)."""
     from rich.console import Console
     from rich.table import Table
 
+    tok = tokenizer or demo_task.CharTokenizer.from_file(Path(r["model_dir"]) / "tokenizer.json")
     console = console or Console()
     table = Table(title=f"tern demo: a ternary BitNet b1.58 adds 3-digit numbers ({r['backend']})")
     table.add_column("problem", justify="right")
