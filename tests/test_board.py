@@ -141,3 +141,49 @@ def test_constructor_validation():
     with pytest.raises(ValueError, match="too high"):
         uart_divisor(12e6, 12_000_000)
     assert HostBridge.frame_bytes_of(cfg) == {"instr": 8, "act": 4, "wgt": 1, "result": 2}
+
+
+# -- the platform top: PLL clock generation ---------------------------------------------------------
+
+TINY = TernConfig(rows=1, lanes=4, acc_width=13, bus_bytes=1, act_depth=16, wgt_depth=4, out_depth=2)
+
+
+def _prepared(board, **kw):
+    from hw.flows.boards import BOARDS
+    from hw.rtl.board import BoardTop
+    plan = BOARDS[board].make_platform().prepare(BoardTop(TINY, **kw), name="top")
+    return plan.files
+
+
+@pytest.mark.parametrize("board, cell, constraint", [
+    ("icebreaker", "SB_PLL40_PAD", ("top.pcf", "set_frequency clockgen.pll_clk 16.5")),
+    ("ulx3s-85f", "EHXPLLL", ("top.lpf", 'FREQUENCY NET "clockgen.pll_clk" 50000000.0 HZ')),
+    ("tang-primer-20k", "rPLL", None),
+])
+def test_board_top_clocks_the_core_from_the_pll(board, cell, constraint):
+    """The board top with the board's PLL: one PLL cell with the solved dividers, the core's domain
+    driven by its output, the UART divisor from the PLL clock, the clock constraint on the PLL net."""
+    from hw.flows.boards import board_pll
+    pll = board_pll(board)
+    files = _prepared(board, pll=pll)
+    il = files["top.il"]
+    assert il.count(f"cell \\{cell} ") == 1
+    widths = {"DIVR": 4, "DIVF": 7, "DIVQ": 3, "FILTER_RANGE": 3}  # iCE40: bit-vector parameters
+    for name, value in pll.params.items():
+        text = f"{widths[name]}'{value:0{widths[name]}b}" if name in widths else str(value)
+        assert f"parameter \\{name} {text}\n" in il, (name, text)
+    if constraint:
+        assert constraint[1] in files[constraint[0]]
+    # the UART divisor is the PLL clock over the baud rate (e.g. 16.5 MHz / 115200 = 143)
+    assert uart_divisor(pll.f_out_mhz * 1e6, 115200) == round(pll.f_out_mhz * 1e6 / 115200)
+
+
+def test_board_top_without_pll_runs_at_the_oscillator():
+    """pll=None (the path a simulation of the board top takes): no PLL cell, the platform's own
+    clock at the oscillator frequency."""
+    files = _prepared("icebreaker")
+    assert "SB_PLL40" not in files["top.il"]
+    assert "set_frequency clk12_0__io 12.0" in files["top.pcf"]
+    with pytest.raises(TypeError, match="pll must be a PLLSetting"):
+        from hw.rtl.board import BoardTop
+        BoardTop(TINY, pll=50.0)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hw.flows.boards import BoardError, build_board, default_config
+from hw.flows.boards import (PE_ARRAY_MODULE, BoardError, BuildError, _reseed, build_board,
+                             default_config, pe_lut_count)
 from hw.config import TernConfig
 from helpers import run as _run
 
@@ -15,11 +16,13 @@ def test_list(capsys):
     rc, out, err = _run(capsys, "synth", "--list", "--json")
     assert rc == 0
     boards = json.loads(out)["boards"]
-    assert set(boards) == {"icebreaker", "ulx3s-85f"}
+    assert set(boards) == {"icebreaker", "ulx3s-85f", "tang-primer-20k"}
+    assert {b["family"] for b in boards.values()} == {"ice40", "ecp5", "gowin"}
     for name, b in boards.items():
         TernConfig(**b["default_config"])  # every default configuration is valid
+        assert b["core_clock_mhz"] > 0
     rc, out, err = _run(capsys, "synth", "--list")
-    assert rc == 0 and "icebreaker" in out and "ulx3s-85f" in out
+    assert rc == 0 and "icebreaker" in out and "ulx3s-85f" in out and "tang-primer-20k" in out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -29,6 +32,10 @@ def test_list(capsys):
     (("--board", "icebreaker", "--acc-width", "8"), "acc_width must be between"),
     (("--board", "icebreaker", "--baud", "9000000"), "baud rate 9000000 is too high"),
     (("--board", "icebreaker", "--baud", "0"), "baud rate must be positive"),
+    (("--board", "icebreaker", "--seeds", "0"), "seeds must be an integer between 1 and 50"),
+    (("--board", "tang-primer-20k", "--seed", "-1"), "seed must be an integer between 0"),
+    # 115200 baud from the 16.5 MHz PLL clock: 143 cycles per bit; 5 MHz needs 3.3
+    (("--board", "icebreaker", "--baud", "5000000"), "baud rate 5000000 is too high for a 16.5 MHz"),
 ])
 def test_bad_input_exit_2_one_line(capsys, tmp_path, argv, message):
     out_dir = tmp_path / "out"
@@ -49,11 +56,69 @@ def test_output_is_a_file(capsys, tmp_path):
     assert f.read_text() == "x"
 
 
+def test_pe_lut_count():
+    """LUT4s of the PE array's own module, in each family's cell types (CCU2C = 2 LUT4s, ALU = 1)."""
+    def netlist(cells, name=PE_ARRAY_MODULE):
+        return {"modules": {"top": {"cells": {"x": {"type": "SB_LUT4"}}},
+                            name: {"cells": {f"c{i}": {"type": t} for i, t in enumerate(cells)}}}}
+    assert pe_lut_count(netlist(["SB_LUT4", "SB_LUT4", "SB_CARRY", "SB_DFF"]), "ice40") == 2
+    assert pe_lut_count(netlist(["LUT4", "CCU2C", "TRELLIS_FF", "PFUMX"]), "ecp5") == 3
+    assert pe_lut_count(netlist(["LUT1", "LUT3", "ALU", "MUX2_LUT5", "DFFR"]), "gowin") == 3
+    with pytest.raises(BuildError, match="has no module 'top.board.core.pe'"):
+        pe_lut_count(netlist(["SB_LUT4"], name="top.core.pe"), "ice40")
+
+
+def test_reseed_line():
+    line = ('"$NEXTPNR_ICE40" --quiet --report report.json --timing-allow-fail --seed 1 --log top.tim '
+            '--up5k --package sg48 --json top.json --pcf top.pcf --asc top.asc')
+    assert _reseed(line, 3) == (
+        '"$NEXTPNR_ICE40" --quiet --report report_seed3.json --timing-allow-fail --seed 3 '
+        '--log top_seed3.tim --up5k --package sg48 --json top.json --pcf top.pcf')
+    assert "--write" not in _reseed('"$NEXTPNR_HIMBAECHEL" --seed 1 --json a --write top.pnr.json', 2)
+
+
 def test_unknown_board_api():
     with pytest.raises(BoardError, match="unknown board"):
         build_board("nexys", TernConfig())
     with pytest.raises(BoardError, match="unknown board"):
         default_config("nexys")
+
+
+def _check_result(r, board, luts_available, clock_mhz, *, rows, lanes):
+    for key in ("board", "luts", "ffs", "brams", "dsps", "fmax_mhz", "bitstream", "pe_luts",
+                "luts_per_lane", "clock_mhz", "timing_met", "pll"):
+        assert key in r
+    assert r["board"] == board
+    assert r["dsps"] == 0  # a multiplier-free core: no DSP cells
+    assert 0 < r["luts"] <= r["luts_available"] == luts_available
+    assert 0 < r["pe_luts"] < r["luts"]
+    assert r["luts_per_lane"] == round(r["pe_luts"] / (rows * lanes), 2)
+    assert r["ffs"] > 0
+    assert r["fmax_mhz"] > 0
+    assert r["clock_mhz"] == clock_mhz == r["pll"]["f_out_mhz"]
+    assert r["timing_met"] == (r["fmax_mhz"] >= clock_mhz)
+
+
+TINY = ("--rows", "2", "--lanes", "8", "--acc-width", "16", "--bus-bytes", "2", "--act-depth", "64",
+        "--wgt-depth", "8", "--out-depth", "4")
+
+
+@pytest.mark.slow
+def test_gowin_tiny_build(tmp_path, capsys):
+    """A real Tang Primer 20K (GW2A-18C) build: Yosys synth_gowin, nextpnr-himbaechel-gowin,
+    Apicula's gowin_pack; two placement seeds."""
+    out_dir = tmp_path / "gw"
+    rc, out, err = _run(capsys, "synth", "--board", "tang-primer-20k", *TINY, "--seeds", "2",
+                        "--output", str(out_dir), "--json")
+    r = json.loads(out)
+    assert rc == (0 if r["timing_met"] else 1), err
+    _check_result(r, "tang-primer-20k", 20736, 49.5, rows=2, lanes=8)
+    assert len(r["fmax_seeds_mhz"]) == 2 and r["fmax_seeds_mhz"][0] == r["fmax_mhz"]
+    assert r["fmax_min_mhz"] <= r["fmax_median_mhz"] <= r["fmax_max_mhz"]
+    bit = Path(r["bitstream"])
+    assert bit.parent == out_dir and bit.name == "top.fs" and bit.stat().st_size > 100_000
+    assert json.loads((out_dir / "synth.json").read_text()) == r
+    assert [p.name for p in tmp_path.iterdir()] == ["gw"]
 
 
 @pytest.mark.slow
@@ -65,14 +130,7 @@ def test_icebreaker_tiny_build(tmp_path, capsys):
                         "--wgt-depth", "8", "--out-depth", "4", "--output", str(out_dir), "--json")
     assert rc == 0, err
     r = json.loads(out)
-    for key in ("board", "luts", "ffs", "brams", "dsps", "fmax_mhz", "bitstream"):
-        assert key in r
-    assert r["board"] == "icebreaker"
-    assert r["dsps"] == 0  # a multiplier-free core: no DSP cells
-    assert 0 < r["luts"] <= r["luts_available"] == 5280
-    assert r["ffs"] > 0
-    assert r["fmax_mhz"] > 0
-    assert r["timing_met"] == (r["fmax_mhz"] >= 12.0)
+    _check_result(r, "icebreaker", 5280, 16.5, rows=2, lanes=8)
     bit = Path(r["bitstream"])
     assert bit.parent == out_dir and bit.is_file()
     assert bit.stat().st_size > 100_000  # a full UP5K bitstream (~104 kB)

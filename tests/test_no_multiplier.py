@@ -1,9 +1,12 @@
 """No multiplier in the datapath (the ternary PE array adds and subtracts only).
 
-1. Yosys (hw.flows.yosys): the PE array, the weight decoder (both formats) and the whole TernCore of a small
-   configuration have zero multiplier/divider/MAC/DSP cells in every flow (coarse cells before
-   alumacc, generic synth, synth_ice40 with DSP inference, synth_ecp5 through DSP inference). A
-   design that does multiply is flagged by the same check (so it can fail).
+1. Yosys (hw.flows.yosys): the PE array, the weight decoder (both formats) and the whole TernCore of
+   several configurations, and the board top of every FPGA family (PLL, UART link and core, as
+   ``tern synth`` elaborates it for the board's platform), have zero multiplier/divider/MAC/DSP cells
+   in every flow (coarse cells before alumacc, generic synth, and the mapped netlists of
+   synth_ice40 with DSP inference, synth_ecp5 and synth_gowin). A design that does multiply is
+   flagged by the same check in every flow (so it can fail). CI checks small configurations; the
+   slow suite adds more and the boards' default configurations.
 2. Elaboration: no hw/ code applies ``*``, ``//`` or ``%`` to an Amaranth value (operators
    intercepted while the designs elaborate).
 3. Source heuristic (AST): no ``*``, ``/``, ``//``, ``%``, ``**`` in hw/rtl has an operand that is a
@@ -25,7 +28,9 @@ from hw.config import TernConfig
 from hw.rtl.decoder import WeightDecoder
 from hw.rtl.pe_array import PEArray
 from hw.rtl.top import TernCore
+from hw.flows.boards import BOARDS, board_pll
 from hw.flows.yosys import FLOWS, cell_histograms, multiplier_cells
+from hw.rtl.board import BoardTop
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = TernConfig(rows=2, lanes=8, bus_bytes=2, act_depth=16, wgt_depth=4, out_depth=4,
@@ -38,9 +43,23 @@ DESIGNS = {
     "tern_core": lambda: TernCore(SMALL.replace(weight_format="base3")),
 }
 
+#: More configurations of the whole core (slow suite): odd lane counts, one row, a combinational
+#: tree, a register after every level, both weight formats, wide accumulators.
+SLOW_CORES = {
+    "core_r1_l3_base3_tree0": SMALL.replace(rows=1, lanes=3, weight_format="base3", bus_bytes=3,
+                                            tree_reg_every=0),
+    "core_r3_l5_reg1": SMALL.replace(rows=3, lanes=5, bus_bytes=4, acc_width=32),
+    "core_r4_l16_2bit": SMALL.replace(rows=4, lanes=16, bus_bytes=4, act_depth=64, wgt_depth=8,
+                                      tree_reg_every=2, acc_width=24),
+}
+
+#: A small configuration for the board tops in CI.
+BOARD_SMALL = TernConfig(rows=2, lanes=4, bus_bytes=1, act_depth=16, wgt_depth=4, out_depth=4,
+                         acc_width=16)
+
 # Cells that show that a flow really produced a netlist of the expected kind.
 EXPECTED_PRIMITIVES = {"prep": ("$add", "$sdff", "$dff", "$mux"), "generic": ("$_DFF_P_", "$_SDFF_PP0_"),
-                       "ice40": ("SB_LUT4",), "ecp5": ("TRELLIS_FF",)}
+                       "ice40": ("SB_LUT4",), "ecp5": ("LUT4",), "gowin": ("LUT4",)}
 
 
 class Multiplier(wiring.Component):
@@ -59,11 +78,46 @@ class Multiplier(wiring.Component):
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_no_multiplier_cells(design):
     """One Yosys run per design (all flows), so parallel test workers never repeat a synthesis."""
-    hists = cell_histograms(DESIGNS[design]())
-    assert sorted(hists) == sorted(FLOWS)
+    _check_histograms(design, cell_histograms(DESIGNS[design]()), FLOWS)
+
+
+def _check_histograms(name, hists, flows):
+    assert sorted(hists) == sorted(flows)
     for flow, hist in hists.items():
-        assert any(hist.get(c, 0) for c in EXPECTED_PRIMITIVES[flow]), (design, flow, hist)
-        assert multiplier_cells(hist) == {}, f"{design} after {flow}: {hist}"
+        assert any(hist.get(c, 0) for c in EXPECTED_PRIMITIVES[flow]), (name, flow, hist)
+        assert multiplier_cells(hist) == {}, f"{name} after {flow}: {hist}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SLOW_CORES))
+def test_no_multiplier_cells_more_configs(name):
+    _check_histograms(name, cell_histograms(TernCore(SLOW_CORES[name])), FLOWS)
+
+
+def board_top_rtlil(board: str, config: TernConfig) -> str:
+    """The board top's RTLIL exactly as ``tern synth`` elaborates it for the board's platform (the
+    PLL at the board's core clock, the UART link, the core, the IO buffers)."""
+    b = BOARDS[board]
+    plan = b.make_platform().prepare(BoardTop(config, pll=board_pll(board)), name="top")
+    return plan.files["top.il"]
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_board_top_no_multiplier(board):
+    """The board top of each family, mapped by that family's synthesis (and the coarse cells)."""
+    flows = ("prep", BOARDS[board].family)
+    hists = cell_histograms(board_top_rtlil(board, BOARD_SMALL), flows)
+    _check_histograms(board, hists, flows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_board_top_default_config_no_multiplier(board):
+    flows = ("prep", BOARDS[board].family)
+    b = BOARDS[board]
+    hists = cell_histograms(board_top_rtlil(board, TernConfig(**b.default_config)), flows,
+                            timeout=3600)
+    _check_histograms(board, hists, flows)
 
 
 def test_pe_array_adds_only():
@@ -76,10 +130,11 @@ def test_pe_array_adds_only():
 
 
 def test_positive_control_is_flagged():
-    hist = cell_histograms(Multiplier(), ("prep", "ice40", "ecp5"))
+    hist = cell_histograms(Multiplier(), ("prep", "ice40", "ecp5", "gowin"))
     assert multiplier_cells(hist["prep"]) == {"$mul": 1}
     assert multiplier_cells(hist["ice40"]) == {"SB_MAC16": 1}
     assert multiplier_cells(hist["ecp5"]) == {"MULT18X18D": 1}
+    assert multiplier_cells(hist["gowin"]) == {"MULT18X18": 1}
 
 
 # -- elaboration-time check -----------------------------------------------------------------------

@@ -19,9 +19,15 @@ Flows (:data:`FLOWS`), all run on the flattened design whose top module is named
 ``ice40``
     ``synth_ice40 -dsp``: DSP inference enabled, so any multiplier becomes ``SB_MAC16``.
 ``ecp5``
-    ``synth_ecp5 -run begin:map_luts``: everything up to LUT mapping, including DSP inference
-    (``MULT18X18D``); the ABC9 LUT mapping step is left out because it does not change DSP cells and
-    fails under the WebAssembly build for some designs.
+    ``synth_ecp5``: the mapped ECP5 netlist (LUT4, CCU2C, TRELLIS_FF, DP16KD; DSP inference makes
+    any multiplier a ``MULT18X18D``).
+``gowin``
+    ``synth_gowin -noiopads``: the mapped Gowin netlist (LUT1..4, ALU, DFF*, BSRAM; a multiplier
+    becomes ``MULT18X18`` and friends).
+
+Before any flow, wires whose names hold ``[`` (Amaranth's names of array elements) are made private
+(``rename -hide``): with public names of that form, ABC9's reintegration step aborts Yosys 0.70 on
+some designs (a name clash with the bit names it creates).
 """
 
 from __future__ import annotations
@@ -35,22 +41,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthError", "FLOWS", "MULTIPLIER_CELLS", "find_yosys", "run_yosys", "design_rtlil",
-           "cell_histograms", "cell_histogram", "multiplier_cells"]
+__all__ = ["SynthError", "FLOWS", "HIDE_ARRAY_NAMES", "MULTIPLIER_CELLS", "find_yosys", "run_yosys",
+           "design_rtlil", "cell_histograms", "cell_histogram", "multiplier_cells"]
 
 #: Yosys commands of each flow, applied to the design read from RTLIL (top module ``top``).
 FLOWS = {
     "prep": "hierarchy -top top; proc; flatten; opt; wreduce; peepopt; opt_clean",
     "generic": "synth -flatten -top top",
     "ice40": "synth_ice40 -dsp -top top",
-    "ecp5": "synth_ecp5 -top top -run begin:map_luts",
+    "ecp5": "synth_ecp5 -top top",
+    "gowin": "synth_gowin -top top -noiopads",
 }
+
+#: Run after reading a design, before any flow (module docstring).
+HIDE_ARRAY_NAMES = "rename -hide w:*[*"
 
 #: Cell types (``fnmatch`` patterns) that are a multiplier, divider, MAC or DSP block.
 MULTIPLIER_CELLS = (
     "$mul", "$macc", "$macc_v2", "$div", "$mod", "$divfloor", "$modfloor", "$pow",
     "$__MUL*", "$__*MUL*", "$__*MAC*", "SB_MAC16", "MULT18X18D", "MULT9X9D", "ALU54B", "ALU24B",
-    "DSP48*", "MULT*", "*MAC16*",
+    "DSP48*", "MULT*", "*MAC16*", "MULTALU*", "MULTADDALU*", "ALU54D", "PADD*",
 )
 
 
@@ -101,7 +111,7 @@ def design_rtlil(design) -> str:
     return rtlil.convert(design, name="top")
 
 
-def cell_histograms(design, flows=("prep", "generic", "ice40", "ecp5"), *,
+def cell_histograms(design, flows=("prep", "generic", "ice40", "ecp5", "gowin"), *,
                     timeout: float = 900) -> dict[str, dict[str, int]]:
     """Synthesizes ``design`` with each flow of ``flows`` (names from :data:`FLOWS`, all in one Yosys
     run, each starting from the same elaborated design) and returns ``{flow: {cell type: count}}``
@@ -110,7 +120,7 @@ def cell_histograms(design, flows=("prep", "generic", "ice40", "ecp5"), *,
     for f in flows:
         if f not in FLOWS:
             raise ValueError(f"unknown synthesis flow {f!r} (known: {', '.join(FLOWS)})")
-    lines = ["read_rtlil design.il", "hierarchy -top top", "design -save elaborated"]
+    lines = ["read_rtlil design.il", "hierarchy -top top", HIDE_ARRAY_NAMES, "design -save elaborated"]
     for f in flows:
         lines += ["design -load elaborated", FLOWS[f], f"tee -q -o stat_{f}.json stat -json"]
     work = run_yosys("\n".join(lines) + "\n", {"design.il": design_rtlil(design)}, timeout=timeout)

@@ -9,7 +9,8 @@ Blocks (all ``wiring.Component``, ``sync`` domain):
 * :class:`TernBoard`: UART pins ``rx``/``tx`` -> UartRx -> receive FIFO -> HostBridge <-> TernCore,
   HostBridge -> UartTx. Simulatable without a platform.
 * :class:`BoardTop`: the platform top for ``amaranth-boards``: requests ``uart`` 0 (and drives the
-  board's LEDs with ``idle``/``error`` when it has them), runs at the board's default clock.
+  board's LEDs with ``idle``/``error`` when it has them), runs at a PLL clock
+  (:class:`hw.rtl.pll.ClockGen`) or, without one, at the board's default clock.
 
 Framing (host -> board), one header byte then its payload:
 
@@ -31,7 +32,7 @@ relative to the results the core had produced by then.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, ClockDomain, Const, Module, Signal, signed
 from amaranth.lib import fifo, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -405,20 +406,42 @@ class TernBoard(ConfigComponent):
 
 
 class BoardTop(ConfigComponent):
-    """Platform top for an ``amaranth-boards`` platform: :class:`TernBoard` on ``uart`` 0 at the
-    platform's default clock; ``led`` 0 shows ``idle`` and ``led`` 1 an error (where present)."""
+    """Platform top for an ``amaranth-boards`` platform: :class:`TernBoard` on ``uart`` 0;
+    ``led`` 0 shows ``idle`` and ``led`` 1 an error (where present).
 
-    def __init__(self, config: TernConfig, *, baud: int = 115200, rx_fifo_depth: int = 512):
+    ``pll`` (a :class:`hw.rtl.pll.PLLSetting`, from :func:`hw.rtl.pll.solve_pll`) clocks the whole
+    design from the family's PLL at ``pll.f_out_mhz`` (:class:`hw.rtl.pll.ClockGen`, the one piece
+    that makes the clock); ``pll=None`` runs it at the platform's default clock (the board
+    oscillator), the path for a simulation or a platform without a PLL. The UART divisor comes
+    from the clock the design runs at."""
+
+    @classmethod
+    def check_args(cls, *, baud: int = 115200, rx_fifo_depth: int = 512, pll=None):
+        from hw.rtl.pll import PLLSetting
+        if pll is not None and not isinstance(pll, PLLSetting):
+            raise TypeError(f"{cls.__name__}: pll must be a PLLSetting or None, not {pll!r}")
+
+    def __init__(self, config: TernConfig, *, baud: int = 115200, rx_fifo_depth: int = 512,
+                 pll=None):
         self.baud = baud
         self.rx_fifo_depth = rx_fifo_depth
+        self.pll = pll
         super().__init__(config, {})
+
+    def clock_hz(self, platform) -> float:
+        """The frequency the design runs at on ``platform``: the PLL output or the default clock."""
+        return self.pll.f_out_mhz * 1e6 if self.pll is not None else platform.default_clk_frequency
 
     def elaborate(self, platform):
         if platform is None:
             raise ValueError("BoardTop needs a platform (use TernBoard in simulation)")
         from amaranth.build import ResourceError
         m = Module()
-        div = uart_divisor(platform.default_clk_frequency, self.baud)
+        if self.pll is not None:  # else the platform makes ``sync`` from its default clock
+            from hw.rtl.pll import ClockGen
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.clockgen = ClockGen(self.pll, platform.default_clk)
+        div = uart_divisor(self.clock_hz(platform), self.baud)
         m.submodules.board = board = TernBoard(self.config, div, rx_fifo_depth=self.rx_fifo_depth)
         uart = platform.request("uart", 0, dir="-")
         m.submodules.uart_rx_buf = rx_buf = io.Buffer("i", uart.rx)

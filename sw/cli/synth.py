@@ -18,6 +18,9 @@ def add_command(sub) -> None:
                    help="output folder (default build/synth/<board>-<config hash>)")
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    s.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="place N times (seeds SEED..SEED+N-1) and report min/median/max Fmax "
+                        "(default 1; the bitstream is the first seed's)")
     add_json_flag(s)
     add_config_flags(s)
 
@@ -25,19 +28,25 @@ def add_command(sub) -> None:
 def _cmd_synth(args) -> int:
     from hw.flows.boards import BOARDS, build_board, default_config
     if args.list:
-        boards = {n: {"device": b.device, "description": b.description,
-                      "default_config": b.default_config} for n, b in BOARDS.items()}
-        text = "\n".join(f"{n:12s} {b.description}" for n, b in BOARDS.items())
+        boards = {n: {"device": b.device, "family": b.family, "description": b.description,
+                      "core_clock_mhz": b.core_clock_mhz, "default_config": b.default_config}
+                  for n, b in BOARDS.items()}
+        text = "\n".join(f"{n:16s} {b.description}; core clock {b.core_clock_mhz:g} MHz (PLL)"
+                          for n, b in BOARDS.items())
         emit(args, {"boards": boards}, text)
         return 0
     if not args.board:
         raise UsageError("tern synth: --board is required (tern synth --list shows the boards)")
     # --config FILE.toml, else the board's default configuration; individual flags override either
     config = config_from_args(args, defaults=default_config(args.board))
-    r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed)
+    r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed,
+                    seeds=args.seeds)
+    seeds = (f" (seeds {r['seed']}..{r['seed'] + args.seeds - 1}: min {r['fmax_min_mhz']}, "
+             f"median {r['fmax_median_mhz']}, max {r['fmax_max_mhz']} MHz)" if args.seeds > 1 else "")
     text = (f"tern synth: {r['board']} ({r['device']}): {r['luts']}/{r['luts_available']} LUTs, "
-            f"{r['ffs']} FFs, {r['brams']}/{r['brams_available']} BRAMs, {r['dsps']} DSPs, "
-            f"Fmax {r['fmax_mhz']} MHz at a {r['clock_mhz']} MHz clock: timing "
+            f"{r['ffs']} FFs, {r['brams']}/{r['brams_available']} BRAMs, {r['dsps']} DSPs; "
+            f"PE array {r['pe_luts']} LUT4 = {r['luts_per_lane']} per lane; "
+            f"Fmax {r['fmax_mhz']} MHz{seeds} at a {r['clock_mhz']:g} MHz PLL clock: timing "
             f"{'met' if r['timing_met'] else 'FAILED'}; {r['build_s']} s\nbitstream: {r['bitstream']}")
     emit(args, r, text)
     return 0 if r["timing_met"] else 1
