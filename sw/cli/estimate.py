@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 
-from sw.cli.common import (UsageError, add_clock_flag, add_config_flags, add_json_flag, check_clock,
-                           check_output_path, check_seed, config_from_args, emit)
+from sw.cli.common import (Progress, UsageError, add_clock_flag, add_config_flags, add_json_flag, add_quiet_flag,
+                           check_clock, check_output_path, check_seed, config_from_args, console, emit)
 
 __all__ = ["add_command", "model_shape"]
 
@@ -59,11 +59,12 @@ def add_command(sub) -> None:
     e.add_argument("--plot", metavar="FILE.png", default=None,
                    help="also draw the energy breakdown and a roofline of the projections into FILE.png")
     add_json_flag(e)
+    add_quiet_flag(e)
     add_config_flags(e)
 
 
 def _cmd_estimate(args) -> int:
-    from hw.estimate import MEMORIES, NODES, estimate
+    from hw.estimate import MEMORIES, NODES
     from hw.estimate.model import MAX_CONTEXT, MAX_TOKENS
 
     cmd = "estimate"
@@ -84,6 +85,19 @@ def _cmd_estimate(args) -> int:
     check_seed(cmd, args.seed)
     plot = None if args.plot is None else check_output_path(cmd, "--plot", args.plot, ".png")
     cfg = config_from_args(args)
+    with Progress(cmd, f"pricing {args.model}{' and drawing ' + str(plot) if plot else ''}", quiet=args.quiet):
+        r = _estimate(args, cfg, plot)
+    if args.json:
+        emit(args, r, None)
+    else:
+        _print(r)
+        if plot is not None:
+            print(f"plot: {plot}")
+    return 0
+
+
+def _estimate(args, cfg, plot) -> dict:
+    from hw.estimate import estimate
     try:
         r = estimate(model_shape(args.model), cfg, node=args.node, clock_mhz=args.clock_mhz,
                      tokens=args.tokens, context=args.context, memory=args.memory.lower(),
@@ -103,13 +117,7 @@ def _cmd_estimate(args) -> int:
         except OSError as e:
             raise UsageError(f"tern estimate: cannot write --plot {args.plot!r}: {e.strerror or e}") from None
         r["plot"] = str(plot)
-    if args.json:
-        emit(args, r, None)
-    else:
-        _print(r)
-        if plot is not None:
-            print(f"plot: {plot}")
-    return 0
+    return r
 
 
 def _fmt_j(j: float) -> str:
@@ -120,10 +128,9 @@ def _fmt_j(j: float) -> str:
 
 
 def _print(r: dict):
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console()
+    con = console()
     mode = "decode" if r["tokens"] == 1 else f"prefill of {r['tokens']} tokens"
     m = r["memory"]
     total = r["energy_per_token_j"]

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import sys
-
-from sw.cli.common import (UsageError, add_config_flags, add_json_flag, config_flags_given, config_from_args,
-                           emit)
+from sw.cli.common import (Progress, UsageError, add_config_flags, add_json_flag, add_quiet_flag,
+                           config_flags_given, config_from_args, emit)
 
 __all__ = ["add_command"]
 
@@ -20,6 +18,7 @@ def add_command(sub) -> None:
     v.add_argument("--start", type=int, default=0, help="index of the first case (default 0)")
     v.add_argument("--max-instr", type=int, default=10, help="longest random program (default 10)")
     add_json_flag(v)
+    add_quiet_flag(v)
     add_config_flags(v)
 
 
@@ -40,12 +39,10 @@ def _cmd_verify(args) -> int:
     # With configuration flags, every program runs on that configuration; without, each program
     # draws a small random one (rows 1..16, lanes 4..64, both weight formats, small buffers).
     cfg = config_from_args(args) if config_flags_given(args) else None
-    from sw.driver.report import progress
-
-    with progress(not args.json and sys.stderr.isatty(), args.programs,
-                  f"verify {args.backend} vs sim") as bar:
+    with Progress("verify", f"{args.backend} vs hw.sim", args.programs, unit="programs",
+                  quiet=args.quiet) as bar:
         r = run_verify(args.backend, args.programs, args.seed, cfg, start=args.start,
-                       max_instr=args.max_instr, progress=lambda done, total: bar.advance())
+                       max_instr=args.max_instr, progress=bar.update)
     ok = r["mismatches"] == 0 and r["cycle_mismatches"] == 0
     plural = "" if r["programs"] == 1 else "s"
     text = (f"tern verify: {r['programs']} random program{plural} on {args.backend} vs hw.sim vs the integer "
