@@ -54,7 +54,8 @@ import numpy as np
 from hw.timing import StreamTiming, Timing
 
 __all__ = ["DramParams", "DRAMS", "DRAM_SOURCES", "get_dram", "Schedule", "schedule_program",
-           "check_schedule", "sequential_efficiency", "DEFAULT_FIFO_BYTES", "markdown_table"]
+           "check_schedule", "sequential_efficiency", "DEFAULT_FIFO_BYTES", "DEFAULT_WRITE_BATCH",
+           "markdown_table"]
 
 #: Bytes of each input stream's prefetch FIFO in front of the core (an assumption: a 512 x 128-bit
 #: SRAM per stream, about the size of the core's own activation buffer).
@@ -231,7 +232,13 @@ class _Channels:
         self.last_write = [False] * n
         self.next_ref = [p.tREFI] * n
         self.hits = self.misses = self.refreshes = 0
-        self.busy_ns = 0.0
+        self.B = p.burst_ns
+        self.t = (p.tRP, p.tRFC, p.tREFI, p.tRTP, p.tWR, p.tRRD, p.tRCD, p.tCCD_L, p.tCL, p.tCWL, p.tRTW, p.tWTR)
+
+    @property
+    def busy_ns(self) -> float:
+        """Data-bus time of every burst so far (all channels)."""
+        return (self.hits + self.misses) * self.B
 
     def locate(self, burst: int):
         """(channel, bank group, bank, row) of global burst index ``burst``."""
@@ -247,7 +254,7 @@ class _Channels:
     def access(self, burst: int, write: bool, t: float) -> float:
         """Schedule global burst ``burst`` (read or write) not before ``t`` ns; returns the end of its
         data on the bus (ns)."""
-        p = self.p
+        tRP, tRFC, tREFI, tRTP, tWR, tRRD, tRCD, tCCD_L, tCL, tCWL, tRTW, tWTR = self.t
         n = self.n
         ch = burst % n                                      # locate(), inlined (the hot loop)
         local = burst // n
@@ -262,35 +269,35 @@ class _Channels:
         if (t if t > bus else bus) >= self.next_ref[ch]:
             while (t if t > bus else bus) >= self.next_ref[ch]:
                 start = max(self.next_ref[ch], bus)
-                end = start + p.tRP + p.tRFC
+                end = start + tRP + tRFC
                 self.open_row[ch] = [-1] * self.nb
                 self.bank_free[ch] = [end] * self.nb
                 self.bus_free[ch] = bus = max(bus, end)
-                self.next_ref[ch] += p.tREFI
+                self.next_ref[ch] += tREFI
                 self.refreshes += 1
         orow = self.open_row[ch]
         cas_ok = self.cas_ok[ch]
         if orow[b] != row:
             free = self.bank_free[ch][b]
             if orow[b] >= 0:                                # precharge the open row first
-                pre = max(t, self.last_rd[ch][b] + p.tRTP, self.last_wr[ch][b] + p.tWR)
-                free = max(free, pre + p.tRP)
-            act = max(t, free, self.last_act[ch] + p.tRRD)
+                pre = max(t, self.last_rd[ch][b] + tRTP, self.last_wr[ch][b] + tWR)
+                free = max(free, pre + tRP)
+            act = max(t, free, self.last_act[ch] + tRRD)
             self.last_act[ch] = act
-            cas_ok[b] = act + p.tRCD
+            cas_ok[b] = act + tRCD
             orow[b] = row
             self.misses += 1
         else:
             self.hits += 1
-        lat = p.tCWL if write else p.tCL
+        lat = tCWL if write else tCL
         lcb = self.last_cas_bg[ch]
-        cas = max(t, cas_ok[b], lcb[g] + p.tCCD_L, bus - lat)
+        cas = max(t, cas_ok[b], lcb[g] + tCCD_L, bus - lat)
         lw = self.last_write[ch]
         if write and not lw:
-            cas = max(cas, bus + p.tRTW - lat)
+            cas = max(cas, bus + tRTW - lat)
         elif lw and not write:
-            cas = max(cas, bus + p.tWTR)
-        end = cas + lat + p.burst_ns
+            cas = max(cas, bus + tWTR)
+        end = cas + lat + self.B
         lcb[g] = cas
         if write:
             self.last_wr[ch][b] = end
@@ -298,7 +305,6 @@ class _Channels:
             self.last_rd[ch][b] = cas
         self.last_write[ch] = write
         self.bus_free[ch] = end
-        self.busy_ns += p.burst_ns
         return end
 
 

@@ -166,8 +166,13 @@ def _print(r: dict):
               f"core alone {r['core_tokens_per_s']:.3f} tokens/s), "
               f"{r['bytes_per_token']['total'] / 1e6:.1f} MB moved per token, "
               f"area {r['area_mm2']:.3f} mm^2, average power {r['average_power_w']:.3f} W")
-    con.print(f"memory: {m['unit']}, {m['bandwidth_gb_s']:.1f} GB/s peak x {r['bus_efficiency']:.2f} "
-              f"sustainable (assumed) x {m['channels']}; {m['pj_per_bit']:g} pJ/bit ({m['pj_per_bit_kind']}: "
-              f"{m['pj_per_bit_source']})")
+    d = r["dram"]
+    con.print(f"memory: {m['unit']} x {m['channels']}, {m['bandwidth_gb_s']:.1f} GB/s peak, "
+              f"{m['sustainable_gb_s']:.2f} GB/s sustainable (memory model, sequential reads); weight stream "
+              f"{r['weight_stream_gb_s']:.3f} GB/s = {100 * r['bus_efficiency']:.2f}% of peak (bus_efficiency), "
+              f"{100 * r['weight_stream_efficiency']:.2f}% of min(core bus, sustainable); "
+              f"{d['row_misses']:,} row misses, {d['refreshes']:,} refreshes per layer pass, "
+              f"{100 * (d['slowdown_vs_ideal_bus'] - 1):.2f}% slower than an ideal bus; "
+              f"{m['pj_per_bit']:g} pJ/bit ({m['pj_per_bit_kind']}: {m['pj_per_bit_source']})")
     con.print(f"LM head runs on the {r['host']['lm_head_runs_on']} ({r['host']['lm_head_params']:,} bf16 "
               f"parameters); {r['host']['note']}")
