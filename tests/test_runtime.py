@@ -292,3 +292,43 @@ def test_decoded_weights_are_used_only_for_equal_bytes():
     assert cache.get(key, raw) is None and cache.get(key2, raw2) is not None
     cache.put(cache.key(("2bit",), raw), raw, np.ones(1 << 18, dtype=np.float32), None, 0, 0)
     assert len(cache) == 1       # larger than the whole budget: not kept
+
+
+def test_lazy_preset_layers_are_generated_once_and_shared(monkeypatch):
+    """Two random models of one preset and seed share each layer (generated on first use, the same
+    weights as random_layer); another seed gets its own."""
+    from sw.model import presets
+    from sw.model.config import ModelConfig
+
+    monkeypatch.setattr(presets, "_LAYERS", presets._LayerCache())
+    calls = []
+    real = presets.random_layer
+    monkeypatch.setattr(presets, "random_layer", lambda *a: calls.append(a) or real(*a))
+    cfg = ModelConfig(vocab_size=40, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    a, b = presets.random_model(cfg, seed=3), presets.random_model(cfg, seed=3)
+    assert a.layers[1] is b.layers[1] and a.layers[0] is b.layers[0] and len(calls) == 2
+    ref = real(cfg, 1, 3)
+    assert torch.equal(a.layers[1].mlp.down_proj.T, ref.mlp.down_proj.T)
+    assert presets.random_model(cfg, seed=4).layers[1] is not a.layers[1] and len(calls) == 3
+    with pytest.raises(IndexError):
+        a.layers[2]
+
+
+def test_compiled_weights_of_a_tensor_are_found_without_hashing_again_until_it_changes():
+    from sw.driver import compiler
+    cache = compiler.WeightCache()
+    t = torch.randint(-1, 2, (8, 32), dtype=torch.int8, generator=torch.Generator().manual_seed(1))
+    c1 = cache.get(SMALL, t)
+    assert cache.get(SMALL, t) is c1 and (cache.hits, cache.misses) == (1, 1)
+    hashed = []
+    real = compiler.weight_fingerprint
+    compiler_fp = lambda x: hashed.append(1) or real(x)   # noqa: E731
+    import unittest.mock
+    with unittest.mock.patch.object(compiler, "weight_fingerprint", compiler_fp):
+        assert cache.get(SMALL, t) is c1 and not hashed            # remembered with the tensor
+        t[0, 0] = -t[0, 0] if t[0, 0] != 0 else 1                  # changed in place: hashed again
+        c2 = cache.get(SMALL, t)
+        assert hashed and c2 is not c1
+        assert np.array_equal(Accelerator(SMALL, "sim", cache=cache).linear(np.ones((1, 32), dtype=np.int8), t),
+                              torch_reference(np.ones((1, 32)), t).numpy())

@@ -40,6 +40,7 @@ lazily generated layers of the random presets included).
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -238,11 +239,17 @@ def compile_linear(config: TernConfig, T, *, name: str = "", max_words: int | No
 
 class WeightCache:
     """Compiled projections keyed by ``(config, shape, SHA-1 of the weights, max_words)``, least
-    recently used first out once ``max_bytes`` of packed streams are held (default 4 GiB)."""
+    recently used first out once ``max_bytes`` of packed streams are held (default 4 GiB).
+
+    The SHA-1 of a torch tensor's weights is remembered with the tensor (while it lives) and its
+    version counter, so calling the same weights again (generation) skips hashing them; a tensor
+    changed in place by torch (``copy_``, ``fill_``, ...) bumps its version and is hashed again. A
+    NumPy array is hashed on every call."""
 
     def __init__(self, max_bytes: int = 4 << 30):
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict = OrderedDict()
+        self._fingerprints: dict = {}   # id(tensor) -> (weakref, version, fingerprint)
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
@@ -252,11 +259,25 @@ class WeightCache:
 
     def clear(self):
         self._items.clear()
+        self._fingerprints.clear()
         self.nbytes = 0
+
+    def _fingerprint(self, T, t: np.ndarray) -> str:
+        version = getattr(T, "_version", None)
+        if version is None:
+            return weight_fingerprint(t)
+        known = self._fingerprints.get(id(T))
+        if known is not None and known[0]() is T and known[1] == version:
+            return known[2]
+        fp = weight_fingerprint(t)
+        key = id(T)
+        self._fingerprints[key] = (weakref.ref(T, lambda _, k=key, d=self._fingerprints: d.pop(k, None)),
+                                   version, fp)
+        return fp
 
     def get(self, config: TernConfig, T, *, name: str = "", max_words: int | None = None) -> CompiledLinear:
         t = _as_ternary(T)
-        fp = weight_fingerprint(t)
+        fp = self._fingerprint(T, t)
         key = (config, t.shape, fp, max_words)
         c = self._items.get(key)
         if c is not None:

@@ -17,6 +17,8 @@ seed when used, never stored), and :func:`random_layer` builds a single layer ch
 from __future__ import annotations
 
 import math
+import os
+from collections import OrderedDict
 from typing import Optional, Sequence
 
 import torch
@@ -99,8 +101,40 @@ def random_layer(name, layer_index: int, seed: int = 0) -> DecoderLayer:
     return layer
 
 
+class _LayerCache:
+    """The random layers generated so far in this process, keyed by ``(config, seed, index)``, least
+    recently used first out beyond ``$TERN_PRESET_CACHE_MB`` (default 4096 MiB) of tensors: a layer
+    is generated once and shared by every model that uses it (the device and the reference pass of
+    ``tern run``). Layers hold no state between calls (the KV cache is the caller's)."""
+
+    def __init__(self):
+        self._items: OrderedDict = OrderedDict()
+        self.nbytes = 0
+
+    def get(self, config: ModelConfig, index: int, seed: int) -> DecoderLayer:
+        key = (config, seed, index)
+        layer = self._items.get(key)
+        if layer is not None:
+            self._items.move_to_end(key)
+            return layer
+        layer = random_layer(config, index, seed)
+        budget = int(float(os.environ.get("TERN_PRESET_CACHE_MB", "4096")) * (1 << 20))
+        size = sum(t.numel() * t.element_size() for t in (*layer.parameters(), *layer.buffers()))
+        if size <= budget:
+            self._items[key] = layer
+            self.nbytes += size
+            while self.nbytes > budget:
+                _, old = self._items.popitem(last=False)
+                self.nbytes -= sum(t.numel() * t.element_size() for t in (*old.parameters(), *old.buffers()))
+        return layer
+
+
+_LAYERS = _LayerCache()
+
+
 class LazyLayers(Sequence):
-    """A read-only sequence of random layers generated on access (nothing is kept)."""
+    """A read-only sequence of random layers generated on first access (kept in a per-process cache,
+    shared by every model of the same preset and seed: :class:`_LayerCache`)."""
 
     def __init__(self, config: ModelConfig, seed: int):
         self.config, self.seed = config, seed
@@ -113,15 +147,18 @@ class LazyLayers(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         if i < 0:
             i += len(self)
-        return random_layer(self.config, i, self.seed)
+        if not 0 <= i < len(self):
+            raise IndexError(f"layer {i} out of range [0, {len(self)})")
+        return _LAYERS.get(self.config, i, self.seed)
 
 
 def random_model(name, seed: int = 0, *, num_layers: Optional[int] = None, lazy: bool = True) -> CausalLM:
     """A :class:`CausalLM` of preset ``name`` with random weights.
 
     ``num_layers`` keeps only the first layers (a cheaper model of the same layer shapes). With
-    ``lazy=True`` (default) layers are regenerated from the seed each time they are used, so memory
-    holds one layer at a time plus the embeddings (vocab x hidden float32; tied for all presets).
+    ``lazy=True`` (default) each layer is generated from the seed when first used and kept in a
+    per-process cache shared by every such model (:class:`LazyLayers`; bounded by
+    ``$TERN_PRESET_CACHE_MB``, beyond which the least recently used are generated again).
     """
     c = resolve_config(name)
     if num_layers is not None:
