@@ -60,7 +60,7 @@ class Dispatch:
 
     def take(self, i: int) -> int:
         """The cycle instruction ``i`` is taken into D: offered by the stream and D free."""
-        t = max(self._taken + self._d[i], self._not_before[i], self.d_retire)
+        t = self.instr.next_on(max(self._taken + self._d[i], self._not_before[i], self.d_retire))
         self.instr.t[i] = t
         self._taken = t
         return t
