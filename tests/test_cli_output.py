@@ -215,3 +215,5 @@ def test_run_demo_reads_the_answer_back(capsys):
                          "--quiet")
     assert code == 0 and "answer: none (the demo model writes the sum least-significant digit first" in out
     assert "--max-new-tokens 5 generates a whole answer" in out
+    code, out, err = run(capsys, "run", "--model", "demo", "--prompt", "1+2=", "--quiet")
+    assert code == 0 and "answer: none" in out and "it answers prompts of two 3-digit numbers, like 123+045=" in out

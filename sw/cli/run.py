@@ -3,6 +3,7 @@ token for token against the reference model."""
 
 from __future__ import annotations
 
+import re
 import time
 
 from sw.cli.common import (Progress, UsageError, add_accelerator_flags, add_quiet_flag, check_accelerator_args,
@@ -125,7 +126,7 @@ def _cmd_run(args) -> int:
     if args.json:
         emit(args, result, None)
     else:
-        _print_run(result, stats)
+        _print_run(result, stats, args.prompt)
     return 0 if result["match"] else 1
 
 
@@ -167,17 +168,22 @@ def _demo_answer(lm, toks):
     return parse_answer(lm.tokenizer.decode(toks, skip_special=True, stop_at_eos=True))
 
 
-def _demo_answer_line(result) -> str:
-    from sw.model.demo_task import ANSWER_DIGITS
+def _demo_answer_line(result, max_new_tokens: int, prompt: str | None) -> str:
+    from sw.model.demo_task import ANSWER_DIGITS, format_prompt
     text = result["text"].split("<eos>")[0]
     note = "the demo model writes the sum least-significant digit first"
-    if result["answer"] is None:
-        return (f"answer: none ({note}, {ANSWER_DIGITS} digits then <eos>; {text!r} is not "
-                f"{ANSWER_DIGITS} digits: --max-new-tokens {ANSWER_DIGITS + 1} generates a whole answer)")
-    return f"answer: {result['answer']} ({note}: {text!r} reversed)"
+    if result["answer"] is not None:
+        return f"answer: {result['answer']} ({note}: {text!r} reversed)"
+    if max_new_tokens < ANSWER_DIGITS + 1:
+        why = f"--max-new-tokens {ANSWER_DIGITS + 1} generates a whole answer"
+    elif prompt is not None and not re.fullmatch(r"\d{3}\+\d{3}=", prompt):
+        why = f"it answers prompts of two 3-digit numbers, like {format_prompt(123, 45)}"
+    else:
+        why = "the generated text is not an answer"
+    return f"answer: none ({note}, {ANSWER_DIGITS} digits then <eos>; {text!r} is not {ANSWER_DIGITS} digits: {why})"
 
 
-def _print_run(result, stats):
+def _print_run(result, stats, prompt=None):
     from sw.driver.report import breakdown_table, summary_lines
     con = console()
     con.print(breakdown_table(stats, title=f"tern run {result['model']} on {result['backend']}: "
@@ -188,6 +194,6 @@ def _print_run(result, stats):
     con.print(f"tokens:    {result['tokens']}" + (f"  {result['text']!r}" if "text" in result else ""))
     con.print(f"reference: {result['reference_tokens']}")
     if "answer" in result:
-        con.print(_demo_answer_line(result))
+        con.print(_demo_answer_line(result, len(result["tokens"]), prompt))
     con.print("[green]tokens match the reference[/]" if result["match"]
               else "[red]MISMATCH: tokens differ from the reference[/]")
