@@ -121,3 +121,17 @@ def test_device_mismatch_exits_1(capsys, monkeypatch):
     assert code == 1 and r["bit_exact"] is False and r["max_abs_diff"] > 0
     code, r = run_json(capsys, "layer", "--model", "demo", "--layer", "0", "--tokens", "2", "--repeat", "2")
     assert code == 1 and r["bit_exact"] is False and r["bit_exact_runs"] == [False, False]
+
+
+def test_failed_save_leaves_the_existing_file(capsys, tmp_path, monkeypatch):
+    """A failure while writing --save over an existing OUT.npz: the old file is untouched."""
+    def broken_savez(f, **arrays):
+        f.write(b"PK partial")
+        raise OSError(28, "No space left on device")
+
+    out = tmp_path / "o.npz"
+    out.write_bytes(b"old arrays")
+    monkeypatch.setattr(np, "savez", broken_savez)
+    assert_one_line_error(*run(capsys, "layer", "--model", "demo", "--layer", "0", "--save", str(out)),
+                          "No space left on device")
+    assert out.read_bytes() == b"old arrays" and list(tmp_path.iterdir()) == [out]
