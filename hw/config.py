@@ -24,7 +24,7 @@ TRITS_PER_BYTE = {"2bit": 4, "base3": 5}
 
 #: Micro-architectures of the ternary dot unit (``hw/rtl/dot.py``); every variant computes the same
 #: exact sum with the same latency, they differ in area.
-DOT_VARIANTS = ("mux", "carry", "slot")
+DOT_VARIANTS = ("mux", "carry", "slot", "slot_odd")
 
 #: The core's performance counters, in port order (definitions in ``docs/ARCHITECTURE.md``).
 PERF_COUNTERS = ("cycles", "busy", "act_beats", "stall_weight", "stall_act", "stall_out", "idle",
@@ -176,10 +176,10 @@ class TernConfig:
         """Signed width of a node of the dot unit's adder tree that covers ``n_lanes`` lanes (``first``:
         the node that covers lane 0): :func:`sum_width` for ``mux`` (exact partial sums);
         :func:`masked_sum_width` for ``carry`` (masked activations and the carries absorbed so far)
-        and for ``slot`` (complemented), except that ``slot``'s lane 0 is exact, one more below, so
-        the nodes over it are :func:`sum_width` wide. The root's (``n_lanes = lanes, first``) is at
+        and for ``slot``/``slot_odd`` (complemented), except that their lane 0 is exact, one more
+        below, so the nodes over it are :func:`sum_width` wide. The root's (``n_lanes = lanes, first``) is at
         most :attr:`dot_width`."""
-        if self.dot_variant == "mux" or (self.dot_variant == "slot" and first):
+        if self.dot_variant == "mux" or (self.dot_variant.startswith("slot") and first):
             return sum_width(n_lanes)
         return masked_sum_width(n_lanes)
 

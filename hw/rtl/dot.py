@@ -18,6 +18,9 @@ Micro-architectures (``hw.config.DOT_VARIANTS``; same exact sum, same latency, d
     is ``{x, c0} + {y, c1} + 1`` on one more low bit, so a lane's raw code bits carry its
     ``c0 | c1`` into the sum with no logic of their own; lane 0 is exact (``~(t * a)``: ``~a``,
     ``a - 1`` or -1), so the root, inverted, is the dot product with nothing left over.
+``slot_odd``
+    ``slot`` with the low slot only in the adders of odd width (where a carry chain of 2-bit cells,
+    ECP5's ``CCU2C``, has a spare half) and ``c0 | c1`` as a plain carry-in in the others.
 """
 
 from __future__ import annotations
@@ -145,7 +148,7 @@ class TernaryDotUnit(wiring.Component):
                 else:
                     domain += node.eq(self._add(m, pair[0][0], pair[1][0],
                                                 pending.pop(0) if pending else None,
-                                                root=len(nodes) == 2, name=node.name))
+                                                root=len(nodes) == 2, node=node))
                 nxt.append((node, n))
             nodes = nxt
             if registered:     # the lane carries not yet absorbed travel with the tree
@@ -159,7 +162,7 @@ class TernaryDotUnit(wiring.Component):
                                  f"{len(root)} bits, {len(pending)} pending carries; the "
                                  f"configuration says {self.tree_levels}, {self.latency}, "
                                  f"{width(L, first=True)}, {leftover}")
-        if self.variant == "slot" and L == 1:
+        if self.variant.startswith("slot") and L == 1:
             m.d.comb += self.sum.eq(~root)           # the single leaf is ~(t * a)
         elif self.variant == "carry" and self._carry_out:
             m.d.comb += [self.sum.eq(root), self.carry.eq(pending[0])]
@@ -171,17 +174,22 @@ class TernaryDotUnit(wiring.Component):
             m.d.comb += self.carry.eq(0)
         return m
 
-    def _add(self, m, x, y, carry, *, root, name):
+    def _add(self, m, x, y, carry, *, root, node):
         """One adder of the tree: ``x + y`` (``mux``), ``x + y + carry`` (``carry``: a negative
         weight's +1 as carry-in), or for ``slot`` the upper bits of ``{x, c0} + {y, c1} + 1``: the
         lane's code bits in an extra low bit position carry ``c0 | c1`` into ``x + y`` (inverted at
-        the root, which turns the complemented sum into the dot product)."""
+        the root, which turns the complemented sum into the dot product); ``slot_odd`` does so only
+        where the node is odd-width (a carry chain of 2-bit cells has a spare half there) and takes
+        ``c0 | c1`` as a plain carry-in elsewhere."""
         if self.variant == "mux":
             return x + y
         if self.variant == "carry":
             return x + y + carry
         c0, c1 = carry
-        full = Signal(signed(max(len(x), len(y)) + 2), name=f"{name}_slot")
+        if self.variant == "slot_odd" and len(node) % 2 == 0:
+            total = x + y + (c0 | c1)
+            return ~total if root else total
+        full = Signal(signed(max(len(x), len(y)) + 2), name=f"{node.name}_slot")
         m.d.comb += full.eq(Cat(c0, x).as_signed() + Cat(c1, y).as_signed() + 1)
         return ~full[1:] if root else full[1:]
 
