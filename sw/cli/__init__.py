@@ -9,6 +9,7 @@
 ``rtl``        :mod:`sw.cli.rtl`: Verilog of the top level
 ``verify``     :mod:`sw.cli.verify`: random differential programs, RTL vs simulator vs reference
 ``bench``      :mod:`sw.cli.bench`: the benchmark suite (``bench/bench_*.py``)
+``convert``    :mod:`sw.cli.convert`: a model between Hugging Face folders and GGUF files
 =============  ======================================================================================
 
 Exit codes: 0 success; 1 a verification mismatch (or a device that failed while running); 2 bad input
@@ -25,13 +26,13 @@ import os
 import sys
 
 from hw.config import ConfigError
-from sw.cli import bench, demo, estimate, layer, rtl, run, synth, verify
+from sw.cli import bench, convert, demo, estimate, layer, rtl, run, synth, verify
 from sw.cli.common import Parser, UsageError
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 #: The commands, in the order ``tern --help`` lists them; each module has ``add_command(sub)``.
-COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench)
+COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench, convert)
 
 
 def build_parser() -> Parser:

@@ -325,17 +325,18 @@ def _write_gguf(s: _Source, dst: Path, target: str, lossy: bool) -> tuple[int, i
         w.add_string(f"{arch}.hidden_act", c.hidden_act)
         w.add_file_type({None: 36, gg.GGMLQuantizationType.TQ2_0: gg.LlamaFileType.MOSTLY_TQ2_0,
                          gg.GGMLQuantizationType.TQ1_0: gg.LlamaFileType.MOSTLY_TQ1_0}[qtype])
-        if c.bos_token_id is not None:
+        tok = s.gguf_tokenizer() or {}
+        # one key serves the config and the tokenizer: the tokenizer's BOS (what a prompt starts with)
+        # wins over config.json's where both exist; EOS and padding come from the config
+        if c.bos_token_id is not None and "tokenizer.ggml.bos_token_id" not in tok:
             w.add_bos_token_id(c.bos_token_id)
         if c.eos_token_id:
             w.add_eos_token_id(c.eos_token_id[0])
         if c.pad_token_id is not None:
             w.add_pad_token_id(c.pad_token_id)
-        tok = s.gguf_tokenizer()
-        for key, value in (tok or {}).items():
-            if key in ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                       "tokenizer.ggml.padding_token_id"):
-                continue   # from the model's config above
+        for key, value in tok.items():
+            if key in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id"):
+                continue
             if isinstance(value, bool):
                 w.add_bool(key, value)
             elif isinstance(value, str):

@@ -200,11 +200,19 @@ class HFTokenizer:
         return {"input_ids": self.encode(text)}
 
     def decode(self, ids: Iterable[int], *, skip_special_tokens: bool = False) -> str:
-        ids = [int(i) for i in ids]
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})")
-        return self.tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+        """The text of ``ids``; an id the tokenizer does not have (a model's vocabulary may be padded
+        past its tokenizer's) is written ``[id N]``."""
+        out, run = [], []
+        for i in [int(i) for i in ids] + [None]:
+            if i is not None and 0 <= i < self.vocab_size:
+                run.append(i)
+                continue
+            if run:
+                out.append(self.tokenizer.decode(run, skip_special_tokens=skip_special_tokens))
+                run = []
+            if i is not None:
+                out.append(f"[id {i}]")
+        return "".join(out)
 
     def __repr__(self) -> str:
         return f"HFTokenizer({self.source}, vocab_size={self.vocab_size})"
