@@ -12,6 +12,7 @@ test_verify_bad_input = bad_input_test("""
     verify --max-instr 0 => --max-instr must be between 1 and 1000, not 0
     verify --start -1 => --start must be between 0 and 2**31, not -1
     verify --lanes 0 => lanes must be
+    verify --mutants --mutant nope => unknown mutant 'nope'
 """)
 
 
@@ -65,3 +66,13 @@ def test_verify_mismatch_exits_1_and_names_the_replay(capsys, monkeypatch):
     code, out, _ = run(capsys, *replay, "--json")
     r = json.loads(out)
     assert code == 1 and r["programs"] == 1 and r["cycle_mismatches"] == 1
+
+
+def test_verify_mutants_json(capsys):
+    """The mutation gate on two mutants: both killed (exit 0), the first killing case named."""
+    code, out, _ = run(capsys, "verify", "--mutants", "--mutant", "rows_swapped", "--mutant", "minus_128_as_127",
+                       "--programs", "6", "--seed", "3", "--json")
+    r = json.loads(out)
+    assert code == 0 and r["mutants"] == ["rows_swapped", "minus_128_as_127"]
+    assert r["killed"] == r["mutants"] and r["survived"] == []
+    assert all(0 <= r["cases"][n] < 6 for n in r["mutants"])

@@ -17,6 +17,11 @@ def add_command(sub) -> None:
     v.add_argument("--seed", type=int, default=0, help="random seed; case i depends only on (seed, i)")
     v.add_argument("--start", type=int, default=0, help="index of the first case (default 0)")
     v.add_argument("--max-instr", type=int, default=10, help="longest random program (default 10)")
+    v.add_argument("--mutants", action="store_true",
+                   help="the mutation gate: run the programs on every RTL mutant of hw.verify.mutants "
+                        "(or those of --mutant); each must be killed (an output or cycle mismatch)")
+    v.add_argument("--mutant", action="append", metavar="NAME", help="with --mutants: only this mutant "
+                   "(repeatable)")
     add_json_flag(v)
     add_quiet_flag(v)
     add_config_flags(v)
@@ -37,8 +42,10 @@ def _cmd_verify(args) -> int:
     if not 1 <= args.max_instr <= 1000:
         raise UsageError(f"tern verify: --max-instr must be between 1 and 1000, not {args.max_instr}")
     # With configuration flags, every program runs on that configuration; without, each program
-    # draws a small random one (rows 1..16, lanes 4..64, both weight formats, small buffers).
+    # draws a small random one (rows 1..16, lanes 1..64, both weight formats, small buffers).
     cfg = config_from_args(args) if config_flags_given(args) else None
+    if args.mutants or args.mutant:
+        return _mutants(args, cfg)
     with Progress("verify", f"{args.backend} vs hw.sim", args.programs, unit="programs",
                   quiet=args.quiet) as bar:
         r = run_verify(args.backend, args.programs, args.seed, cfg, start=args.start,
@@ -47,7 +54,11 @@ def _cmd_verify(args) -> int:
     plural = "" if r["programs"] == 1 else "s"
     text = (f"tern verify: {r['programs']} random program{plural} on {args.backend} vs hw.sim vs the integer "
             f"reference (seed {args.seed}): {r['mismatches']} output mismatches, "
-            f"{r['cycle_mismatches']} cycle mismatches, {r['cycles']} cycles in {r['wall_s']} s")
+            f"{r['cycle_mismatches']} cycle mismatches, {r['cycles']} cycles in {r['wall_s']} s"
+            f"\n  coverage: {r['wraps']} with an accumulator wrap ({r['wraps_min_width']} at the minimum width), "
+            f"{r['resets']} after a reset mid-program, {r['bad_instructions']} bad instructions, "
+            f"{r['invalid_bytes']} invalid weight bytes, {r['withdrawals']} with withdrawn valid/ready, "
+            f"{r['configs']} configuration{'' if r['configs'] == 1 else 's'}")
     if not ok:
         f = r["first_failure"]
         text += (f"\nFIRST FAILURE (replay: tern verify --backend {args.backend} --seed {f['seed']} "
@@ -56,3 +67,21 @@ def _cmd_verify(args) -> int:
                  + "\n  ".join(f["differences"]))
     emit(args, r, text)
     return 0 if ok else 1
+
+
+def _mutants(args, cfg) -> int:
+    from hw.verify.mutants import MUTANTS, run_mutants
+    names = args.mutant or list(MUTANTS)
+    unknown = [n for n in names if n not in MUTANTS]
+    if unknown:
+        raise UsageError(f"tern verify: unknown mutant {unknown[0]!r} (choose from {', '.join(MUTANTS)})")
+    with Progress("verify", "mutants", len(names), unit="mutants", quiet=args.quiet) as bar:
+        r = run_mutants(names, programs=args.programs, seed=args.seed, backend=args.backend, config=cfg,
+                        progress=bar.update)
+    r.update(programs=args.programs, seed=args.seed, backend=args.backend)
+    text = (f"tern verify --mutants: {len(r['killed'])} of {len(r['mutants'])} mutants killed by {args.programs} "
+            f"random programs on {args.backend} (seed {args.seed})")
+    if r["survived"]:
+        text += "\nSURVIVED: " + ", ".join(r["survived"])
+    emit(args, r, text)
+    return 0 if not r["survived"] else 1
