@@ -154,3 +154,48 @@ def test_model_config_without_loading_weights(tmp_path):
         model_config(str(tmp_path))
     with pytest.raises(ModelSpecError, match="no such checkpoint folder"):
         model_config(str(tmp_path / "missing"))
+
+
+def test_checkpoint_tokenizers_and_lazy_loading(tmp_path, monkeypatch):
+    """A folder's tokenizer.json runs through the tokenizers library (transformers is not imported),
+    a bad one is one line, and a folder above LAZY_BYTES loads lazily with the same logits."""
+    import sys
+
+    import sw.driver.models as dm
+    from sw.model.checkpoint import LazyCausalLM, save_checkpoint
+    from sw.model.tokenizer import HFTokenizer, TokenizerError
+    from test_tokenizer import build_bpe_tokenizer
+    cfg = SMALL_RELU2.replace(vocab_size=300, bos_token_id=0)
+    save_checkpoint(random_model(cfg, seed=2, lazy=False), tmp_path)
+    build_bpe_tokenizer(tmp_path / "tokenizer.json", vocab_size=300)
+    monkeypatch.delitem(sys.modules, "transformers", raising=False)
+    lm = load_model(str(tmp_path))
+    assert isinstance(lm.tokenizer, HFTokenizer) and "transformers" not in sys.modules
+    assert lm.tokenizer("the fox")["input_ids"][0] == 0 and lm.notes == ()
+    monkeypatch.setattr(dm, "LAZY_BYTES", 0)
+    lazy = load_model(str(tmp_path))
+    assert isinstance(lazy.model, LazyCausalLM) and lazy.notes == ("loaded lazily",)
+    ids = [lm.tokenizer.encode("the quick fox")]
+    assert torch.equal(lazy.model(ids), lm.model(ids))
+    (tmp_path / "tokenizer.json").write_text("[" * 1000 + "]" * 1000)
+    with pytest.raises(TokenizerError, match="tokenizer.json: tokenizer.json is nested more than 64 levels"):
+        load_model(str(tmp_path))
+
+
+def test_gguf_tokenizer_is_used_for_prompts(tmp_path, capsys):
+    from helpers import run_json
+    from sw.model.convert import convert
+    from sw.model.checkpoint import save_checkpoint
+    from sw.model.tokenizer import HFTokenizer
+    from test_tokenizer import build_bpe_tokenizer
+    cfg = SMALL_RELU2.replace(vocab_size=300, hidden_size=128, num_attention_heads=2, num_key_value_heads=1,
+                              intermediate_size=128, bos_token_id=0)
+    save_checkpoint(random_model(cfg, seed=2, lazy=False), tmp_path / "ck")
+    build_bpe_tokenizer(tmp_path / "ck" / "tokenizer.json", vocab_size=300)
+    convert(tmp_path / "ck", tmp_path / "m.gguf", "gguf-i2_s")
+    lm = load_model(str(tmp_path / "m.gguf"))
+    assert isinstance(lm.tokenizer, HFTokenizer)
+    code, r = run_json(capsys, "run", "--model", str(tmp_path / "m.gguf"), "--prompt", "hello world",
+                       "--max-new-tokens", "2", "--rows", "8", "--lanes", "32")
+    assert code == 0 and r["match"] is True and r["prompt_ids"] == lm.tokenizer.encode("hello world")
+    assert r["text"] == lm.tokenizer.decode(r["tokens"])

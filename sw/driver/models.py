@@ -57,21 +57,23 @@ class LoadedModel:
 
 
 def _tokenizer_for(folder: Path):
+    """The tokenizer next to a checkpoint: ``tokenizer.json`` as the demo's character tokenizer
+    (``"type": "char"``) or a Hugging Face one run by the ``tokenizers`` library; None without one. A
+    bad file is one line (``TokenizerError``), never a traceback."""
     p = folder / "tokenizer.json"
     if not p.is_file():
         return None
-    try:
-        import json
-        if json.loads(p.read_text()).get("type") == "char":
-            from sw.model.tokenizer import CharTokenizer
-            return CharTokenizer.from_file(p)
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:  # a Hugging Face tokenizer saved next to the checkpoint (read locally, never downloaded)
-        from transformers import AutoTokenizer
-        return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    except Exception:  # noqa: BLE001 - no usable tokenizer: prompts must be given as ids
-        return None
+    from hw.fileio import read_json
+    from sw.model.tokenizer import TOKENIZER_MAX_BYTES, CharTokenizer, TokenizerError, load_tokenizer_json
+    d = read_json(p, what="tokenizer.json", max_bytes=TOKENIZER_MAX_BYTES, error=TokenizerError)
+    if isinstance(d, dict) and d.get("type") == "char":
+        return CharTokenizer.from_dict(d, source=str(p))
+    return load_tokenizer_json(p)
+
+
+#: A checkpoint whose safetensors files exceed this is loaded lazily (``load_checkpoint(lazy=True)``:
+#: layers read from the files when used, embeddings in the file's dtype), a smaller one at once.
+LAZY_BYTES = 512 * 1024 * 1024
 
 
 def _check_spec(spec) -> Path | None:
@@ -107,12 +109,14 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
         from sw.model.presets import random_model
         return LoadedModel(spec, "preset", random_model(spec.lower(), seed=seed, lazy=True), None)
     if is_gguf_path(spec):
-        from sw.model.gguf import load_gguf
+        from sw.model.gguf import load_gguf, read_gguf
+        from sw.model.tokenizer import gguf_tokenizer
         model = load_gguf(folder)
-        return LoadedModel(spec, "gguf", model, None, (model.gguf_info.describe(),))
+        return LoadedModel(spec, "gguf", model, gguf_tokenizer(read_gguf(folder)), (model.gguf_info.describe(),))
     from sw.model.checkpoint import load_checkpoint
-    model = load_checkpoint(folder)
-    return LoadedModel(spec, "checkpoint", model, _tokenizer_for(folder))
+    lazy = sum(f.stat().st_size for f in folder.glob("*.safetensors")) > LAZY_BYTES
+    model = load_checkpoint(folder, lazy=lazy)
+    return LoadedModel(spec, "checkpoint", model, _tokenizer_for(folder), ("loaded lazily",) if lazy else ())
 
 
 def model_config(spec: str):
