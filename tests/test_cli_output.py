@@ -217,3 +217,19 @@ def test_run_demo_reads_the_answer_back(capsys):
     assert "--max-new-tokens 5 generates a whole answer" in out
     code, out, err = run(capsys, "run", "--model", "demo", "--prompt", "1+2=", "--quiet")
     assert code == 0 and "answer: none" in out and "it answers prompts of two 3-digit numbers, like 123+045=" in out
+
+
+def test_a_device_failure_ends_the_progress_without_done(capsys, monkeypatch):
+    """A device error mid-run: the progress lines stop, no "done" line, and the last line is the error."""
+    from sw.driver import runtime
+
+    def broken(self, q, T, name=""):
+        raise runtime.DeviceError("q_proj: the sim device raised error flags 1 (bad instruction)")
+
+    monkeypatch.setattr(runtime.Accelerator, "linear", broken)
+    monkeypatch.setenv("TERN_PROGRESS_SECONDS", "0")
+    code, out, err = run(capsys, "run", "--model", "demo", "--prompt", "123+045=")
+    lines = err.splitlines()
+    assert code == 1 and out == "" and "done" not in err
+    assert lines[0].startswith("tern run: sim, 8 tokens: 0/") and lines[-1] == \
+        "tern run: device failure: q_proj: the sim device raised error flags 1 (bad instruction)"

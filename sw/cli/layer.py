@@ -55,7 +55,7 @@ def save_npz_atomic(path: Path, **arrays) -> None:
 def _cmd_layer(args) -> int:
     t_start = time.perf_counter()   # host_wall_s: from here (arguments parsed) to the report
     from sw.driver.models import layer_check, layer_input, load_layer, num_layers
-    from sw.driver.report import breakdown_table, summary_lines
+    from sw.driver.report import PROJECTIONS, breakdown_table, summary_lines
     from sw.driver.runtime import Accelerator, DeviceError
 
     cmd = "layer"
@@ -77,13 +77,13 @@ def _cmd_layer(args) -> int:
     x = layer_input(mc, args.tokens, args.seed)
     acc = Accelerator(cfg, args.backend, clock_mhz=args.clock_mhz)
     runs = f", {args.repeat} runs" if args.repeat > 1 else ""
-    with Progress(cmd, f"{args.backend}, layer {args.layer}{runs}", 7 * args.repeat, unit="projection calls",
-                  quiet=args.quiet) as bar:
-        acc.on_call = lambda rec: bar.advance()
-        try:
+    try:
+        with Progress(cmd, f"{args.backend}, layer {args.layer}{runs}", len(PROJECTIONS) * args.repeat,
+                      unit="projection calls", quiet=args.quiet) as bar:
+            acc.on_call = lambda rec: bar.advance()
             chk = layer_check(acc, layer, x, repeat=args.repeat)
-        except (DeviceError, RuntimeError) as e:
-            return device_failure(cmd, e)
+    except (DeviceError, RuntimeError) as e:
+        return device_failure(cmd, e)
     stats = acc.summary(chk.runs[-1])   # the figures of the last run
     runs = [acc.summary(r) for r in chk.runs]
     diff = max(float((o - chk.reference_output).abs().max()) for o in chk.outputs)

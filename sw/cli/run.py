@@ -74,6 +74,7 @@ def _parse_ids(text: str) -> list[int]:
 def _cmd_run(args) -> int:
     t_start = time.perf_counter()   # host_wall_s: from here (arguments parsed) to the report
     from sw.driver.models import generate, load_model
+    from sw.driver.report import PROJECTIONS
     from sw.driver.runtime import Accelerator, DeviceError
     from sw.model.bitlinear import reference_core
 
@@ -98,16 +99,16 @@ def _cmd_run(args) -> int:
     mc = lm.config
     _check_run_lengths(len(ids), n, mc.max_position_embeddings, mc.vocab_size, ids, args.model)
 
-    calls = n * mc.num_hidden_layers * 7
+    calls = n * mc.num_hidden_layers * len(PROJECTIONS)
     acc = Accelerator(cfg, args.backend, clock_mhz=args.clock_mhz)
     model = lm.model
     tokens = f"{n} token{'' if n == 1 else 's'}"
-    with Progress(cmd, f"{args.backend}, {tokens}", calls, unit="projection calls", quiet=args.quiet) as bar:
-        acc.on_call = lambda rec: bar.advance()
-        try:
+    try:
+        with Progress(cmd, f"{args.backend}, {tokens}", calls, unit="projection calls", quiet=args.quiet) as bar:
+            acc.on_call = lambda rec: bar.advance()
             toks = generate(model, [ids], n, acc)[0].tolist()
-        except (DeviceError, RuntimeError) as e:
-            return device_failure(cmd, e)
+    except (DeviceError, RuntimeError) as e:
+        return device_failure(cmd, e)
     with Progress(cmd, f"reference, the same {tokens}", calls, unit="projection calls",
                   quiet=args.quiet) as bar:
         def counting_core(q, t, linear):
