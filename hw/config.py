@@ -198,8 +198,9 @@ class TernConfig:
     @property
     def tree_register_bits(self) -> int:
         """Flip-flops of one dot unit's pipeline registers: after adder level ``j * tree_reg_every``
-        (j = 1, 2, ...), one per bit of every node at that level (a node covering ``n`` lanes is
-        :func:`sum_width` ``(n)`` bits wide; an odd node passes to the next level unchanged)."""
+        (j = 1, 2, ...), one per bit of every node at that level (the ``mux`` variant's tree: a node
+        covering ``n`` lanes is :func:`sum_width` ``(n)`` bits wide; an odd node passes to the next
+        level unchanged)."""
         if self.tree_reg_every == 0:
             return 0
         return sum(sum(sum_width(n) for n in nodes)

@@ -10,6 +10,9 @@ structure of ``hw/rtl/dot.py`` and the accumulators:
   ``tree_reg_every`` adder levels (``TernConfig.tree_register_bits``, ``hw.rtl.dot``'s placement);
 * per row, the accumulator: an ``acc_width``-bit adder and an ``acc_width``-bit register.
 
+The count is that of the ``mux`` dot unit whatever ``config.dot_variant`` is (the other variants
+fold the negation into the tree and are smaller on FPGAs: ``bench/bench_dot_area.py``).
+
 Not counted (limitations, see docs/ESTIMATE.md): the controller, instruction queues, weight decoder,
 stream interfaces and wiring; standard-cell placement overhead (the figure is raw cell area).
 

@@ -21,7 +21,9 @@ class PEArray(ConfigComponent):
     Parameters
     ----------
     config : TernConfig
-        Uses ``rows`` (R), ``lanes`` (L), ``acc_width`` (A) and ``tree_reg_every``.
+        Uses ``rows`` (R), ``lanes`` (L), ``acc_width`` (A), ``tree_reg_every`` and ``dot_variant``
+        (the dot units' micro-architecture; with ``carry`` each accumulator's adder takes the dot
+        unit's left-over carry as its carry-in: ``acc = (first ? 0 : acc) + d + carry``).
 
     Ports (``sync`` domain; no stall, no handshake)
     ------------------------------------------------
