@@ -67,12 +67,13 @@ def random_config(rng: random.Random, *, max_rows: int = 16, max_lanes: int = 64
 
 def production_configs() -> list[TernConfig]:
     """The real sizes: 16x64 with act depth 1024 and weight depth 64 (both formats, the minimum and a
-    32-bit accumulator) and the default configuration of every board (``hw.flows.boards``)."""
+    32-bit accumulator) and the default configuration of every board (``hw.flows.boards``), each
+    once."""
     from hw.flows.boards import BOARDS
     base = TernConfig(rows=16, lanes=64, act_depth=1024, wgt_depth=64, out_depth=32, bus_bytes=16)
     cfgs = [base, base.replace(weight_format="base3", acc_width=base.dot_width)]
     cfgs += [TernConfig(**b.default_config) for b in BOARDS.values()]
-    return cfgs
+    return list(dict.fromkeys(cfgs))     # boards may share a configuration
 
 
 def _bad_instr(rng: random.Random, cfg: TernConfig) -> Instr:
