@@ -268,6 +268,10 @@ class _Channels:
         # refresh whenever one is due before this burst could use the bus
         if (t if t > bus else bus) >= self.next_ref[ch]:
             while (t if t > bus else bus) >= self.next_ref[ch]:
+                idle = int(((t if t > bus else bus) - self.next_ref[ch]) // tREFI)
+                if idle > 1 and self.next_ref[ch] >= bus:   # refreshes of an idle channel: only the
+                    self.next_ref[ch] += (idle - 1) * tREFI  # last one leaves a trace
+                    self.refreshes += idle - 1
                 start = max(self.next_ref[ch], bus)
                 end = start + tRP + tRFC
                 self.open_row[ch] = [-1] * self.nb

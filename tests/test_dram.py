@@ -75,6 +75,17 @@ def test_refresh_blocks_the_channel():
     assert end == pytest.approx(p.tREFI + p.tRP + p.tRFC + p.tRCD + p.tCL + p.burst_ns)
 
 
+def test_an_idle_channel_refreshes_every_interval():
+    """Ten intervals of idle: ten refreshes counted; the access waits only for the last one if it
+    is still running, then reopens its row."""
+    p = get_dram("lpddr4x")
+    ch = _Channels(p, 1)
+    t = 10 * p.tREFI + 5.0                                           # inside the 10th refresh
+    end = ch.access(0, False, t)
+    assert ch.refreshes == 10
+    assert end == pytest.approx(10 * p.tREFI + p.tRP + p.tRFC + p.tRCD + p.tCL + p.burst_ns)
+
+
 def _demo_case():
     cfg = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=4)
     rng = np.random.default_rng(7)
