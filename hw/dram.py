@@ -251,19 +251,22 @@ class _Channels:
         row = rest // (self.nb // self.ng)
         return ch, g, bank_in_group * self.ng + g, row
 
+    def locate_all(self, bursts: np.ndarray):
+        """:meth:`locate` of every burst of an int64 array: four int lists."""
+        n, ng, per = self.n, self.ng, self.nb // self.ng
+        local = bursts // n
+        g = local % ng
+        rest = local // ng // self.bpr
+        return [x.tolist() for x in (bursts % n, g, (rest % per) * ng + g, rest // per)]
+
     def access(self, burst: int, write: bool, t: float) -> float:
         """Schedule global burst ``burst`` (read or write) not before ``t`` ns; returns the end of its
         data on the bus (ns)."""
+        return self.access_at(*self.locate(burst), write, t)
+
+    def access_at(self, ch: int, g: int, b: int, row: int, write: bool, t: float) -> float:
+        """:meth:`access` of the burst at channel ``ch``, bank group ``g``, bank ``b``, ``row``."""
         tRP, tRFC, tREFI, tRTP, tWR, tRRD, tRCD, tCCD_L, tCL, tCWL, tRTW, tWTR = self.t
-        n = self.n
-        ch = burst % n                                      # locate(), inlined (the hot loop)
-        local = burst // n
-        ng = self.ng
-        g = local % ng
-        rest = local // ng // self.bpr
-        per = self.nb // ng
-        b = (rest % per) * ng + g
-        row = rest // per
         bus = self.bus_free[ch]
         # refresh whenever one is due before this burst could use the bus
         if (t if t > bus else bus) >= self.next_ref[ch]:
@@ -378,7 +381,6 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
     first = np.concatenate([b[3] for b in bursts])
     last = np.concatenate([b[4] for b in bursts])
     order = np.lexsort((kk, sid, want))
-    names = _INPUTS + ("out",)
     at = {s: [0] * len(ideal[s]) for s in _INPUTS}
     pred = {s: [0] * len(ideal[s]) for s in _INPUTS}
     ideal_l = {s: np.asarray(ideal[s], dtype=np.int64).tolist() for s in _INPUTS}
@@ -387,37 +389,43 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
     pending = []                                            # writes not yet on the bus: (ready ns, burst)
     lag = 0
     end_ns = 0.0
-    access = chans.access
+    access, access_at = chans.access, chans.access_at
     wb = base["out"]
+    bases = np.array([base[s] for s in _INPUTS + ("out",)], dtype=np.int64)
+    loc = chans.locate_all(bases[sid[order]] + kk[order])
     want_l, sid_l, kk_l, first_l, last_l = (x[order].tolist() for x in (want, sid, kk, first, last))
-    for w, si, k, i0, i1 in zip(want_l, sid_l, kk_l, first_l, last_l):
+    # per input stream: (FIFO room in items, pred, at, ideal), looked up once a burst
+    per = [(room[s], pred[s], at[s], ideal_l[s]) for s in _INPUTS]
+    ceil = math.ceil
+    for w, si, k, i0, i1, ch, g, b, row in zip(want_l, sid_l, kk_l, first_l, last_l, *loc):
         if si == 3:                                         # a result burst: into the write buffer
             c = w + lag + 1                                 # its last result is in the write buffer
             w_issue.append(c)
             w_last.append(i1)
             pending.append((c / f, wb + k))
             continue
-        s = names[si]
-        free = i1 - room[s]                                 # the item that must have left the FIFO
-        t = 0.0 if free < 0 else (pred[s][free] + 1) / f
+        rm, pr, a, idl = per[si]
+        free = i1 - rm                                      # the item that must have left the FIFO
+        t = 0.0 if free < 0 else (pr[free] + 1) / f
         if len(pending) >= write_batch:                     # drain a batch of writes due before this read
-            due = max(t, chans.bus_free[chans.locate(base[s] + k)[0]])
+            due = max(t, chans.bus_free[ch])
             if pending[write_batch - 1][0] <= due:
                 while pending and pending[0][0] <= due:
                     tw, bw = pending.pop(0)
                     end_ns = max(end_ns, access(bw, True, tw))
-        end = access(base[s] + k, False, t)
+        end = access_at(ch, g, b, row, False, t)
         if end > end_ns:
             end_ns = end
-        c = int(math.ceil(end * f - 1e-9))
-        a, pr, idl = at[s], pred[s], ideal_l[s]
+        c = int(ceil(end * f - 1e-9))
         for i in range(i0, i1 + 1):                         # items complete when their last burst is in
             if c > a[i]:
                 a[i] = c
-            d = a[i] - idl[i]
+            ai = a[i]
+            d = ai - idl[i]
             if d > lag:
                 lag = d
-            pr[i] = max(idl[i] + lag, a[i])
+            p_i = idl[i] + lag
+            pr[i] = p_i if p_i > ai else ai
     for tw, bw in pending:
         end_ns = max(end_ns, access(bw, True, tw))
     timing = Timing(**{s: StreamTiming(at=np.asarray(at[s], dtype=np.int64)) for s in _INPUTS})
