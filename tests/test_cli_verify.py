@@ -13,7 +13,22 @@ test_verify_bad_input = bad_input_test("""
     verify --start -1 => --start must be between 0 and 2**31, not -1
     verify --lanes 0 => lanes must be
     verify --mutants --mutant nope => unknown mutant 'nope'
+    verify --formal --property nope => unknown property 'nope'
+    verify --all => --all and --property go with --formal
+    verify --formal --rows 2 => the properties fix their own configurations
 """)
+
+
+def test_verify_formal_json(capsys):
+    from hw.verify.formal import tools_available
+    if not tools_available():
+        import pytest
+        pytest.skip("yowasp-sby / yices not installed")
+    code, out, err = run(capsys, "verify", "--formal", "--property", "out_fifo_d2", "--json", "-q")
+    r = json.loads(out)
+    assert code == 0 and err == ""
+    assert (r["properties"], r["proved"], r["failed"]) == (1, 1, [])
+    assert r["results"][0]["name"] == "out_fifo_d2" and r["results"][0]["mode"] == "bmc"
 
 
 def test_verify_json_contract(capsys):

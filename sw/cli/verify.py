@@ -22,6 +22,12 @@ def add_command(sub) -> None:
                         "(or those of --mutant); each must be killed (an output or cycle mismatch)")
     v.add_argument("--mutant", action="append", metavar="NAME", help="with --mutants: only this mutant "
                    "(repeatable)")
+    v.add_argument("--formal", action="store_true",
+                   help="formal proofs (SymbiYosys + Yices, hw.verify.formal): the quick subset, or "
+                        "every property with --all, or those of --property")
+    v.add_argument("--all", action="store_true", help="with --formal: every property (slow)")
+    v.add_argument("--property", action="append", metavar="NAME",
+                   help="with --formal: only this property (repeatable)")
     add_json_flag(v)
     add_quiet_flag(v)
     add_config_flags(v)
@@ -43,6 +49,8 @@ def _cmd_verify(args) -> int:
         raise UsageError(f"tern verify: --max-instr must be between 1 and 1000, not {args.max_instr}")
     # With configuration flags, every program runs on that configuration; without, each program
     # draws a small random one (rows 1..16, lanes 1..64, both weight formats, small buffers).
+    if args.formal or args.property or args.all:
+        return _formal(args)
     cfg = config_from_args(args) if config_flags_given(args) else None
     if args.mutants or args.mutant:
         return _mutants(args, cfg)
@@ -67,6 +75,40 @@ def _cmd_verify(args) -> int:
                  + "\n  ".join(f["differences"]))
     emit(args, r, text)
     return 0 if ok else 1
+
+
+def _formal(args) -> int:
+    from hw.verify.formal import FormalError, properties, run_formal
+    if not args.formal:
+        raise UsageError("tern verify: --all and --property go with --formal")
+    if config_flags_given(args):
+        raise UsageError("tern verify --formal: the properties fix their own configurations "
+                         "(no configuration flags)")
+    known = [p.name for p in properties()]
+    unknown = [n for n in args.property or () if n not in known]
+    if unknown:
+        raise UsageError(f"tern verify --formal: unknown property {unknown[0]!r} "
+                         f"(known: {', '.join(known)})")
+    selected = args.property or [p.name for p in properties(quick=not args.all)]
+    try:
+        with Progress("verify", "formal proofs", len(selected), unit="properties",
+                      quiet=args.quiet) as bar:
+            results = []
+            for name in selected:
+                results.append(run_formal([name]))
+                bar.advance()
+    except FormalError as e:
+        raise UsageError(f"tern verify --formal: {e}") from None
+    rows = [r for res in results for r in res["results"]]
+    r = {"properties": len(rows), "proved": sum(x["status"] == "proved" for x in rows),
+         "failed": [x["name"] for x in rows if x["status"] != "proved"], "results": rows}
+    lines = [f"  {x['name']:32s} {x['status']:9s} {x['mode']} depth {x['depth']:<3d} {x['seconds']} s"
+             + (f"  {x['message']}" if x["message"] else "") for x in rows]
+    text = (f"tern verify --formal: {r['proved']}/{r['properties']} properties proved"
+            + (f"; not proved: {', '.join(r['failed'])}" if r["failed"] else "") + "\n"
+            + "\n".join(lines))
+    emit(args, r, text)
+    return 0 if not r["failed"] else 1
 
 
 def _mutants(args, cfg) -> int:
