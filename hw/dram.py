@@ -230,7 +230,8 @@ class _Channels:
         self.last_act = [-1e18] * n
         self.bus_free = [0.0] * n
         self.last_write = [False] * n
-        self.next_ref = [p.tREFI] * n
+        self.next_ref = [p.tREFI] * n                      # = (refreshes so far + 1) x tREFI, per channel
+        self.n_ref = [0] * n
         self.hits = self.misses = self.refreshes = 0
         self.B = p.burst_ns
         self.t = (p.tRP, p.tRFC, p.tREFI, p.tRTP, p.tWR, p.tRRD, p.tRCD, p.tCCD_L, p.tCL, p.tCWL, p.tRTW, p.tWTR)
@@ -273,14 +274,16 @@ class _Channels:
             while (t if t > bus else bus) >= self.next_ref[ch]:
                 idle = int(((t if t > bus else bus) - self.next_ref[ch]) // tREFI)
                 if idle > 1 and self.next_ref[ch] >= bus:   # refreshes of an idle channel: only the
-                    self.next_ref[ch] += (idle - 1) * tREFI  # last one leaves a trace
+                    self.n_ref[ch] += idle - 1              # last one leaves a trace
+                    self.next_ref[ch] = (self.n_ref[ch] + 1) * tREFI
                     self.refreshes += idle - 1
                 start = max(self.next_ref[ch], bus)
                 end = start + tRP + tRFC
                 self.open_row[ch] = [-1] * self.nb
                 self.bank_free[ch] = [end] * self.nb
                 self.bus_free[ch] = bus = max(bus, end)
-                self.next_ref[ch] += tREFI
+                self.n_ref[ch] += 1
+                self.next_ref[ch] = (self.n_ref[ch] + 1) * tREFI
                 self.refreshes += 1
         orow = self.open_row[ch]
         cas_ok = self.cas_ok[ch]
