@@ -130,6 +130,12 @@ class TernConfig:
     dot_variant : str
         Micro-architecture of the dot unit, one of :data:`DOT_VARIANTS` (same results and latency,
         different area; ``docs/ARCHITECTURE.md``, "Dot unit").
+    perf_counters : tuple of str
+        The performance counters the core has: names of :data:`PERF_COUNTERS`, ``"cycles"`` among
+        them, kept in the order of :data:`PERF_COUNTERS` (the port order) whatever order they are
+        given in (a list is taken too). Default: all eight.
+    perf_width : int
+        Width in bits of every performance counter; each wraps at ``2**perf_width``. 16..64.
     """
 
     rows: int = 16
@@ -142,6 +148,8 @@ class TernConfig:
     out_depth: int = 64
     tree_reg_every: int = 2
     dot_variant: str = "mux"
+    perf_counters: tuple = PERF_COUNTERS
+    perf_width: int = 48
 
     def __post_init__(self):
         check_int("rows", self.rows, 1, 256)
@@ -158,6 +166,19 @@ class TernConfig:
         if self.dot_variant not in DOT_VARIANTS:
             raise ConfigError(f"dot_variant must be one of {', '.join(DOT_VARIANTS)}, "
                               f"not {self.dot_variant!r}")
+        names = self.perf_counters
+        if isinstance(names, str) or not isinstance(names, (tuple, list)):
+            raise ConfigError(f"perf_counters must be a list of counter names, not {names!r}")
+        for name in names:
+            if name not in PERF_COUNTERS:
+                raise ConfigError(f"perf_counters: unknown counter {name!r} "
+                                  f"(known: {', '.join(PERF_COUNTERS)})")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"perf_counters names a counter twice: {', '.join(names)}")
+        if "cycles" not in names:
+            raise ConfigError("perf_counters must include 'cycles'")
+        object.__setattr__(self, "perf_counters", tuple(n for n in PERF_COUNTERS if n in names))
+        check_int("perf_width", self.perf_width, 16, 64)
 
     # -- derived geometry -------------------------------------------------------------------------
 
@@ -233,6 +254,12 @@ class TernConfig:
         return 1
 
     @property
+    def operand_latency(self) -> int:
+        """The PE array's operand register (``hw/rtl/top.py``): a step's buffer read data and
+        controls, leaving the controller in cycle ``c``, enter the PE array in ``c + 1``."""
+        return 1
+
+    @property
     def out_fifo_latency(self) -> int:
         """Output FIFO: a write into an empty FIFO in cycle ``c`` is on ``out`` from ``c + 1``."""
         return 1
@@ -240,8 +267,8 @@ class TernConfig:
     @property
     def result_latency(self) -> int:
         """Cycles from the issue of a token's last step to the first cycle its result can leave
-        ``out``: RAM read + PE array + output FIFO."""
-        return self.ram_latency + self.pe_latency + self.out_fifo_latency
+        ``out``: RAM read + operand register + PE array + output FIFO."""
+        return self.ram_latency + self.operand_latency + self.pe_latency + self.out_fifo_latency
 
     @property
     def queue_depth(self) -> int:
@@ -249,21 +276,19 @@ class TernConfig:
         return 4
 
     @property
+    def check_stages(self) -> int:
+        """Registers of the dispatch's check pipeline in front of the dispatch register D: one per
+        adder level of the tree that sums ``act_addr`` and the ``log2(wgt_depth) + 1`` shifted
+        partial products of ``k_words * tokens`` (``ceil(log2(log2(wgt_depth) + 2))``; the first
+        stage holds the raw word, the last adder level and the range comparison feed D)."""
+        return (self.wgt_depth.bit_length()).bit_length()
+
+    @property
     def dispatch_latency(self) -> int:
         """Cycles from an instruction's acceptance on ``instr`` to the first cycle it can be current
-        in the execute engine / the loader (queues and engines free): dispatch register, queue push,
-        queue pop."""
-        return 3
-
-    @property
-    def perf_counters(self) -> tuple:
-        """The performance counters the core has, in port order."""
-        return PERF_COUNTERS
-
-    @property
-    def perf_width(self) -> int:
-        """Width of every performance counter."""
-        return 48
+        in the execute engine / the loader (queues and engines free): the check pipeline
+        (:attr:`check_stages`), the dispatch register D, queue push, queue pop."""
+        return self.check_stages + 3
 
     @property
     def word_trits(self) -> int:

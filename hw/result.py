@@ -65,9 +65,11 @@ class RunResult:
     """One run. Cycles count from 0 = the first cycle after reset.
 
     ``cycles``: the first cycle ``c`` in which every instruction, activation beat and weight beat has
-    been accepted and ``idle`` is high (so every result has left ``out``); equal to the
-    ``cycles`` performance counter read in that cycle (it counts cycles ``0 .. c-1``). ``counters``: the
-    eight performance counters read in that cycle. ``error``: the error flags then.
+    been accepted and ``idle`` is high (so every result has left ``out``); modulo
+    ``2**perf_width`` the ``cycles`` performance counter read in that cycle (it counts cycles
+    ``0 .. c-1``). ``counters``: the
+    performance counters the configuration has (``config.perf_counters``, each wrapped at
+    ``perf_width`` bits) read in that cycle. ``error``: the error flags then.
     ``*_cycles``: the cycle of every transfer on each stream.
     ``events``: event counts for the energy estimator (simulator only; see docs/SIMULATOR.md).
     """
@@ -90,8 +92,11 @@ class RunResult:
         return int(self.out_cycles[-1]) if len(self.out_cycles) else -1
 
     @property
-    def utilization(self) -> float:
-        """PE utilization: issue cycles / cycles."""
+    def utilization(self) -> float | None:
+        """PE utilization: issue cycles / cycles (``None`` when the configuration has no ``busy``
+        counter)."""
+        if "busy" not in self.counters:
+            return None
         return self.counters["busy"] / self.cycles if self.cycles else 0.0
 
     def compare(self, other: "RunResult") -> list[str]:

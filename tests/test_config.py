@@ -107,3 +107,26 @@ def test_check_int_is_the_one_integer_check():
         check_int("n", 4, hi=3)
     with pytest.raises(KeyError, match="n must be a power of two, not 6"):
         check_int("n", 6, 1, 8, power_of_two=True, error=KeyError)
+
+
+def test_perf_counter_fields():
+    from hw.config import PERF_COUNTERS, ConfigError
+    assert TernConfig().perf_counters == PERF_COUNTERS and TernConfig().perf_width == 48
+    c = TernConfig(perf_counters=["wgt_beats", "cycles"], perf_width=16)
+    assert c.perf_counters == ("cycles", "wgt_beats")            # PERF_COUNTERS order, a tuple
+    assert TernConfig.from_dict(json.loads(c.to_json())) == c
+    for bad, msg in [(dict(perf_counters="cycles"), "list of counter names"),
+                     (dict(perf_counters=["busy"]), "include 'cycles'"),
+                     (dict(perf_counters=["cycles", "nope"]), "unknown counter 'nope'"),
+                     (dict(perf_counters=["cycles", "cycles"]), "twice"),
+                     (dict(perf_width=15), "perf_width"), (dict(perf_width=65), "perf_width")]:
+        with pytest.raises(ConfigError, match=msg):
+            TernConfig(**bad)
+
+
+def test_latencies_are_config_facts():
+    """The check pipeline grows with log2(wgt_depth); every latency of the result path adds up."""
+    assert [TernConfig(wgt_depth=d).check_stages for d in (4, 16, 64, 512, 65536)] == [2, 3, 3, 4, 5]
+    c = TernConfig()
+    assert c.dispatch_latency == c.check_stages + 3
+    assert c.result_latency == c.ram_latency + c.operand_latency + c.pe_latency + c.out_fifo_latency

@@ -54,16 +54,18 @@ def test_random_programs_random_stalls(seed):
 
 
 def test_exact_timing_small_program():
-    """Hand-derived cycles (docs/ARCHITECTURE.md): instructions accepted in cycles 0 and 1; the
-    LOAD_ACT is current from cycle 3 and takes beats in 3..6; the loader holds the MATMUL from cycle 4
-    and writes words 0, 1 in cycles 4, 5; the MATMUL is current from cycle 7 and issues in 7..10."""
+    """Hand-derived cycles (docs/ARCHITECTURE.md): instructions accepted in cycles 0 and 1; with
+    wgt_depth 4 the check pipeline has 2 stages (dispatch latency 5), so the LOAD_ACT is current from
+    cycle 5 and takes beats in 5..8; the loader holds the MATMUL from cycle 6 and writes words 0, 1 in
+    cycles 6, 7; the MATMUL is current from cycle 9 and issues in 9..12."""
     cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
+    assert (cfg.check_stages, cfg.dispatch_latency) == (2, 5)
     res = run_controller(cfg, [Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2)], seed=0)
     assert res["accept"] == [0, 1]
-    assert res["act_w"] == [3, 4, 5, 6]
-    assert res["wgt_w"] == [4, 5]
-    assert res["issue_cycles"] == [7, 8, 9, 10]
-    # the testbench's output path: poppable one cycle after pe_last (issue 8 -> 10, issue 10 -> 12)
-    assert res["pops"] == [10, 12]
+    assert res["act_w"] == [5, 6, 7, 8]
+    assert res["wgt_w"] == [6, 7]
+    assert res["issue_cycles"] == [9, 10, 11, 12]
+    # the testbench's output path: poppable one cycle after pe_last (issue 10 -> 12, issue 12 -> 14)
+    assert res["pops"] == [12, 14]
     c = res["counters"]
     assert (c["cycles"], c["busy"], c["act_beats"], c["stall_weight"]) == (res["cycles"], 4, 4, 0)

@@ -50,3 +50,29 @@ def test_counts_random_events(seed):
 def test_bad_config():
     with pytest.raises(TypeError, match="TernConfig"):
         PerfCounters(None)
+
+
+def test_reduced_set_and_width():
+    """A configuration with fewer, narrower counters: only those fields, in PERF_COUNTERS order."""
+    cfg = TernConfig(perf_counters=["busy", "cycles", "wgt_beats"], perf_width=16)
+    layout = counters_layout(cfg)
+    assert tuple(name for name, _ in layout) == ("cycles", "busy", "wgt_beats")
+    assert layout.size == 3 * 16
+
+
+def test_counters_wrap_at_their_width():
+    """Counting every cycle, a 16-bit counter reads c mod 2**16 in cycle c."""
+    cfg = TernConfig(perf_counters=("cycles",), perf_width=16)
+    dut = PerfCounters(cfg)
+
+    async def tb(ctx):
+        ctx.set(dut.events.cycles, 1)
+        await ctx.tick().repeat((1 << 16) - 2)
+        assert ctx.get(dut.perf.cycles) == (1 << 16) - 2
+        await ctx.tick().repeat(5)
+        assert ctx.get(dut.perf.cycles) == 3        # 65539 mod 65536
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()

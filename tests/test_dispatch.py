@@ -10,16 +10,20 @@ from helpers import run_controller
 
 
 def test_sync_waits_for_results():
-    """The instruction after a SYNC is accepted exactly one cycle after the last earlier result left
-    (instructions always valid, consumer stalling randomly)."""
+    """A SYNC waits in D until the last earlier result has left: the instructions behind it fill the
+    check pipeline, and the next one is accepted exactly in the SYNC's retire cycle, one cycle after
+    that result left (instructions always valid, consumer stalling randomly)."""
     cfg = TernConfig(rows=2, lanes=4, acc_width=16, act_depth=16, wgt_depth=4, out_depth=4)
-    prog = [Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2), Instr(Op.SYNC),
-            Instr(Op.MATMUL, 0, 4, 1), Instr(Op.SYNC), Instr(Op.NOP)]
+    s = cfg.check_stages
+    prog = ([Instr(Op.LOAD_ACT, 0, 4), Instr(Op.MATMUL, 0, 2, 2), Instr(Op.SYNC)]
+            + [Instr(Op.NOP)] * s + [Instr(Op.MATMUL, 0, 4, 1), Instr(Op.SYNC)]
+            + [Instr(Op.NOP)] * s + [Instr(Op.NOP)])
     res = run_controller(cfg, prog, seed=7, p_pop=0.6)
     assert len(res["pops"]) == 3
-    # accept[3] is the MATMUL after the first SYNC: one cycle after the 2nd pop
-    assert res["accept"][3] == res["pops"][1] + 1
-    assert res["accept"][5] == res["pops"][2] + 1
+    first, second = 3 + s, 5 + 2 * s          # the instructions s + 1 places behind each SYNC
+    assert res["accept"][first] == res["pops"][1] + 1
+    assert res["accept"][second] == res["pops"][2] + 1
+    assert res["accept"][:first] == list(range(first))     # the check pipeline took them at once
 
 
 # Hand-chosen boundary operands for act_depth=16, wgt_depth=4 (validity worked out by hand).

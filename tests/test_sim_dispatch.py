@@ -39,20 +39,26 @@ def test_decode_check_and_queue_rules():
     assert d.kind == [LOAD_ACT, MATMUL, RETIRE, SYNC, RETIRE, RETIRE]
     assert d.bad.tolist() == [False] * 4 + [True] * 2
     assert (d.n_act, d.n_words, d.n_results) == (3, 1, 2)
-    assert d.take(0) == 0
-    d.d_retire = d.push(0, False, [], [])             # pushed the cycle after it was taken
-    assert d.d_retire == 1
-    assert d.take(1) == 5                              # the stream's gap: 1 + 4 cycles later
-    d.d_retire = 9
-    assert d.take(2) == 9                              # D holds an instruction until it retires
+    # check_stages = 2: in V0 from t + 1, V1 from t + 2, D from t + 3
+    assert d.take(0) == 3 and d.instr.t[0] == 0
+    d.d_retire = d.push(3, False, [], [])             # pushed in its first cycle in D
+    assert d.d_retire == 3
+    assert d.take(1) == 8 and d.instr.t[1] == 5        # the stream's gap: 1 + 4 cycles later
+    d.d_retire = 20                                    # D holds instruction 1 until cycle 20
+    assert d.take(2) == 21 and d.instr.t[2] == 6       # waits in V1 (from 8), D from 21
+    d.d_retire = 21                                    # a NOP: retires in its first cycle in D
+    assert d.take(3) == 22 and d.instr.t[3] == 7       # waits in V0 (from 8) and V1 (from 21)
+    # V0 is occupied until instruction 3 moves on to V1 (cycle 21): instruction 4 is taken in 20
+    d.d_retire = 40
+    assert d.take(4) == 41 and d.instr.t[4] == 20
     # a full queue (4 entries) has room from the cycle after its oldest entry is popped
-    assert d.push(5, False, [10, 11, 12, 13], []) == 11
-    assert d.push(5, True, [1, 2, 3, 4], [20, 21, 22, 23]) == 21
-    assert d.push(5, True, [1, 2, 3], [20, 21, 22]) == 6
+    assert d.push(6, False, [10, 11, 12, 13], []) == 11
+    assert d.push(6, True, [1, 2, 3, 4], [20, 21, 22, 23]) == 21
+    assert d.push(6, True, [1, 2, 3], [20, 21, 22]) == 6
     # SYNC: after the last execute instruction finished and every result left `out`
     assert Dispatch.sync_retire(5, [9], 3) == 10
     assert Dispatch.sync_retire(5, [], 30) == 30
-    assert Dispatch.sync_retire(5, [], 0) == 6
+    assert Dispatch.sync_retire(5, [], 0) == 5
     with pytest.raises(SimError, match="act stream holds 2"):
         Dispatch(cfg, Timing(), words, n_act_beats=2, n_wgt_beats=bpw)
     with pytest.raises(SimError, match="weight stream holds 0"):

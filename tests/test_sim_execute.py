@@ -33,7 +33,7 @@ def _engine(timing=Timing(), n_act=5, n_results=6):
 
 
 def test_config():
-    assert (CFG.out_depth, CFG.result_latency) == (4, 6)
+    assert (CFG.out_depth, CFG.result_latency) == (4, 7)
 
 
 def test_load_act_then_matmul_without_a_bubble():
@@ -44,7 +44,7 @@ def test_load_act_then_matmul_without_a_bubble():
     assert popped == 8                                 # popped in the LOAD_ACT's last cycle
     ex.matmul(popped, 0, 2, 6, np.array([1, 2]), 0)    # words long written: 12 steps in 9..20
     assert ex.credit_take.tolist() == [10, 12, 14, 16, 18, 20]
-    assert out.out.t.tolist() == [16, 18, 20, 22, 24, 26]
+    assert out.out.t.tolist() == [17, 19, 21, 23, 25, 27]
     assert ex.x_finish == [8, 20] and ex.bank_release == [20]
     assert (c.busy, c.stall_act, c.stall_weight, c.stall_out, c.x_valid) == (12, 0, 0, 0, 17)
     assert values.calls == [("load_act", 0, 0, 5), ("matmul", 0, 2, 6, 0, 0)]
@@ -63,6 +63,6 @@ def test_last_step_waits_for_an_output_credit():
     # results 0..3 hold all four credits: token 4's last step waits for result 0's transfer (100);
     # result 1's credit is back (102) before token 5 has issued its two steps
     assert ex.credit_take.tolist() == [10, 12, 14, 16, 101, 103]
-    assert out.out.t.tolist() == [100, 101, 102, 103, 107, 109]
+    assert out.out.t.tolist() == [100, 101, 102, 103, 108, 110]
     assert (c.busy, c.stall_weight, c.stall_out) == (12, 0, 83)
     assert c.x_valid == 103 - 8 == c.busy + c.stall_out

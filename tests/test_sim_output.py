@@ -10,7 +10,8 @@ CFG = TernConfig(rows=4, lanes=8, bus_bytes=2, act_depth=64, wgt_depth=8, out_de
 
 
 def test_config():
-    assert CFG.result_latency == CFG.ram_latency + CFG.pe_latency + CFG.out_fifo_latency == 6
+    assert CFG.result_latency == (CFG.ram_latency + CFG.operand_latency + CFG.pe_latency
+                                  + CFG.out_fifo_latency) == 7
 
 
 def test_results_follow_their_last_issue():
@@ -19,14 +20,14 @@ def test_results_follow_their_last_issue():
     assert out.last == -1 and out.credit_free(0) == out.credit_free(1) == NEG
     out.write(np.array([10]))
     out.write(np.array([12, 12, 20]))
-    assert out.out.t.tolist() == [16, 18, 19, 26]      # in order, one per cycle at most
-    assert out.n == 4 and out.last == 26
-    assert out.credit_free(2) == 17 and out.credit_free(3) == 19
-    assert out.credits_free(1, 3).tolist() == [NEG, 17]
+    assert out.out.t.tolist() == [17, 19, 20, 27]      # in order, one per cycle at most
+    assert out.n == 4 and out.last == 27
+    assert out.credit_free(2) == 18 and out.credit_free(3) == 20
+    assert out.credits_free(1, 3).tolist() == [NEG, 18]
 
 
 def test_out_stream_gaps():
     import numpy as np
     out = OutputFIFO(CFG, Timing(out=StreamTiming(gaps=[0, 5])), 2)
     out.write(np.array([10, 12]))
-    assert out.out.t.tolist() == [16, 22]              # the second waits 1 + 5 cycles after the first
+    assert out.out.t.tolist() == [17, 23]              # the second waits 1 + 5 cycles after the first

@@ -136,9 +136,9 @@ def test_harness_replays_out_backpressure():
     oc = r.out_cycles.tolist()
     # the sink is ready 10 cycles after each transfer, and a result is always waiting by then
     assert all(oc[i] - oc[i - 1] == 10 for i in range(1, T))
-    # ARCHITECTURE.md: act beats in cycles 3 .. 2+T, the first issue in 3+T (its word was written
-    # long before), its result leaves P+2 cycles later (the sink has been ready since cycle 9)
-    assert oc[0] == 3 + T + CFG.pe_latency + 2
+    # ARCHITECTURE.md: act beats in cycles D .. D-1+T, the first issue in D+T (its word was written
+    # long before), its result leaves R cycles later (the sink has been ready since cycle 9)
+    assert oc[0] == CFG.dispatch_latency + T + CFG.result_latency
 
 
 def test_harness_cycle_limit():

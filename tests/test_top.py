@@ -176,21 +176,21 @@ def test_reset_mid_program_batch_cuts_everywhere():
 
 
 def decode_cycles(cfg, n_mm, kw):
-    """docs/ARCHITECTURE.md, "Closed forms": last issue = max(4 + n*kw*bpw + Ld, 2 + kw + n*kw)."""
-    ld, p = cfg.decoder_latency, cfg.pe_latency
+    """docs/ARCHITECTURE.md, "Closed forms": last issue = max(D + 1 + n*kw*bpw + Ld, D - 1 + kw + n*kw),
+    the last result leaves ``out`` R cycles later (D = dispatch_latency, R = result_latency)."""
+    ld, d, r = cfg.decoder_latency, cfg.dispatch_latency, cfg.result_latency
     bpw = cfg.beats_per_word
-    last_issue = max(4 + n_mm * kw * bpw + ld, 2 + kw + n_mm * kw)
-    return last_issue + p + 3
+    last_issue = max(d + 1 + n_mm * kw * bpw + ld, d - 1 + kw + n_mm * kw)
+    return last_issue + r + 1
 
 
 def prefill_cycles(cfg, n_mm, kw, tokens):
-    """docs/ARCHITECTURE.md, "Closed forms": T*kw*(n+1) + P + 5."""
-    p = cfg.pe_latency
-    return tokens * kw * (n_mm + 1) + p + 5
+    """docs/ARCHITECTURE.md, "Closed forms": T*kw*(n+1) + D + R."""
+    return tokens * kw * (n_mm + 1) + cfg.dispatch_latency + cfg.result_latency
 
 
 _DECODE_CASES = [
-    TernConfig(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=6),
+    TernConfig(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=8),
     TernConfig(rows=2, lanes=8, acc_width=20, bus_bytes=4, act_depth=64, wgt_depth=8, out_depth=8,
                weight_format="base3", tree_reg_every=0),
     TernConfig(rows=3, lanes=5, acc_width=20, bus_bytes=8, act_depth=64, wgt_depth=8, out_depth=8,
@@ -198,7 +198,7 @@ _DECODE_CASES = [
 ]
 
 
-# the closed form's conditions: k_words * beats_per_word >= 2 and floor((P+2)/k_words) < out_depth
+# the closed form's conditions: k_words * beats_per_word >= 2 and floor(R/k_words) < out_depth
 _DECODE_RUNS = [(ci, n_mm, kw) for ci, cfg in enumerate(_DECODE_CASES)
                 for n_mm, kw in [(6, 8), (9, 3), (5, 1), (4, 2)] if kw * cfg.beats_per_word >= 2]
 
@@ -206,14 +206,14 @@ _DECODE_RUNS = [(ci, n_mm, kw) for ci, cfg in enumerate(_DECODE_CASES)
 @pytest.mark.parametrize("ci,n_mm,kw", _DECODE_RUNS)
 def test_decode_cycles_closed_form(ci, n_mm, kw):
     cfg = _DECODE_CASES[ci]
-    p = cfg.pe_latency
-    assert (p + 2) // kw < cfg.out_depth, "case outside the closed form's conditions"
+    assert cfg.result_latency // kw < cfg.out_depth, "case outside the closed form's conditions"
     prog = decode_program(cfg, n_mm, kw)
     res = run_checked(cfg, prog, Timing.ideal(), 0)
     # the closed form counts up to the cycle after the last result left `out`
     assert res.last_out_cycle + 1 == decode_cycles(cfg, n_mm, kw), (cfg, res.last_out_cycle)
-    # the weight stream accepted a beat on every cycle from cycle 4 to its last beat
-    assert res.wgt_cycles.tolist() == list(range(4, 4 + len(prog.wgt_beats)))
+    # the weight stream accepted a beat on every cycle from cycle D + 1 to its last beat
+    first = cfg.dispatch_latency + 1
+    assert res.wgt_cycles.tolist() == list(range(first, first + len(prog.wgt_beats)))
 
 
 _PREFILL_CASES = [

@@ -13,7 +13,7 @@ import numpy as np
 from hw.config import TernConfig
 from hw.isa import Op, decode
 from hw.program import instr_is_valid
-from hw.result import PERF_COUNTERS, RunResult, Streams, as_streams
+from hw.result import RunResult, Streams, as_streams
 from hw.timing import Timing
 
 __all__ = ["HarnessError", "default_max_cycles", "prepare_run", "pack_payloads", "unpack_payloads",
@@ -156,7 +156,7 @@ def run_result(backend: str, config: TernConfig, r: dict, who: str) -> "RunResul
     return RunResult(
         backend=backend, config=config,
         outputs=unpack_payloads(stream_layouts(config)["out"], r["outputs"]),
-        cycles=int(r["cycles"]), counters={k: int(r["counters"][k]) for k in PERF_COUNTERS},
+        cycles=int(r["cycles"]), counters={k: int(r["counters"][k]) for k in config.perf_counters},
         error=int(r["error"]),
         instr_cycles=np.array(r["instr_cycles"], dtype=np.int64),
         act_cycles=np.array(r["act_cycles"], dtype=np.int64),

@@ -1,20 +1,23 @@
-"""Dispatch stage of the tern core: the dispatch register D, the operand checks, the execute and
+"""Dispatch stage of the tern core: the check pipeline, the dispatch register D, the execute and
 loader queues it pushes, SYNC and the quiescence condition (``docs/ARCHITECTURE.md``, "Dispatch").
 
-An instruction accepted from ``instr`` in cycle ``c`` sits in the dispatch register during ``c + 1``,
-where it is checked with :func:`hw.isa.check` (the one set of validity rules). A good LOAD_ACT /
-MATMUL is pushed into the execute queue (and a MATMUL also into the loader queue) in that cycle if
-both queues have room, otherwise it waits there. NOP and bad instructions retire at once (a bad one
-sets error bit 0). SYNC retires in the first cycle in which the machine is quiescent.
-``instr.ready`` is high iff the dispatch register is empty or retires in the same cycle.
+An instruction accepted from ``instr`` in cycle ``c`` enters the **check pipeline**: registers
+``V0 .. V(s-1)`` (``s = config.check_stages``), one per cycle while the stage ahead has room, that
+evaluate the validity rules of :func:`hw.isa.check` one adder level at a time, so that it reaches the
+dispatch register D (at the earliest in ``c + s + 1``) with its verdict registered. A good LOAD_ACT /
+MATMUL in D is pushed into the execute queue (and a MATMUL also into the loader queue) if both queues
+have room, otherwise it waits there. NOP and bad instructions retire at once (a bad one sets error
+bit 0). SYNC retires in the first cycle in which the machine is quiescent. Every stage moves when the
+stage ahead is empty or moves in the same cycle; ``instr.ready`` is high iff ``V0`` is empty or moves.
 
 The product ``k_words * tokens`` of the MATMUL range check is a shift-and-add of the range-checked
-(narrow) operands: nothing here multiplies two signals.
+(narrow) operands, summed together with ``act_addr`` in a balanced tree with a register after every
+adder level: nothing here multiplies two signals, and no cycle holds more than one adder.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -49,7 +52,8 @@ def load_entry_layout(config: TernConfig) -> data.StructLayout:
 
 
 class Dispatch(ConfigComponent):
-    """Stage D: instruction checks, queue pushes, SYNC (module docstring, docs/ARCHITECTURE.md).
+    """Check pipeline + stage D: instruction checks, queue pushes, SYNC (module docstring,
+    docs/ARCHITECTURE.md).
 
     Ports (``sync`` domain)
     -----------------------
@@ -64,14 +68,15 @@ class Dispatch(ConfigComponent):
     engine_idle : In(1)
         The execute engine has no current instruction and no output credit is reserved.
     idle : Out(1)
-        Nothing in D, the execute queue empty and ``engine_idle`` (a SYNC would retire).
+        Nothing in the check pipeline or D, the execute queue empty and ``engine_idle`` (a SYNC
+        would retire).
     bad_instr : Out(1)
         Sticky error bit 0: a bad instruction was skipped.
 
-    Internal signals: ``d_valid``, ``d_instr`` (the dispatch register), ``d_retire``, ``d_is_*``,
-    ``d_load_ok``, ``d_matmul_ok``, ``d_bad``, ``d_wants_push``, ``d_can_push``, ``d_span`` (the
-    shift-and-add ``k_words * tokens``), ``quiescent``, ``xq_in``/``lq_in`` (the pushed entries),
-    ``err_bad_instr``.
+    Internal signals: ``v<k>_valid`` and ``v<k>_*`` (check stage ``k``), ``v<k>_ready`` (stage
+    ``k`` takes the instruction of the stage behind it), ``d_valid``, ``d_retire``, the registered
+    verdict ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
+    ``quiescent``, ``xq_in``/``lq_in`` (the entries D pushes), ``err_bad_instr``.
     """
 
     def __init__(self, config: TernConfig):
@@ -84,96 +89,101 @@ class Dispatch(ConfigComponent):
             "bad_instr": Out(1),
         })
 
-    def _span(self, m, b, c):
-        """``b * c`` of the operands narrowed to their legal ranges, by shift-and-add: one partial
-        product per bit of ``b``, summed in a balanced tree."""
-        cfg = self.config
-        kb, cb = cfg.wgt_depth.bit_length(), cfg.act_depth.bit_length()
-        b_n = Signal(kb, name="d_kwords_narrow")
-        c_n = Signal(cb, name="d_tokens_narrow")
-        m.d.comb += [b_n.eq(b[:kb]), c_n.eq(c[:cb])]
-        terms = []
-        for i in range(kb):
-            term = Signal(kb + cb, name=f"d_span_term{i}")
-            m.d.comb += term.eq(Mux(b_n[i], c_n << i, 0))
-            terms.append(term)
-        level = 0
-        while len(terms) > 1:
-            nxt = []
-            for j in range(0, len(terms) - 1, 2):
-                s = Signal(kb + cb, name=f"d_span_sum{level}_{j // 2}")
-                m.d.comb += s.eq(terms[j] + terms[j + 1])
-                nxt.append(s)
-            if len(terms) % 2:
-                nxt.append(terms[-1])
-            terms = nxt
-            level += 1
-        span = Signal(kb + cb, name="d_span")
-        m.d.comb += span.eq(terms[0])
-        return span
-
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        # From instr to current in an engine: register D, the queue (a push in c is popped in
-        # c + 1 at the earliest), the engine's current-instruction register.
-        self.check_built("dispatch_latency", 3)
-        AW = act_addr_width(cfg)
-        # The queues: entries pushed in c can be popped from c + 1.
+        AW, KW = act_addr_width(cfg), _word_bits(cfg)
+        kb, cb = cfg.wgt_depth.bit_length(), cfg.act_depth.bit_length()
+        SW = kb + cb                        # span tree width: act_addr + k_words * tokens
         xq_l, lq_l = exec_entry_layout(cfg), load_entry_layout(cfg)
-        m.submodules.exec_queue = xq = SyncFIFO(width=xq_l.size, depth=cfg.queue_depth)
-        m.submodules.load_queue = lq = SyncFIFO(width=lq_l.size, depth=cfg.queue_depth)
 
+        # -- the check pipeline: V0 holds the raw word; V0 -> V1 evaluates every rule of hw.isa.check
+        #    but the span, and the first adder level of act_addr + k_words * tokens; each later stage
+        #    one more adder level; the last level and the span comparison go into D.
+        stages = []                          # per stage: (valid, registers, their inputs)
+        v0 = Signal(INSTR_LAYOUT, name="v0_instr")
+        stages.append((Signal(name="v0_valid"), [v0], [self.instr.payload]))
+        op, a, b, c = v0.op, v0.a, v0.b, v0.c
+        # every rule but the span; ``a + 0 <= AD`` of a MATMUL is ``a <= AD``, implied by the full
+        # rule and what narrows ``a`` into the tree
+        pre = check(cfg, op, a, b, c, span=0)
+        b_n, c_n = b[:kb], c[:cb]
+        nodes = [a[:AW + 1]] + [Mux(b_n[i], c_n << i, 0) for i in range(kb)]
+        self.check_built("check_stages", (len(nodes) - 1).bit_length())
+
+        def tree_level(nodes):
+            pairs = [x + y for x, y in zip(nodes[0::2], nodes[1::2])]
+            return pairs + ([nodes[-1]] if len(nodes) % 2 else [])
+
+        carried = {
+            "xq": (xq_l, Cat(op == Op.MATMUL.value, a[:AW], (b - 1)[:max(AW, KW)], (c - 1)[:AW])),
+            "lq": (lq_l, (b - 1)[:KW]),
+            "nop": (1, op == Op.NOP.value), "sync": (1, op == Op.SYNC.value),
+            "load": (1, pre.load), "mm": (1, pre.matmul),
+        }
+        for k in range(1, cfg.check_stages):
+            nodes = tree_level(nodes)
+            regs = {n: Signal(shape, name=f"v{k}_{n}") for n, (shape, _) in carried.items()}
+            tree = [Signal(SW, name=f"v{k}_node{j}") for j in range(len(nodes))]
+            stages.append((Signal(name=f"v{k}_valid"), [*regs.values(), *tree],
+                           [value for _, value in carried.values()] + nodes))
+            carried = {n: (shape, regs[n]) for n, (shape, _) in carried.items()}
+            nodes = tree
+        nodes = tree_level(nodes)
+        span_ok = nodes[0] <= cfg.act_depth          # act_addr + k_words * tokens <= act_depth
+
+        # -- D: the registered verdict
         d_valid = Signal(name="d_valid")
-        d = Signal(INSTR_LAYOUT, name="d_instr")
         d_retire = Signal(name="d_retire")
-
-        op, a, b, c = d.op, d.a, d.b, d.c
-        is_nop = Signal(name="d_is_nop")
-        is_load = Signal(name="d_is_load")
-        is_mm = Signal(name="d_is_matmul")
-        is_sync = Signal(name="d_is_sync")
-        m.d.comb += [
-            is_nop.eq(op == Op.NOP.value),
-            is_load.eq(op == Op.LOAD_ACT.value),
-            is_mm.eq(op == Op.MATMUL.value),
-            is_sync.eq(op == Op.SYNC.value),
-        ]
-        rules = check(cfg, op, a, b, c, span=self._span(m, b, c))
-        load_ok = Signal(name="d_load_ok")       # a good LOAD_ACT
-        mm_ok = Signal(name="d_matmul_ok")       # a good MATMUL
-        bad = Signal(name="d_bad")
-        m.d.comb += [load_ok.eq(rules.load), mm_ok.eq(rules.matmul), bad.eq(rules.bad)]
-        wants_push = Signal(name="d_wants_push")
-        m.d.comb += wants_push.eq(load_ok | mm_ok)
-        can_push = Signal(name="d_can_push")
-        m.d.comb += can_push.eq(xq.w_rdy & (lq.w_rdy | ~is_mm))
-
-        quiescent = Signal(name="quiescent")
-        m.d.comb += d_retire.eq(d_valid & (bad | is_nop | (is_sync & quiescent)
-                                           | (wants_push & can_push)))
-
+        d_skip = Signal(name="d_skip")                # NOP or bad: retires at once
+        d_bad = Signal(name="d_bad")
+        d_sync = Signal(name="d_sync")
+        d_push = Signal(name="d_push")                # a good LOAD_ACT or MATMUL
+        d_mm = Signal(name="d_matmul")                # a good MATMUL
         xq_in = Signal(xq_l, name="xq_in")
         lq_in = Signal(lq_l, name="lq_in")
+        f = {n: value for n, (_, value) in carried.items()}
+        mm_ok = f["mm"] & span_ok
+        good = f["nop"] | f["sync"] | f["load"] | mm_ok
+        d_in = [d_skip.eq(f["nop"] | ~good), d_bad.eq(~good), d_sync.eq(f["sync"]),
+                d_push.eq(f["load"] | mm_ok), d_mm.eq(mm_ok),
+                xq_in.eq(f["xq"]), lq_in.eq(f["lq"])]
+
+        # -- the queues: entries pushed in c can be popped from c + 1
+        m.submodules.exec_queue = xq = SyncFIFO(width=xq_l.size, depth=cfg.queue_depth)
+        m.submodules.load_queue = lq = SyncFIFO(width=lq_l.size, depth=cfg.queue_depth)
+        can_push = Signal(name="d_can_push")
+        quiescent = Signal(name="quiescent")
+        push = Signal(name="d_push_now")
         m.d.comb += [
-            xq_in.mm.eq(is_mm),
-            xq_in.addr.eq(a[:AW]),
-            xq_in.n_m1.eq(b - 1),
-            xq_in.t_m1.eq(c - 1),
-            lq_in.k_last.eq(b - 1),
+            can_push.eq(xq.w_rdy & (lq.w_rdy | ~d_mm)),
+            push.eq(d_valid & d_push & can_push),
+            d_retire.eq(d_valid & (d_skip | (d_sync & quiescent) | (d_push & can_push))),
             xq.w_data.eq(xq_in),
-            xq.w_en.eq(d_valid & wants_push & can_push),
+            xq.w_en.eq(push),
             lq.w_data.eq(lq_in),
-            lq.w_en.eq(d_valid & wants_push & can_push & is_mm),
-            self.instr.ready.eq(~d_valid | d_retire),
+            lq.w_en.eq(push & d_mm),
         ]
-        with m.If(self.instr.valid & self.instr.ready):
-            m.d.sync += [d_valid.eq(1), d.eq(self.instr.payload)]
-        with m.Elif(d_retire):
-            m.d.sync += d_valid.eq(0)
+
+        # -- the ready chain: a stage takes the one behind it when it is empty or moves on
+        d_ready = Signal(name="d_ready")
+        m.d.comb += d_ready.eq(~d_valid | d_retire)
+        ready_ahead = d_ready
+        for k in reversed(range(len(stages))):
+            valid, regs, inputs = stages[k]
+            ready = Signal(name=f"v{k}_ready")
+            m.d.comb += ready.eq(~valid | ready_ahead)
+            with m.If(ready):
+                m.d.sync += valid.eq(self.instr.valid if k == 0 else stages[k - 1][0])
+                m.d.sync += [r.eq(x) for r, x in zip(regs, inputs)]
+            ready_ahead = ready
+        m.d.comb += self.instr.ready.eq(ready_ahead)
+        last_valid = stages[-1][0]
+        with m.If(d_ready):
+            m.d.sync += [d_valid.eq(last_valid), *d_in]
 
         err_bad = Signal(name="err_bad_instr")
-        with m.If(d_valid & bad):
+        with m.If(d_valid & d_bad):
             m.d.sync += err_bad.eq(1)
 
         # The queue heads, as streams of their entry layouts.
@@ -185,7 +195,7 @@ class Dispatch(ConfigComponent):
             self.load_q.payload.eq(lq.r_data),
             lq.r_en.eq(self.load_q.ready),
             quiescent.eq(self.engine_idle & ~xq.r_rdy),
-            self.idle.eq(~d_valid & quiescent),
+            self.idle.eq(~d_valid & ~Cat(s[0] for s in stages).any() & quiescent),
             self.bad_instr.eq(err_bad),
         ]
         return m

@@ -57,7 +57,8 @@ class TernCore(ConfigComponent):
         ``config.perf_counters`` (definitions in docs/ARCHITECTURE.md). In Verilog one port ``perf``
         of ``len(perf_counters) * perf_width`` bits, counter ``i`` in bits ``i*perf_width`` up.
 
-    Latencies are those of the configuration (``config.pe_latency``, ``config.decoder_latency``,
+    Latencies are those of the configuration (``config.operand_latency``: the register between the
+    controller's ``pe_*`` and the PE array; ``config.pe_latency``, ``config.decoder_latency``,
     ``config.result_latency``: cycles from the issue of a token's last step to ``out.valid`` of its
     result with the output FIFO otherwise empty); each block checks its own at elaboration.
     """
@@ -85,6 +86,17 @@ class TernCore(ConfigComponent):
         wiring.connect(m, dec.words, ctrl.words)
         wiring.connect(m, fifo.r, wiring.flipped(self.out))
 
+        # the operand register: the buffers' read data and the step's controls, one cycle on, so
+        # that no path runs from a RAM's output into the PE array's logic
+        self.check_built("operand_latency", 1)
+        m.d.sync += [
+            pe.valid.eq(ctrl.pe_valid),
+            pe.first.eq(ctrl.pe_first),
+            pe.last.eq(ctrl.pe_last),
+            pe.act.eq(ctrl.pe_act),
+            pe.codes.eq(ctrl.pe_codes),
+        ]
+
         m.d.comb += [
             # weight stream -> decoder, admitted only while the loader holds a MATMUL
             dec.beats.valid.eq(self.wgt.valid & ctrl.wgt_gate),
@@ -93,11 +105,6 @@ class TernCore(ConfigComponent):
             ctrl.wgt_beat.eq(self.wgt.valid & self.wgt.ready),
             ctrl.dec_error.eq(dec.error),
 
-            pe.valid.eq(ctrl.pe_valid),
-            pe.first.eq(ctrl.pe_first),
-            pe.last.eq(ctrl.pe_last),
-            pe.act.eq(ctrl.pe_act),
-            pe.codes.eq(ctrl.pe_codes),
 
             # The credit scheme guarantees the FIFO has room for every result (never checked here).
             fifo.w.valid.eq(pe.result_valid),

@@ -8,12 +8,14 @@ from hw.result import RunResult
 __all__ = ["event_counts"]
 
 
-def event_counts(cfg: TernConfig, res: RunResult, *, n_instr: int, n_words: int, extra: dict) -> dict:
-    """Event counts of the run ``res``: ``n_instr`` instruction words, ``n_words`` weight words
-    written; ``extra`` holds the data-dependent counts ``tokens``, ``nonzero_terms`` and
-    ``neg_terms``."""
+def event_counts(cfg: TernConfig, res: RunResult, counts: dict, *, n_instr: int, n_words: int,
+                 extra: dict) -> dict:
+    """Event counts of the run ``res``: ``counts`` holds the events of all eight performance
+    counters, unwrapped (whichever counters the configuration builds); ``n_instr`` instruction
+    words, ``n_words`` weight words written; ``extra`` holds the data-dependent counts ``tokens``,
+    ``nonzero_terms`` and ``neg_terms``."""
     R, L, A, B = cfg.rows, cfg.lanes, cfg.acc_width, cfg.bus_bytes
-    c = res.counters
+    c = counts
     busy = c["busy"]
     tokens = extra["tokens"]
     n_out = len(res.outputs)

@@ -65,13 +65,13 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     x_pop, x_finish, ld_pop = execute.x_pop, execute.x_finish, loader.ld_pop
 
     for i, (kind, a, b, c) in enumerate(zip(dispatch.kind, dispatch.a, dispatch.b, dispatch.c)):
-        taken = dispatch.take(i)                 # the instr transfer: in D from taken + 1
+        in_d = dispatch.take(i)                  # the instr transfer, the check pipeline: in D
         if kind == RETIRE:                       # NOP, or a bad instruction (error bit 0)
-            dispatch.d_retire = taken + 1
+            dispatch.d_retire = in_d
         elif kind == SYNC:                       # retires once the machine is quiescent
-            dispatch.d_retire = dispatch.sync_retire(taken, x_finish, output.last + 1)
+            dispatch.d_retire = dispatch.sync_retire(in_d, x_finish, output.last + 1)
         else:                                    # pushed into the queue(s), retired with the push
-            push = dispatch.d_retire = dispatch.push(taken, kind == MATMUL, x_pop, ld_pop)
+            push = dispatch.d_retire = dispatch.push(in_d, kind == MATMUL, x_pop, ld_pop)
             popped = execute.pop(push)
             if kind == LOAD_ACT:
                 execute.load_act(popped, a, b)
@@ -88,11 +88,12 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
         cycles = 0
     n_wgt = len(st.wgt_beats)
     error = int(dispatch.bad.any()) | 2 * int(datapath.weight_error)
+    counts = counters.counts(cycles=cycles, act_beats=dispatch.n_act, wgt_beats=n_wgt)
     res = RunResult(backend="sim", config=config, outputs=datapath.outputs, cycles=cycles,
-                    counters=counters.values(cycles=cycles, act_beats=dispatch.n_act, wgt_beats=n_wgt),
+                    counters=counters.values(counts),
                     error=error, instr_cycles=dispatch.instr.t, act_cycles=execute.act.t,
                     wgt_cycles=loader.wgt.t, out_cycles=output.out.t)
-    res.events = event_counts(config, res, n_instr=len(st.words), n_words=dispatch.n_words,
+    res.events = event_counts(config, res, counts, n_instr=len(st.words), n_words=dispatch.n_words,
                               extra={"tokens": datapath.tokens, "neg_terms": datapath.negated_terms,
                                      "nonzero_terms": datapath.nonzero_terms})
     res.wall_s = time.perf_counter() - wall0

@@ -61,6 +61,9 @@ CONFIG_FLAGS = {
     "out-depth": (int, "output FIFO depth in result vectors"),
     "tree-reg-every": (int, "adder-tree register every N levels (0: combinational)"),
     "dot-variant": (str, "dot unit micro-architecture (same results, different area)"),
+    "perf-counters": (lambda s: tuple(n.strip() for n in s.split(",") if n.strip()),
+                      "performance counters to build, comma-separated (cycles required)"),
+    "perf-width": (int, "performance counter width in bits (16..64)"),
 }
 
 

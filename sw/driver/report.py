@@ -29,15 +29,22 @@ PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 
 
 def _ratio(a, b):
-    return a / b if b else None
+    return a / b if a is not None and b else None
+
+
+def _total(records, name):
+    """The sum of counter ``name`` over ``records``; None when the configuration has no such counter."""
+    if any(name not in r.counters for r in records):
+        return None
+    return sum(r.counters[name] for r in records)
 
 
 def summarize(records, config, *, clock_mhz: float, generated_tokens: int = 0, backend: str = "sim") -> dict:
     """The figures of the module docstring from ``records`` (:class:`sw.driver.runtime.CallRecord` s)."""
     hz = clock_mhz * 1e6
     cyc = sum(r.cycles for r in records)
-    busy = sum(r.counters["busy"] for r in records)
-    beats = sum(r.counters["wgt_beats"] for r in records)
+    busy = _total(records, "busy")
+    beats = _total(records, "wgt_beats")
     out = {
         "backend": backend,
         "calls": len(records),
@@ -80,13 +87,15 @@ def summarize(records, config, *, clock_mhz: float, generated_tokens: int = 0, b
     # per projection kind
     kinds: dict = {}
     for r in records:
-        k = kinds.setdefault(r.kind, {"calls": 0, "cycles": 0, "busy": 0, "wgt_beats": 0, "stall_weight": 0,
-                                      "stall_out": 0, "stall_act": 0, "act_beats": 0, "N": r.N, "K": r.K,
-                                      "chunks": r.chunks})
+        k = kinds.setdefault(r.kind, {"calls": 0, "cycles": 0, "N": r.N, "K": r.K, "chunks": r.chunks,
+                                      "records": []})
         k["calls"] += 1
         k["cycles"] += r.cycles
+        k["records"].append(r)
+    for k in kinds.values():
+        recs = k.pop("records")
         for c in ("busy", "wgt_beats", "stall_weight", "stall_out", "stall_act", "act_beats"):
-            k[c] += r.counters[c]
+            k[c] = _total(recs, c)
     for k in kinds.values():
         k["utilization"] = _ratio(k["busy"], k["cycles"])
         k["bus_utilization"] = _ratio(k["wgt_beats"], k["cycles"])
@@ -162,9 +171,10 @@ def summary_lines(stats: dict) -> list[str]:
                  f"{seconds_text(s['prefill_cycles'] / hz)}, {s['prefill_cycles'] / layers:,.0f} cycles per layer")
     steps = s["steps"] - 1
     if steps > 0 and s.get("decode_cycles_per_token") is not None:
-        which = f"tokens 2-{steps + 1}" if batch == 1 else f"tokens 2-{steps + 1} of each prompt"
+        which = f"tokens 2-{steps + 1}, one step per token" if batch == 1 else \
+            f"tokens 2-{steps + 1} of each prompt, one step per position yields {batch} tokens"
         per_token = s["decode_cycles_per_token"]
-        lines.append(f"decode ({which}, one step per token): {per_token:,.0f} cycles per token = "
+        lines.append(f"decode ({which}): {per_token:,.0f} cycles per token = "
                      f"{seconds_text(per_token / hz)}, {s['cycles_per_layer']:,.0f} cycles per layer per "
                      f"step; {sig(s['decode_tokens_per_s'])} tokens/s modelled")
     lines.append(f"whole run, prefill included: {_n(gen, 'token')} generated in {seconds_text(s['device_seconds'])}"

@@ -70,12 +70,12 @@ class CallRecord:
     step: int = 0   # generation step (forward pass) the call belongs to, set by the caller
 
     @property
-    def busy(self) -> int:
-        return self.counters["busy"]
+    def busy(self) -> int | None:
+        return self.counters.get("busy")
 
     @property
-    def wgt_beats(self) -> int:
-        return self.counters["wgt_beats"]
+    def wgt_beats(self) -> int | None:
+        return self.counters.get("wgt_beats")
 
 
 @dataclass
@@ -180,7 +180,7 @@ class Accelerator:
         rec = CallRecord(name=label, kind=projection_kind(label), layer=int(m.group(1)) if m else -1,
                          tokens=prog.tokens, N=comp.N, K=comp.K, chunks=len(comp.chunks),
                          groups=len(prog.segments), cycles=int(res.cycles),
-                         counters={k: int(res.counters[k]) for k in PERF_COUNTERS},
+                         counters={k: int(v) for k, v in res.counters.items()},
                          instructions=len(prog.words), wall_s=wall, step=self.step)
         self.records.append(rec)
         if self.on_call is not None:
@@ -213,7 +213,8 @@ class Accelerator:
         c = dict.fromkeys(PERF_COUNTERS, 0)
         for r in recs:
             for k in PERF_COUNTERS:
-                c[k] += r.counters[k]
+                # a counter the configuration does not have is None in the totals
+                c[k] = c[k] + r.counters[k] if k in r.counters and c[k] is not None else None
         return c
 
     @property
