@@ -233,3 +233,13 @@ def test_a_device_failure_ends_the_progress_without_done(capsys, monkeypatch):
     assert code == 1 and out == "" and "done" not in err
     assert lines[0].startswith("tern run: sim, 8 tokens: 0/") and lines[-1] == \
         "tern run: device failure: q_proj: the sim device raised error flags 1 (bad instruction)"
+
+
+def test_demo_summary_counts_the_batch(capsys):
+    """Three problems generated together: the prefill holds 3 prompts of 9 tokens; each decode step
+    yields a token of each prompt; 15 tokens in all."""
+    code, out, err = run(capsys, "demo", "--problems", "3", "--quiet")
+    assert code == 0, err
+    assert "prefill (3 prompts of 9 tokens, yielding the first token of each): " in out
+    assert "decode (tokens 2-5 of each prompt, one step per position yields 3 tokens): " in out
+    assert "whole run, prefill included: 15 tokens generated in " in out
