@@ -1,96 +1,193 @@
-"""Simulator speed: hw.sim against Amaranth's simulator of the RTL on the same programs.
+"""Simulator speed, every baseline in one run: hw.sim, the plain C++ Verilator harness, the Verilator
+backend, Amaranth's simulator and the functional floor, on the same programs.
 
-For each workload the same program and the same input timing run on both; the results and cycle
-counts are checked equal (a speed figure of a wrong answer is worthless), and the simulated cycles
-per second of each are printed side by side with the ratio. Then the seven BitLinear projections of a
-microsoft/bitnet-b1.58-2B-4T decoder layer (hidden 2560, intermediate 6912) run on hw.sim alone at
-T=1 (decode) and T=128 (prefill) on the default configuration, with weight-bus and PE utilization.
-(Amaranth sim would need hours for those: millions of cycles at a few thousand cycles per second.)
+Baselines (each figure is the wall time of one call, best of ``--repeat``; a figure of a wrong answer
+is worthless, so every result and cycle count is checked equal in the same run):
 
-    python bench/bench_sim.py [--quick] [--json]
+* ``hw.sim``: :func:`hw.sim.simulate` (results, counters, the cycle of every transfer);
+* ``harness``: the plain C++ Verilator harness (:mod:`hw.flows.verilator_harness`) built from the
+  Verilog ``tern rtl`` writes, only its ports public, -O2, the stream driver in C++; one case on a
+  simulator process that is already running (streams sent, whole program run, results read back);
+* ``verilator``: the Verilator backend, :func:`hw.backends.verilator.run_verilator` (a fresh harness
+  process per call, build cached);
+* ``amaranth``: :func:`hw.backends.amaranth.run_rtl` (Amaranth's Python simulator of the RTL; small
+  programs only: it runs a few thousand cycles per second);
+* ``floor``: the same products by plain numpy: ``x @ W.T`` in float32 (exact at these sizes) from int8
+  activations and ternary weights already unpacked in memory as float32 matrices.
+
+Part 1, small programs: ratios of each baseline's time over hw.sim's. Part 2, the seven BitLinear
+projections of a microsoft/bitnet-b1.58-2B-4T decoder layer (hidden 2560, intermediate 6912) on the
+default configuration (R16 L64) through the driver (:class:`sw.driver.runtime.Accelerator`: compiled
+once, then called again on the same compiled weights, as in generation): hw.sim's device time on the
+first call and on repeated calls, against the floor, at T=1 (decode) and T=128 (prefill); the plain
+harness runs the T=1 layer once (``--no-harness-layer`` skips it: its build of R16 L64 takes minutes)
+with every projection's result and counters checked equal to hw.sim's.
+
+``--quick`` (two small programs, T=1, the first two projection shapes) leaves the Verilator baselines
+out (no builds).
+
+    python bench/bench_sim.py [--quick] [--json] [--repeat N] [--no-harness-layer]
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
-from hw.config import TernConfig
-from hw.program import linear_program
 from hw.backends.amaranth import run_rtl
+from hw.backends.verilator import VerilatorSession, core_verilog, run_verilator
+from hw.config import TernConfig
+from hw.flows.export import write_verilog
+from hw.program import linear_program
 from hw.sim import simulate
-from hw.workloads import layer_streams
 from hw.timing import StreamTiming, Timing
 from sw.model.presets import layer_shapes
 
 #: The seven BitLinear projections of a microsoft/bitnet-b1.58-2B-4T decoder layer, (name, N, K).
 LAYER_2B4T = layer_shapes("2b4t")
 
+SMALL = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=256, wgt_depth=64, out_depth=8)
 
-def _timed(fn, *args, repeat=1):
-    best = None
+
+def _best(fn, repeat: int):
+    best, r = None, None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        r = fn(*args)
+        r = fn()
         dt = time.perf_counter() - t0
         best = dt if best is None else min(best, dt)
     return r, best
 
 
-def compare_workloads(quick: bool):
+def check_rtl_text(cfg: TernConfig) -> None:
+    """The harness is built from exactly the Verilog ``tern rtl`` writes for ``cfg``."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tern_core.v"
+        write_verilog(cfg, path)
+        if path.read_text() != core_verilog(cfg):
+            raise SystemExit("bench_sim: the harness Verilog differs from tern rtl's")
+
+
+def floor_product(q: np.ndarray, w32: np.ndarray) -> np.ndarray:
+    """The functional floor: one product from int8 activations and float32-unpacked ternary weights."""
+    return q.astype(np.float32) @ w32.T
+
+
+def compare_small(quick: bool, repeat: int, verilator: bool) -> list:
     rng = np.random.default_rng(1)
-    small = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=256, wgt_depth=64, out_depth=8)
-    default = TernConfig()
     cases = [
-        ("decode  R4 L16  T=1  N=64  K=512", small, 1, 64, 512, Timing()),
-        ("prefill R4 L16  T=8  N=32  K=256", small, 8, 32, 256, Timing()),
-        ("stalls  R4 L16  T=4  N=32  K=256", small, 4, 32, 256,
+        ("decode  R4 L16  T=1  N=64  K=512", SMALL, 1, 64, 512, Timing()),
+        ("prefill R4 L16  T=8  N=32  K=256", SMALL, 8, 32, 256, Timing()),
+        ("stalls  R4 L16  T=4  N=32  K=256", SMALL, 4, 32, 256,
          Timing(StreamTiming(p_stall=0.2), StreamTiming(p_stall=0.2), StreamTiming(p_stall=0.3),
                 StreamTiming(p_stall=0.1), seed=5)),
-        ("bus 1/2 R16 L64 T=2  N=64  K=1024", default, 2, 64, 1024,
+        ("bus 1/2 R16 L64 T=2  N=64  K=1024", TernConfig(), 2, 64, 1024,
          Timing(wgt=StreamTiming(rate=Fraction(1, 2), latency=8))),
     ]
     if quick:
         cases = cases[:2]
     rows = []
-    for name, cfg, T, N, K, timing in cases:
-        q = rng.integers(-128, 128, (T, K))
-        w = rng.integers(-1, 2, (N, K))
-        prog = linear_program(cfg, q, w)
-        sim, t_sim = _timed(simulate, cfg, prog, timing, repeat=3)
-        rtl, t_rtl = _timed(run_rtl, cfg, prog, timing)
-        diffs = sim.compare(rtl)
-        exact = not diffs and np.array_equal(sim.outputs, prog.expected)
-        rows.append({"workload": name, "cycles": rtl.cycles, "equal": exact,
-                     "sim_s": t_sim, "amaranth_s": t_rtl,
-                     "sim_cycles_per_s": rtl.cycles / t_sim, "amaranth_cycles_per_s": rtl.cycles / t_rtl,
-                     "speedup": t_rtl / t_sim})
+    sessions: dict = {}
+    try:
+        for name, cfg, T, N, K, timing in cases:
+            q = rng.integers(-128, 128, (T, K))
+            w = rng.integers(-1, 2, (N, K))
+            prog = linear_program(cfg, q, w)
+            sim, t_sim = _best(lambda: simulate(cfg, prog, timing), repeat)
+            t, others = {"hw.sim": t_sim}, []
+            if verilator:
+                if cfg not in sessions:
+                    check_rtl_text(cfg)
+                    sessions[cfg] = VerilatorSession(cfg, driver="harness").start()
+                runs = [sessions[cfg].run(prog, timing) for _ in range(repeat)]
+                t["harness"] = min(r.wall_s for r in runs)
+                backend, t["verilator"] = _best(lambda: run_verilator(cfg, prog, timing), max(1, repeat // 2))
+                others += [runs[-1], backend]
+            rtl, t_rtl = _best(lambda: run_rtl(cfg, prog, timing), 1)
+            qf, w32 = q.astype(np.int8), w.astype(np.float32)
+            d_floor, t_floor = _best(lambda: floor_product(qf, w32), repeat)
+            t.update(amaranth=t_rtl, floor=t_floor)
+            equal = (all(not sim.compare(r) for r in [*others, rtl]) and np.array_equal(sim.outputs, prog.expected)
+                     and np.array_equal(d_floor.astype(np.int64), q @ w.T))
+            rows.append({"workload": name, "cycles": sim.cycles, "equal": bool(equal),
+                         "seconds": t, "cycles_per_s": {k: sim.cycles / v for k, v in t.items() if k != "floor"},
+                         "over_sim": {k: v / t_sim for k, v in t.items()}, "speedup": t_rtl / t_sim})
+    finally:
+        for s in sessions.values():
+            s.close()
     return rows
 
 
-def layer_2b4t(quick: bool):
+def _layer_problem(T: int, seed: int):
+    rng = np.random.default_rng(seed)
+    ws = [rng.integers(-1, 2, (N, K), dtype=np.int8) for _, N, K in LAYER_2B4T]
+    return ws
+
+
+def _run_layer(acc, ws, qs):
+    """The seven projections on ``acc``; returns (outputs, device seconds, host seconds, records)."""
+    n0 = len(acc.records)
+    t0 = time.perf_counter()
+    outs = [acc.linear(q, w, name) for (name, _, _), q, w in zip(LAYER_2B4T, qs, ws)]
+    host = time.perf_counter() - t0
+    recs = acc.records[n0:]
+    return outs, sum(r.wall_s for r in recs), host, recs
+
+
+def layer_2b4t(quick: bool, repeat: int, harness_layer: bool) -> list:
+    from sw.driver.runtime import Accelerator
+
     cfg = TernConfig()
+    ws = _layer_problem(1, 7)
+    w32 = [w.astype(np.float32) for w in ws]
+    rng = np.random.default_rng(8)
     out = []
     for T in ((1,) if quick else (1, 128)):
-        st, n_out = layer_streams(cfg, T, LAYER_2B4T, np.random.default_rng(T))
-        t0 = time.perf_counter()
-        res = simulate(cfg, words=st.words, act_beats=st.act_beats, wgt_beats=st.wgt_beats)
-        t = time.perf_counter() - t0
-        c = res.counters
-        assert len(res.outputs) == n_out
-        out.append({"T": T, "cycles": res.cycles, "seconds": t, "cycles_per_s": res.cycles / t,
-                    "bus_utilization": c["wgt_beats"] / c["cycles"],
-                    "pe_utilization": c["busy"] / c["cycles"]})
+        draws = [[rng.integers(-128, 128, (T, K), dtype=np.int8) for _, _, K in LAYER_2B4T]
+                 for _ in range(repeat + 1)]
+        floor = []
+        for qs in draws:
+            t0 = time.perf_counter()
+            ds = [floor_product(q, w) for q, w in zip(qs, w32)]
+            floor.append(time.perf_counter() - t0)
+        acc = Accelerator(cfg, "sim")
+        runs = [_run_layer(acc, ws, qs) for qs in draws]
+        equal = all(np.array_equal(o, (q.astype(np.int64) @ w.T.astype(np.int64)))
+                    for (outs, *_), qs in zip(runs, draws) for o, q, w in zip(outs, qs, ws))
+        equal = equal and all(np.array_equal(d.astype(np.int64), o) for d, o in zip(ds, runs[-1][0]))
+        first, rep = runs[0], min(runs[1:], key=lambda r: r[1])
+        t_floor = min(floor)
+        tot = {k: sum(r.counters[k] for r in first[3]) for k in ("cycles", "wgt_beats", "busy")}
+        row = {"T": T, "cycles": sum(r.cycles for r in first[3]), "equal": bool(equal),
+               "bus_utilization": tot["wgt_beats"] / tot["cycles"], "pe_utilization": tot["busy"] / tot["cycles"],
+               "floor_s": t_floor, "sim_first_device_s": first[1], "sim_first_host_s": first[2],
+               "sim_repeat_device_s": rep[1], "sim_repeat_host_s": rep[2],
+               "first_over_floor": first[1] / t_floor, "repeat_over_floor": rep[1] / t_floor}
+        if T == 1 and harness_layer:
+            check_rtl_text(cfg)
+            with Accelerator(cfg, "verilator") as vacc:
+                vacc.linear(np.ones((1, 64), dtype=np.int8), np.ones((16, 64), dtype=np.int8))  # starts it
+                outs, dev, host, recs = _run_layer(vacc, ws, draws[-1])
+            sim_recs = runs[-1][3]
+            same = all(a.cycles == b.cycles and a.counters == b.counters for a, b in zip(recs, sim_recs))
+            same = same and all(np.array_equal(a, b) for a, b in zip(outs, runs[-1][0]))
+            row.update(harness_device_s=dev, harness_over_sim=dev / rep[1], harness_equal=bool(same),
+                       harness_cycles_per_s=row["cycles"] / dev)
+            row["equal"] = row["equal"] and bool(same)
+        out.append(row)
     return out
 
 
 def per_projection(quick: bool):
     """Per 2B4T projection shape, the two utilization targets: decode (T=1) weight-bus utilization
-    and prefill (T=128) PE utilization."""
+    and prefill (T=128) PE utilization (hw.sim)."""
+    from hw.workloads import layer_streams
     cfg = TernConfig()
     out = []
     for name, N, K in LAYER_2B4T[:2] if quick else LAYER_2B4T:
@@ -106,31 +203,41 @@ def per_projection(quick: bool):
 
 def main(argv=None) -> int:
     from sw.cli.common import bench_parser
-    args = bench_parser(__doc__.splitlines()[0], quick_help="two small workloads and T=1 only").parse_args(argv)
-    rows = compare_workloads(args.quick)
-    layers = layer_2b4t(args.quick)
+    ap = bench_parser(__doc__.splitlines()[0], quick_help="two small workloads, T=1 only, no Verilator")
+    ap.add_argument("--repeat", type=int, default=3, help="calls per figure (best of; default 3)")
+    ap.add_argument("--no-harness-layer", action="store_true", help="skip the harness on the 2B4T layer")
+    args = ap.parse_args(argv)
+    rows = compare_small(args.quick, max(2, args.repeat), not args.quick)
+    layers = layer_2b4t(args.quick, max(2, args.repeat), not (args.quick or args.no_harness_layer))
     shapes = per_projection(args.quick)
+    ok = all(r["equal"] for r in rows) and all(r["equal"] for r in layers)
     if args.json:
-        print(json.dumps({"compare": rows, "layer_2b4t": layers, "projections_2b4t": shapes}))
-    else:
-        print(f"{'workload':36} {'cycles':>8} {'equal':>5} {'hw.sim cyc/s':>14} {'Amaranth cyc/s':>15} "
-              f"{'ratio':>8}")
-        for r in rows:
-            print(f"{r['workload']:36} {r['cycles']:8d} {str(r['equal']):>5} "
-                  f"{r['sim_cycles_per_s']:14.3g} {r['amaranth_cycles_per_s']:15.3g} "
-                  f"{r['speedup']:7.0f}x")
-        print("\n2B4T decoder layer (7 projections, default config R16 L64 2bit B16) on hw.sim:")
-        for r in layers:
-            print(f"  T={r['T']:<4d} {r['cycles']:>10d} cycles in {r['seconds']:.2f} s "
-                  f"({r['cycles_per_s']:.3g} cycles/s); weight bus {100 * r['bus_utilization']:.3f}%, "
-                  f"PE {100 * r['pe_utilization']:.3f}%")
-        print("\nPer 2B4T projection (targets: decode weight bus >= 97%, prefill PE >= 95%):")
-        print(f"  {'proj':5} {'N':>5} {'K':>5} {'T=1 cycles':>11} {'bus':>8} {'T=128 cycles':>13} {'PE':>8}")
-        for r in shapes:
-            d, p = r["decode"], r["prefill"]
-            print(f"  {r['projection']:5} {r['N']:5d} {r['K']:5d} {d['cycles']:11d} "
-                  f"{100 * d['bus_utilization']:7.3f}% {p['cycles']:13d} {100 * p['pe_utilization']:7.3f}%")
-    return 0 if all(r["equal"] for r in rows) else 1
+        print(json.dumps({"compare": rows, "layer_2b4t": layers, "projections_2b4t": shapes, "equal": ok}))
+        return 0 if ok else 1
+    print("Small programs: wall time per call (best of), and its ratio to hw.sim's; results, counters and "
+          "every transfer cycle equal:")
+    names = [n for n in ("hw.sim", "harness", "verilator", "amaranth", "floor") if n in rows[0]["seconds"]]
+    print(f"  {'workload':34} {'cycles':>7} {'equal':>5} " + " ".join(f"{n:>16}" for n in names))
+    for r in rows:
+        cells = [f"{r['seconds'][n] * 1e3:8.2f}ms {r['over_sim'][n]:5.2g}x" for n in names]
+        print(f"  {r['workload']:34} {r['cycles']:7d} {str(r['equal']):>5} " + " ".join(f"{c:>16}" for c in cells))
+    print("\n2B4T decoder layer (7 projections, R16 L64) through the driver; device time of hw.sim vs the floor:")
+    for r in layers:
+        print(f"  T={r['T']:<4d} {r['cycles']:>9d} cycles, equal {r['equal']}: floor {r['floor_s'] * 1e3:.1f} ms; "
+              f"hw.sim first call {r['sim_first_device_s'] * 1e3:.0f} ms ({r['first_over_floor']:.1f}x floor, "
+              f"host {r['sim_first_host_s']:.2f} s), repeated {r['sim_repeat_device_s'] * 1e3:.0f} ms "
+              f"({r['repeat_over_floor']:.1f}x floor, host {r['sim_repeat_host_s']:.2f} s)")
+        print(f"         weight bus {100 * r['bus_utilization']:.3f}%, PE {100 * r['pe_utilization']:.3f}%")
+        if "harness_device_s" in r:
+            print(f"         plain harness {r['harness_device_s']:.2f} s ({r['harness_cycles_per_s']:.3g} cycles/s): "
+                  f"hw.sim repeated is {r['harness_over_sim']:.1f}x faster; equal {r['harness_equal']}")
+    print("\nPer 2B4T projection (targets: decode weight bus >= 97%, prefill PE >= 95%):")
+    print(f"  {'proj':5} {'N':>5} {'K':>5} {'T=1 cycles':>11} {'bus':>8} {'T=128 cycles':>13} {'PE':>8}")
+    for r in shapes:
+        d, p = r["decode"], r["prefill"]
+        print(f"  {r['projection']:5} {r['N']:5d} {r['K']:5d} {d['cycles']:11d} "
+              f"{100 * d['bus_utilization']:7.3f}% {p['cycles']:13d} {100 * p['pe_utilization']:7.3f}%")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -9,13 +9,12 @@ simulated cycles per second of one run (``RunResult.wall_s``: the harness's figu
 the streams and reading the results back; the cocotb figure is its drive loop only, without the
 simulator's start-up).
 
-    python bench/bench_verilator.py [--quick] [--config small|real|default] [--tokens T] [--stalls] [--json]
+    python bench/bench_verilator.py [--quick] [--config tiny|small|real|default] [--tokens T] [--stalls] [--json]
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -29,6 +28,8 @@ from hw.timing import Timing
 from sw.cli.common import bench_parser
 
 CONFIGS = {
+    "tiny": TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=3, act_depth=64, wgt_depth=8,
+                       out_depth=3, tree_reg_every=1, acc_width=14),   # the core of the RTL tests
     "small": TernConfig(rows=4, lanes=8, weight_format="2bit", bus_bytes=4, act_depth=256, wgt_depth=32,
                         out_depth=8),
     "real": TernConfig(rows=12, lanes=24, weight_format="base3", bus_bytes=8, act_depth=512, wgt_depth=16,
