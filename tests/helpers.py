@@ -70,9 +70,20 @@ def reset_cut_case(seed):
 # -- the command line (tests/test_cli*.py) -----------------------------------------------------------
 
 def run(capsys, *argv):
-    """``tern ARGV``: (exit code, stdout, stderr)."""
+    """``tern ARGV``: (exit code, stdout, stderr). Progress lines are off (an interval of an hour)
+    unless the test sets ``TERN_PROGRESS_SECONDS`` itself, so that a slow machine cannot add lines
+    to a stderr a test compares."""
+    import os
+
     from sw.cli import main
-    code = main(list(argv))
+    quiet = "TERN_PROGRESS_SECONDS" not in os.environ
+    if quiet:
+        os.environ["TERN_PROGRESS_SECONDS"] = "3600"
+    try:
+        code = main(list(argv))
+    finally:
+        if quiet:
+            del os.environ["TERN_PROGRESS_SECONDS"]
     out, err = capsys.readouterr()
     return code, out, err
 
