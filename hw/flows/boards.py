@@ -83,8 +83,8 @@ BOARDS = {
     "tang-primer-20k": Board(
         "tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
         "Gowin GW2A-LV18PG256C8/I7",
-        dict(rows=8, lanes=32, acc_width=24, weight_format="2bit", bus_bytes=8, act_depth=512,
-             wgt_depth=32, out_depth=16, tree_reg_every=2),
+        dict(rows=4, lanes=16, acc_width=24, weight_format="2bit", bus_bytes=4, act_depth=256,
+             wgt_depth=16, out_depth=8, tree_reg_every=2),
         "Sipeed Tang Primer 20K on its Dock (Gowin GW2A-18C, 27 MHz oscillator)",
         core_clock_mhz=49.5,
         bitstream_loader="openFPGALoader -b tangprimer20k top.fs  (-f: write the flash)"),

@@ -430,7 +430,7 @@ class BoardTop(ConfigComponent):
 
     def clock_hz(self, platform) -> float:
         """The frequency the design runs at on ``platform``: the PLL output or the default clock."""
-        return self.pll.f_out_mhz * 1e6 if self.pll is not None else platform.default_clk_frequency
+        return self.pll.f_out_hz if self.pll is not None else platform.default_clk_frequency
 
     def elaborate(self, platform):
         if platform is None:

@@ -44,6 +44,10 @@ RESET_CYCLES = 1024
 _EPS = 1e-9
 
 
+def _hz(mhz: float) -> float:
+    return mhz * 1e6
+
+
 @dataclass(frozen=True)
 class PLLSetting:
     """One PLL configuration: the family, frequencies in MHz and the family's divider values."""
@@ -53,6 +57,10 @@ class PLLSetting:
     f_pfd_mhz: float
     f_vco_mhz: float
     params: dict = field(default_factory=dict)
+
+    @property
+    def f_out_hz(self) -> float:
+        return _hz(self.f_out_mhz)
 
     def to_dict(self) -> dict:
         return {"family": self.family, "f_in_mhz": self.f_in_mhz, "f_out_mhz": self.f_out_mhz,
@@ -235,7 +243,7 @@ class ClockGen(Elaboratable):
                 raise ValueError(f"ClockGen: no PLL for family {s.family!r}")
 
         m.d.comb += ClockSignal("sync").eq(clk_out)
-        platform.add_clock_constraint(clk_out, s.f_out_mhz * 1e6)
+        platform.add_clock_constraint(clk_out, s.f_out_hz)
         # reset: until lock (synchronized), then RESET_CYCLES more cycles
         m.domains.pll_por = ClockDomain("pll_por", reset_less=True, local=True)
         m.d.comb += ClockSignal("pll_por").eq(clk_out)
