@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from amaranth.hdl import Assert, Module, Signal
 
-from hw.config import DOT_VARIANTS
+from hw.config import DOT_VARIANTS, TernConfig
 from hw.verify import formal
 from hw.verify.formal import FormalError, Property, properties, run_formal, run_property
 
@@ -18,7 +18,7 @@ def test_catalogue_covers_every_unit_and_dot_variant():
     assert len(names) == len(set(names))
     for variant in DOT_VARIANTS:
         assert f"pe_{variant}_L16_t2" in names      # every variant, 16 lanes (slow)
-    for prefix in ("decoder_2bit", "decoder_base3", "out_fifo", "dispatch"):
+    for prefix in ("decoder_2bit", "decoder_base3", "out_fifo", "dispatch", "controller"):
         assert any(n.startswith(prefix) for n in names), prefix
     quick = {p.name for p in properties(quick=True)}
     assert quick < set(names)
@@ -58,3 +58,14 @@ def test_a_false_property_beyond_the_bound_is_not_a_failure():
 def test_unknown_property_is_one_line():
     with pytest.raises(FormalError, match="unknown formal property 'nope'"):
         run_formal(["nope"])
+
+
+def test_controller_bound_reaches_a_full_output_fifo():
+    # the credit property's bound is long enough for the machine to fill the output FIFO: the false
+    # claim "never full" has a counterexample within it
+    prop = next(p for p in properties() if p.name == "controller_out2_wgt4")
+    cfg = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
+                     bus_bytes=1, tree_reg_every=0)
+    r = run_property(Property("never_full", lambda: formal._controller_harness(
+        cfg, claim_never_full=True), "bmc", prop.depth, True, "false"))
+    assert r.status == "failed"

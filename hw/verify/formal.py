@@ -310,6 +310,46 @@ def _dispatch_harness(config: TernConfig) -> Module:
     return m
 
 
+# -- controller: output credits ------------------------------------------------------
+
+def _controller_harness(config: TernConfig, *, claim_never_full: bool = False) -> Module:
+    """``claim_never_full``: assert instead that the FIFO is never full of credited results, a false
+    claim whose counterexample shows that the bound reaches a full output FIFO (tested)."""
+    from hw.rtl.controller import Controller
+    m = Module()
+    m.submodules.dut = dut = Controller(config)
+    _reset_at_start(m)
+    for port in (dut.instr.valid, dut.instr.payload.as_value(), dut.words.valid,
+                 dut.words.payload.as_value(), dut.act.valid, dut.act.payload.as_value(),
+                 dut.act_r.data.as_value(), dut.wgt_r.data.as_value(), dut.wgt_beat, dut.dec_error):
+        _free(m, port)
+    cw = 8
+    # results: issued (a step with pe_valid & pe_last), in the FIFO pe_latency cycles later, popped
+    issued, written, popped = (Signal(cw, name="f_issued"), Signal(cw, name="f_written"),
+                               Signal(cw, name="f_popped"))
+    last = dut.pe_valid & dut.pe_last
+    with m.If(last):
+        m.d.sync += issued.eq(issued + 1)
+    lag = last
+    for i in range(config.pe_latency):
+        s = Signal(name=f"f_result_lag{i}")
+        m.d.sync += s.eq(lag)
+        lag = s
+    with m.If(lag):
+        m.d.sync += written.eq(written + 1)
+    # the output path pops a result only when one is there (the FIFO's first read is a cycle later)
+    pop = Signal(name="f_pop")
+    m.d.comb += [pop.eq(AnySeq(1)), dut.out_pop.eq(pop)]
+    m.d.comb += Assume(~pop | (written != popped))
+    with m.If(pop):
+        m.d.sync += popped.eq(popped + 1)
+    # credits: never more results issued and not popped than the FIFO holds
+    in_flight = issued - popped
+    m.d.comb += Assert(in_flight < config.out_depth if claim_never_full
+                       else in_flight <= config.out_depth)
+    return m
+
+
 # -- the catalogue -----------------------------------------------------------------------------------
 
 def _pe_props():
@@ -367,9 +407,21 @@ def _dispatch_props():
             for c, depth, quick in ((small, 12, True), (wide, 12, False))]
 
 
+def _controller_props():
+    small = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
+                       bus_bytes=1, tree_reg_every=0)
+    return [Property(f"controller_out{c.out_depth}_wgt{c.wgt_depth}",
+                     lambda c=c: _controller_harness(c), "bmc", depth, quick,
+                     f"controller (out depth {c.out_depth}, weight depth {c.wgt_depth}), any "
+                     f"instruction and data streams: never more results in flight than the output "
+                     f"FIFO holds")
+            for c, depth, quick in ((small, 16, True), (small.replace(out_depth=3), 24, False))]
+
+
 def properties(quick: bool | None = None) -> list[Property]:
     """The catalogue (``quick=True``: only the CI subset)."""
-    props = _pe_props() + _decoder_props() + _fifo_props() + _dispatch_props()
+    props = (_pe_props() + _decoder_props() + _fifo_props() + _dispatch_props()
+             + _controller_props())
     return [p for p in props if quick is None or not quick or p.quick]
 
 
