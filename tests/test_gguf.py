@@ -424,3 +424,41 @@ def test_cli_bad_gguf_is_one_line_exit_2(capsys, tmp_path):
     from sw.driver.models import ModelSpecError, load_layer
     with pytest.raises(ModelSpecError, match="out of range"):
         load_layer(str(good), 3)
+
+
+def test_wrong_block_counts_and_sizes_are_rejected_before_allocating(tmp_path, monkeypatch):
+    """Metadata that contradicts the tensor table (block counts, a huge feed-forward length, dims
+    whose product overflows 64 bits) is one line, found before any model memory is sized by it."""
+    import sw.model.gguf as G
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was allocated before the tensor table was checked")
+
+    monkeypatch.setattr(G, "CausalLM", no_model)
+    monkeypatch.setattr(G, "DecoderLayer", no_model)
+
+    def meta(**kv):
+        return lambda p: write_raw_gguf(p, {**_raw_metadata("bitnet-b1.58", 1), **kv}, _i2s_tensors())
+    _bad(tmp_path, meta(**{"bitnet-b1.58.block_count": 10**9}),
+         "block_count=1000000000, but the file has no tensors of block 1")
+
+    def drop_block_1(ts):
+        ts[:] = [t for t in ts if not t[0].startswith("blk.1.")]
+    _bad(tmp_path, lambda p: write_i2s(p, layers=2, patch=drop_block_1), "has no tensors of block 1")
+
+    def more_blocks(p):
+        write_i2s(p, patch=lambda ts: ts.append(("blk.7.attn_norm.weight", (H,), 0, bytes(4 * H))))
+    _bad(tmp_path, more_blocks, "block_count=1, but the file has tensors of block 7")
+    _bad(tmp_path, meta(**{"bitnet-b1.58.feed_forward_length": 2**31}),
+         f"tensor blk.0.ffn_sub_norm.weight: shape ({FFN},), expected (2147483648,)")
+
+    def overflow(p):
+        write_i2s(p, patch=lambda ts: ts.append(("blk.0.huge.weight", (2**32, 2**32 + 1), 0, b"")))
+    _bad(tmp_path, overflow, "truncated: tensor blk.0.huge.weight needs bytes")
+
+
+def _i2s_tensors():
+    """The tensor table write_i2s writes for one layer."""
+    floats, proj = _weights(1)
+    return ([(n, tuple(reversed(a.shape)), 0, a.astype("<f4").tobytes()) for n, a in floats.items()] +
+            [(n, tuple(reversed(t.shape)), TYPE_I2_S, encode_i2s(t, g)) for n, (t, g) in proj.items()])

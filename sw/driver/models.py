@@ -121,8 +121,8 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
 
 def model_config(spec: str):
     """The :class:`sw.model.config.ModelConfig` of ``spec`` without loading any weights (a checkpoint's
-    ``config.json`` or a GGUF file's metadata and tensor table is read and checked; a bad one raises
-    ``CheckpointError``)."""
+    ``config.json`` and safetensors headers, or a GGUF file's metadata and tensor table, are read and
+    checked against each other; a bad one raises ``CheckpointError``)."""
     folder = _check_spec(spec)
     if folder is None and spec != "demo":
         from sw.model.presets import preset_config
@@ -130,11 +130,11 @@ def model_config(spec: str):
     if is_gguf_path(spec):
         from sw.model.gguf import gguf_config
         return gguf_config(folder)
-    from sw.model.checkpoint import read_config
+    from sw.model.checkpoint import open_checkpoint
     if folder is None:
         from sw.model.demo_task import default_model_dir
         folder = default_model_dir()
-    return read_config(folder)[1]
+    return open_checkpoint(folder)[1]   # config.json checked against the safetensors headers
 
 
 def num_layers(spec: str) -> int:

@@ -42,7 +42,7 @@ from .packing import PackingError, pack_ternary, packed_rows, unpack_ternary
 from .quant import weight_quant
 
 __all__ = ["CheckpointError", "load_checkpoint", "open_checkpoint", "read_config", "model_from_state_dict",
-           "check_layout", "CheckpointLayers", "LazyCausalLM", "save_checkpoint", "PROJECTIONS"]
+           "check_layout", "CheckpointLayers", "LayerSequence", "LazyCausalLM", "save_checkpoint", "PROJECTIONS"]
 
 PROJECTIONS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -352,15 +352,15 @@ def _layer(src, c: ModelConfig, i: int, qc: Optional[Mapping]) -> DecoderLayer:
     return layer
 
 
-class CheckpointLayers(Sequence):
-    """The decoder layers of a checkpoint, each built from the files when it is used (nothing kept):
-    a model's memory holds its embeddings and one layer at a time."""
+class LayerSequence(Sequence):
+    """``n`` decoder layers, each built by ``build(i)`` when it is used and never kept (a model over
+    them holds one layer at a time)."""
 
-    def __init__(self, src, config: ModelConfig, quantization_config: Optional[Mapping]):
-        self.src, self.config, self.qc = src, config, quantization_config
+    def __init__(self, n: int, build):
+        self.n, self.build = n, build
 
     def __len__(self) -> int:
-        return self.config.num_hidden_layers
+        return self.n
 
     def __getitem__(self, i):
         if isinstance(i, slice):
@@ -368,8 +368,13 @@ class CheckpointLayers(Sequence):
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
-            raise IndexError(f"layer {i} out of range")
-        return _layer(self.src, self.config, i, self.qc)
+            raise IndexError(f"layer {i} out of range [0, {len(self)})")
+        return self.build(i)
+
+
+def CheckpointLayers(src, config: ModelConfig, quantization_config: Optional[Mapping]) -> LayerSequence:
+    """The decoder layers of a checkpoint, each read from the files when it is used."""
+    return LayerSequence(config.num_hidden_layers, lambda i: _layer(src, config, i, quantization_config))
 
 
 #: rows of the LM head converted to float32 at once by :class:`LazyCausalLM`

@@ -323,8 +323,9 @@ def _write_gguf(s: _Source, dst: Path, target: str, lossy: bool) -> tuple[int, i
         w.add_rope_freq_base(c.rope_theta)
         w.add_vocab_size(c.vocab_size)
         w.add_string(f"{arch}.hidden_act", c.hidden_act)
-        w.add_file_type({None: 36, gg.GGMLQuantizationType.TQ2_0: gg.LlamaFileType.MOSTLY_TQ2_0,
-                         gg.GGMLQuantizationType.TQ1_0: gg.LlamaFileType.MOSTLY_TQ1_0}[qtype])
+        if qtype is not None:   # (bitnet.cpp's file type number for I2_S is not in gguf-py: left out)
+            w.add_file_type({gg.GGMLQuantizationType.TQ2_0: gg.LlamaFileType.MOSTLY_TQ2_0,
+                             gg.GGMLQuantizationType.TQ1_0: gg.LlamaFileType.MOSTLY_TQ1_0}[qtype])
         tok = s.gguf_tokenizer() or {}
         # one key serves the config and the tokenizer: the tokenizer's BOS (what a prompt starts with)
         # wins over config.json's where both exist; EOS and padding come from the config

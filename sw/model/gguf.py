@@ -29,6 +29,7 @@ naming the file and, where there is one, the tensor or key.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +46,7 @@ from .model import CausalLM
 
 __all__ = ["GGUFError", "GGUFFile", "GGUFTensor", "GGUFInfo", "read_gguf", "gguf_config", "load_gguf", "load_gguf_layer",
            "decode_i2s", "encode_i2s", "is_gguf_path", "TYPE_TQ1_0", "TYPE_TQ2_0", "TYPE_I2_S",
-           "ARCHITECTURES", "PROJECTION_NAMES"]
+           "ARCHITECTURES", "PROJECTION_NAMES", "gguf_name"]
 
 GGUF_MAGIC = b"GGUF"
 TYPE_F32, TYPE_F16, TYPE_BF16 = 0, 1, 30
@@ -63,7 +64,21 @@ PROJECTION_NAMES = {  # GGUF name (blk.N.<name>.weight) -> reference model suffi
     "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
-_NORM_NAMES = ("attn_norm", "ffn_norm", "attn_sub_norm", "ffn_sub_norm")
+_HF_NAMES = {  # Hugging Face name -> GGUF name, outside the layers and for a layer's norms
+    "model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight", "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
+    "self_attn.attn_sub_norm": "attn_sub_norm", "mlp.ffn_sub_norm": "ffn_sub_norm",
+    **{hf: g for g, hf in PROJECTION_NAMES.items()},
+}
+
+
+def gguf_name(hf_name: str) -> str:
+    """The GGUF tensor name of a Hugging Face one (``model.layers.3.mlp.up_proj.weight`` ->
+    ``blk.3.ffn_up.weight``)."""
+    if hf_name in _HF_NAMES:
+        return _HF_NAMES[hf_name]
+    _, _, i, rest = hf_name.split(".", 3)              # model.layers.I.<module>.weight
+    return f"blk.{i}.{_HF_NAMES[rest.removesuffix('.weight')]}.weight"
 # GGUF metadata value types: id -> (struct format, size); 8 string, 9 array
 _SCALARS = {0: ("<B", 1), 1: ("<b", 1), 2: ("<H", 2), 3: ("<h", 2), 4: ("<I", 4), 5: ("<i", 4),
             6: ("<f", 4), 7: ("<?", 1), 10: ("<Q", 8), 11: ("<q", 8), 12: ("<d", 8)}
@@ -95,7 +110,7 @@ class GGUFTensor:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.dims, dtype=np.int64)) if self.dims else 1
+        return math.prod(self.dims)
 
 
 @dataclass
@@ -157,7 +172,7 @@ class _Cursor:
 
 
 def _tensor_nbytes(path: Path, name: str, dims: tuple[int, ...], ttype: int) -> int:
-    numel = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    numel = math.prod(dims)     # Python integers: dims near 2**64 cannot wrap around
     if ttype == TYPE_I2_S:
         if numel % I2S_BLOCK:
             raise GGUFError(f"{path}: tensor {name}: I2_S needs a multiple of {I2S_BLOCK} weights, has {numel}")
@@ -296,6 +311,15 @@ def _config_and_info(g: GGUFFile) -> tuple[ModelConfig, GGUFInfo]:
     if mv is not None and mv != vocab:
         raise GGUFError(f"{g.path}: metadata {a}.vocab_size={mv!r} differs from token_embd.weight's {vocab} rows")
     ffn = _meta_int(g, f"{a}.feed_forward_length")
+    blocks = {int(n.split(".")[1]) for n in g.tensors if n.startswith("blk.") and n.split(".")[1].isdigit()}
+    # a block count the tensors contradict, checked before anything is sized by it
+    if blocks and max(blocks) >= n_layers:
+        raise GGUFError(f"{g.path}: metadata {a}.block_count={n_layers}, but the file has tensors of block "
+                        f"{max(blocks)}")
+    if len(blocks) != n_layers:   # fewer blocks than counted: name the first one missing
+        missing = next(i for i in range(n_layers) if i not in blocks)
+        raise GGUFError(f"{g.path}: metadata {a}.block_count={n_layers}, but the file has no tensors of block "
+                        f"{missing}")
     sub = [f"blk.{i}.{n}.weight" in g.tensors for i in range(n_layers) for n in ("attn_sub_norm", "ffn_sub_norm")]
     if any(sub) and not all(sub):
         missing = next(f"blk.{i // 2}.{('attn_sub_norm', 'ffn_sub_norm')[i % 2]}.weight"
@@ -330,8 +354,9 @@ def _config_and_info(g: GGUFFile) -> tuple[ModelConfig, GGUFInfo]:
 
 
 def gguf_config(path) -> ModelConfig:
-    """The :class:`ModelConfig` of a GGUF file (metadata and tensor table only; no weights decoded)."""
-    return _config_and_info(read_gguf(path))[0]
+    """The :class:`ModelConfig` of a GGUF file (metadata and tensor table only, checked against each
+    other; no weights decoded)."""
+    return _open(path)[1]
 
 
 def _type_name(t: int) -> str:
@@ -448,26 +473,40 @@ def _projection(g: GGUFFile, name: str, out_f: int, in_f: int, label: str) -> Bi
     return BitLinear.from_ternary(torch.from_numpy(np.ascontiguousarray(T)), torch.tensor(s), name=label)
 
 
-def _expected_names(c: ModelConfig) -> set[str]:
-    names = {"token_embd.weight", "output_norm.weight"}
+def _expected_shapes(c: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """{GGUF name: (out, in) or (n,)} of every tensor of the model."""
+    h = c.hidden_size
+    shapes = {"token_embd.weight": (c.vocab_size, h), "output_norm.weight": (h,)}
     if not c.tie_word_embeddings:
-        names.add("output.weight")
-    norms = _NORM_NAMES if c.sub_norms else _NORM_NAMES[:2]
+        shapes["output.weight"] = (c.vocab_size, h)
+    proj = c.projection_shapes()
     for i in range(c.num_hidden_layers):
-        names.update(f"blk.{i}.{n}.weight" for n in (*norms, *PROJECTION_NAMES))
-    return names
+        shapes.update({f"blk.{i}.attn_norm.weight": (h,), f"blk.{i}.ffn_norm.weight": (h,)})
+        if c.sub_norms:
+            shapes.update({f"blk.{i}.attn_sub_norm.weight": (c.q_size,),
+                           f"blk.{i}.ffn_sub_norm.weight": (c.intermediate_size,)})
+        shapes.update({f"blk.{i}.{g}.weight": proj[hf] for g, hf in PROJECTION_NAMES.items()})
+    return shapes
 
 
 def _open(path) -> tuple[GGUFFile, ModelConfig, GGUFInfo]:
-    """The file, its config and info, with the tensor names checked against the config."""
+    """The file, its config and info, with every tensor's name and shape checked against the config
+    (before any model memory is sized by the metadata)."""
     g = read_gguf(path)
     c, info = _config_and_info(g)
-    extra = sorted(set(g.tensors) - _expected_names(c) - {"rope_freqs.weight"})
+    if "rope_freqs.weight" in g.tensors:
+        raise GGUFError(f"{g.label('rope_freqs.weight')}: RoPE frequency factors are not supported")
+    shapes = _expected_shapes(c)
+    extra = sorted(set(g.tensors) - set(shapes))
     if extra:
         raise GGUFError(f"{g.label(extra[0])}: unexpected tensor" +
                         (f" (and {len(extra) - 1} more)" if len(extra) > 1 else "") + " for this model")
-    if "rope_freqs.weight" in g.tensors:
-        raise GGUFError(f"{g.label('rope_freqs.weight')}: RoPE frequency factors are not supported")
+    for name, shape in shapes.items():
+        t = g.tensors.get(name)
+        if t is None:
+            raise GGUFError(f"{g.label(name)}: missing tensor")
+        if t.shape != shape:
+            raise GGUFError(f"{g.label(name)}: shape {t.shape}, expected {shape}")
     return g, c, info
 
 

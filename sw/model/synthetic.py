@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -28,7 +27,7 @@ import torch
 from hw.fileio import atomic_write_many
 
 from .bitlinear import BitLinear
-from .checkpoint import PROJECTIONS, _float_names
+from .checkpoint import PROJECTIONS, LayerSequence, _float_names
 from .config import ModelConfig
 from .layers import DecoderLayer
 from .model import CausalLM
@@ -121,41 +120,32 @@ def write_synthetic_checkpoint(folder, config="2b4t", *, seed: int = 0, num_laye
     return folder
 
 
-class _GeneratedLayers(Sequence):
-    def __init__(self, c: ModelConfig, seed: int):
-        self.c, self.seed = c, seed
-
-    def __len__(self):
-        return self.c.num_hidden_layers
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        c, floats = self.c, list(_float_names(self.c).items())
-        layer = DecoderLayer(c, i)
-        index = {n: k for k, (n, _) in enumerate(floats)}
-        p = f"model.layers.{i}"
-        norms = {"input_layernorm": layer.input_layernorm, "post_attention_layernorm": layer.post_attention_layernorm,
-                 "self_attn.attn_sub_norm": layer.self_attn.attn_sub_norm, "mlp.ffn_sub_norm": layer.mlp.ffn_sub_norm}
-        with torch.no_grad():
-            for n, norm in norms.items():
-                name = f"{p}.{n}.weight"
-                norm.weight.copy_(_float_rows(self.seed, index[name], name, tuple(norm.weight.shape), 0,
-                                              norm.weight.shape[0]).to(torch.float32))
-            shapes = c.projection_shapes()
-            for k, suffix in enumerate(PROJECTIONS):
-                t, s = _ternary(self.seed, i, k, *shapes[suffix])
-                parent, attr = suffix.split(".")
-                setattr(getattr(layer, parent), attr, BitLinear.from_ternary(t, s.to(torch.float32)[0],
-                                                                             name=f"{p}.{suffix}"))
-        return layer
+def _generated_layer(c: ModelConfig, seed: int, i: int) -> DecoderLayer:
+    """Layer ``i`` as :func:`write_synthetic_checkpoint` writes it, from the generator."""
+    floats = list(_float_names(c))
+    layer = DecoderLayer(c, i)
+    p = f"model.layers.{i}"
+    norms = {"input_layernorm": layer.input_layernorm, "post_attention_layernorm": layer.post_attention_layernorm,
+             "self_attn.attn_sub_norm": layer.self_attn.attn_sub_norm, "mlp.ffn_sub_norm": layer.mlp.ffn_sub_norm}
+    with torch.no_grad():
+        for n, norm in norms.items():
+            name = f"{p}.{n}.weight"
+            shape = tuple(norm.weight.shape)
+            norm.weight.copy_(_float_rows(seed, floats.index(name), name, shape, 0, shape[0]).to(torch.float32))
+        shapes = c.projection_shapes()
+        for k, suffix in enumerate(PROJECTIONS):
+            t, s = _ternary(seed, i, k, *shapes[suffix])
+            parent, attr = suffix.split(".")
+            setattr(getattr(layer, parent), attr, BitLinear.from_ternary(t, s.to(torch.float32)[0],
+                                                                         name=f"{p}.{suffix}"))
+    return layer
 
 
 def synthetic_reference_model(config="2b4t", *, seed: int = 0, num_layers: Optional[int] = None) -> CausalLM:
     """The model :func:`write_synthetic_checkpoint` writes, built from the generator (layers generated
     when used; the autobitlinear ``w_scale`` is the bfloat16 ``weight_scale`` as float32)."""
     c = synthetic_config(config, num_layers=num_layers)
-    model = CausalLM(c, layers=_GeneratedLayers(c, seed))
+    model = CausalLM(c, layers=LayerSequence(c.num_hidden_layers, lambda i: _generated_layer(c, seed, i)))
     floats = _float_names(c)
     with torch.no_grad():
         for index, (name, shape) in enumerate(floats.items()):
