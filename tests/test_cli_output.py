@@ -243,3 +243,8 @@ def test_demo_summary_counts_the_batch(capsys):
     assert "prefill (3 prompts of 9 tokens, yielding the first token of each): " in out
     assert "decode (tokens 2-5 of each prompt, one step per position yields 3 tokens): " in out
     assert "whole run, prefill included: 15 tokens generated in " in out
+
+
+def test_one_decode_step_is_token_2(capsys):
+    code, out, err = run(capsys, "run", "--model", "demo", "--prompt", "123+045=", "--max-new-tokens", "2", "--quiet")
+    assert code == 0 and "decode (token 2, one step per token): " in out and "2-2" not in out

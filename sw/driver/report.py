@@ -171,8 +171,9 @@ def summary_lines(stats: dict) -> list[str]:
                  f"{seconds_text(s['prefill_cycles'] / hz)}, {s['prefill_cycles'] / layers:,.0f} cycles per layer")
     steps = s["steps"] - 1
     if steps > 0 and s.get("decode_cycles_per_token") is not None:
-        which = f"tokens 2-{steps + 1}, one step per token" if batch == 1 else \
-            f"tokens 2-{steps + 1} of each prompt, one step per position yields {batch} tokens"
+        tokens = "token 2" if steps == 1 else f"tokens 2-{steps + 1}"
+        which = f"{tokens}, one step per token" if batch == 1 else \
+            f"{tokens} of each prompt, one step per position yields {batch} tokens"
         per_token = s["decode_cycles_per_token"]
         lines.append(f"decode ({which}): {per_token:,.0f} cycles per token = "
                      f"{seconds_text(per_token / hz)}, {s['cycles_per_layer']:,.0f} cycles per layer per "
