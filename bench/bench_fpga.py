@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from hw.config import TernConfig
-from hw.flows.boards import BOARDS, BoardError, build_board, default_config
+from hw.flows.boards import BOARDS, BoardError, BuildError, build_board, default_config
 from sw.cli.common import bench_parser
 
 #: The small configuration every board builds quickly (the one CI's slow build test uses too).
@@ -55,8 +55,8 @@ def _have_toolchain() -> bool:
 def measure(board: str, name: str, fields, seeds: int, workdir: Path) -> dict:
     cfg = default_config(board) if fields is None else TernConfig(**fields)
     try:
-        r = build_board(board, cfg, workdir / f"{board}-{name}", seeds=seeds)
-    except BoardError as e:
+        r = build_board(board, cfg, workdir / f"{board}-{name}", seeds=seeds, timeout=4 * 3600)
+    except (BoardError, BuildError) as e:
         return {"board": board, "config_name": name, "config": cfg.to_dict(), "error": str(e)}
     r["config_name"] = name
     return r
@@ -72,7 +72,7 @@ def table(rows: list[dict]) -> str:
         lanes = c["rows"] * c["lanes"]
         shape = f"{c['rows']} x {c['lanes']}"
         if "error" in r:
-            lines.append(f"| `{r['board']}` | {shape} | {lanes} | {r['error']} ||||||||")
+            lines.append(f"| `{r['board']}` | {shape} | {lanes} | {r['error'].splitlines()[0]} ||||||||")
             continue
         if "fmax_median_mhz" in r:
             fmax = (f"{r['fmax_median_mhz']} MHz ({r['fmax_min_mhz']}-{r['fmax_max_mhz']}, "

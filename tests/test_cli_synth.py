@@ -33,6 +33,7 @@ def test_list(capsys):
     (("--board", "icebreaker", "--baud", "9000000"), "baud rate 9000000 is too high"),
     (("--board", "icebreaker", "--baud", "0"), "baud rate must be positive"),
     (("--board", "icebreaker", "--seeds", "0"), "seeds must be an integer between 1 and 50"),
+    (("--board", "icebreaker", "--timeout", "0"), "--timeout must be a positive number"),
     (("--board", "tang-primer-20k", "--seed", "-1"), "seed must be an integer between 0"),
     # 115200 baud from the 16.5 MHz PLL clock: 143 cycles per bit; 5 MHz needs 3.3
     (("--board", "icebreaker", "--baud", "5000000"), "baud rate 5000000 is too high for a 16.5 MHz"),
@@ -75,6 +76,23 @@ def test_reseed_line():
         '"$NEXTPNR_ICE40" --quiet --report report_seed3.json --timing-allow-fail --seed 3 '
         '--log top_seed3.tim --up5k --package sg48 --json top.json --pcf top.pcf')
     assert "--write" not in _reseed('"$NEXTPNR_HIMBAECHEL" --seed 1 --json a --write top.pnr.json', 2)
+
+
+def test_tool_failure_is_exit_1_one_message(capsys, tmp_path, monkeypatch):
+    """A toolchain failure (here: a Yosys that exits 1) is exit 1 with the message on stderr, no
+    traceback, and nothing left behind."""
+    fake = tmp_path / "fake-yosys"
+    fake.write_text("#!/bin/sh\necho 'ERROR: simulated failure' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    for var in ("NEXTPNR_ICE40", "ICEPACK"):
+        monkeypatch.setenv(var, "true")
+    out_dir = tmp_path / "out" / "ice"
+    rc, out, err = _run(capsys, "synth", "--board", "icebreaker", "--output", str(out_dir))
+    assert rc == 1 and out == ""
+    assert err.startswith("tern synth: the icebreaker build failed (exit code 1)")
+    assert "simulated failure" in err and "Traceback" not in err
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_unknown_board_api():

@@ -18,6 +18,8 @@ def add_command(sub) -> None:
                    help="output folder (default build/synth/<board>-<config hash>)")
     s.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     s.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    s.add_argument("--timeout", type=float, default=4 * 3600, metavar="SECONDS",
+                   help="give up on a build after this long (default 14400; exit 1)")
     s.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="place N times (seeds SEED..SEED+N-1) and report min/median/max Fmax "
                         "(default 1; the bitstream is the first seed's)")
@@ -26,7 +28,8 @@ def add_command(sub) -> None:
 
 
 def _cmd_synth(args) -> int:
-    from hw.flows.boards import BOARDS, build_board, default_config
+    import sys
+    from hw.flows.boards import BOARDS, BuildError, build_board, default_config
     if args.list:
         boards = {n: {"device": b.device, "family": b.family, "description": b.description,
                       "core_clock_mhz": b.core_clock_mhz, "default_config": b.default_config}
@@ -39,8 +42,14 @@ def _cmd_synth(args) -> int:
         raise UsageError("tern synth: --board is required (tern synth --list shows the boards)")
     # --config FILE.toml, else the board's default configuration; individual flags override either
     config = config_from_args(args, defaults=default_config(args.board))
-    r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed,
-                    seeds=args.seeds)
+    if not args.timeout > 0:
+        raise UsageError(f"tern synth: --timeout must be a positive number of seconds, not {args.timeout:g}")
+    try:
+        r = build_board(args.board, config, args.output, baud=args.baud, seed=args.seed,
+                        seeds=args.seeds, timeout=args.timeout)
+    except BuildError as e:  # a tool failed (not bad input): its message and log tail, exit 1
+        print(f"tern synth: {e}", file=sys.stderr)
+        return 1
     seeds = (f" (seeds {r['seed']}..{r['seed'] + args.seeds - 1}: min {r['fmax_min_mhz']}, "
              f"median {r['fmax_median_mhz']}, max {r['fmax_max_mhz']} MHz)" if args.seeds > 1 else "")
     text = (f"tern synth: {r['board']} ({r['device']}): {r['luts']}/{r['luts_available']} LUTs, "
