@@ -68,7 +68,9 @@ class ExecuteEngine(ConfigComponent):
     Internal signals: ``x_valid``, ``x_matmul``, ``x_act_addr``, ``x_left`` (LOAD_ACT: beats left
     - 1; MATMUL: ``k_words - 1``), ``x_k``, ``x_tokens_left`` (tokens still to start after the
     current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
-    ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``.
+    ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``, and the
+    registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
+    ``x_credit_free`` (``out_reserved < out_depth``).
     """
 
     def __init__(self, config: TernConfig):
@@ -119,6 +121,11 @@ class ExecuteEngine(ConfigComponent):
         mm_last = Signal(name="x_matmul_last")
         finish = Signal(name="x_finish")
         pop = Signal(name="x_pop")
+        # registered comparisons, kept equal to their definitions by the updates below (so that the
+        # issue decision has no comparator of these registers in front of it)
+        k_last_r = Signal(name="x_k_last_r")          # x_k == x_left (the step is a token's last)
+        tleft_zero = Signal(name="x_tokens_left_zero")  # x_tokens_left == 0
+        credit_free = Signal(init=1, name="x_credit_free")  # out_reserved < out_depth
         x_fill = Signal(range(cfg.wgt_depth + 1), name="x_bank_fill")
         x_owned = Signal(name="x_bank_owned")
         m.d.comb += [
@@ -132,10 +139,10 @@ class ExecuteEngine(ConfigComponent):
             x_fill.eq(Mux(x_bank, self.bank1_fill, self.bank0_fill)),
             x_owned.eq(Mux(x_bank, self.bank_owned[1], self.bank_owned[0])),
             word_ok.eq(x_owned & (cur_k < x_fill)),
-            k_last.eq(cur_k == cur_left[:KW]),
-            credit_ok.eq(~k_last | (reserved < cfg.out_depth)),
+            k_last.eq(k_last_r),
+            credit_ok.eq(~k_last | credit_free),
             issue.eq(cur_valid & cur_mm & word_ok & credit_ok),
-            mm_last.eq(issue & k_last & (cur_tleft == 0)),
+            mm_last.eq(issue & k_last & tleft_zero),
             finish.eq((act_xfer & load_last) | mm_last),
             self.bank_release.eq(Mux(mm_last, Mux(x_bank, 0b10, 0b01), 0)),
 
@@ -149,9 +156,10 @@ class ExecuteEngine(ConfigComponent):
         with m.If(act_xfer):
             m.d.sync += [cur_addr.eq(cur_addr + 1), cur_left.eq(cur_left - 1)]
         with m.If(issue):
-            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last, 0, cur_k + 1))]
+            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last, 0, cur_k + 1)),
+                         k_last_r.eq(Mux(k_last, cur_left[:KW] == 0, cur_k + 1 == cur_left[:KW]))]
             with m.If(k_last):
-                m.d.sync += cur_tleft.eq(cur_tleft - 1)
+                m.d.sync += [cur_tleft.eq(cur_tleft - 1), tleft_zero.eq(cur_tleft == 1)]
         with m.If(mm_last):
             m.d.sync += x_bank.eq(~x_bank)
         with m.If(pop):
@@ -162,6 +170,8 @@ class ExecuteEngine(ConfigComponent):
                 cur_left.eq(entry.n_m1),
                 cur_k.eq(0),
                 cur_tleft.eq(entry.t_m1),
+                k_last_r.eq(entry.n_m1[:KW] == 0),
+                tleft_zero.eq(entry.t_m1 == 0),
             ]
         with m.Elif(finish):
             m.d.sync += cur_valid.eq(0)
@@ -170,9 +180,9 @@ class ExecuteEngine(ConfigComponent):
         take = Signal(name="credit_take")
         m.d.comb += take.eq(issue & k_last)
         with m.If(take & ~self.out_pop):
-            m.d.sync += reserved.eq(reserved + 1)
+            m.d.sync += [reserved.eq(reserved + 1), credit_free.eq(reserved != cfg.out_depth - 1)]
         with m.Elif(self.out_pop & ~take):
-            m.d.sync += reserved.eq(reserved - 1)
+            m.d.sync += [reserved.eq(reserved - 1), credit_free.eq(1)]
 
         # PE controls, one cycle after the issue (aligned with the buffers' read data)
         m.d.sync += [
