@@ -141,7 +141,7 @@ class Datapath:
 def _decode(cfg, raw: np.ndarray, table: np.ndarray, G: int, kw: int, K: int, row_bytes):
     """The ``(G * rows, K)`` weight matrix of a group's weight words ``raw`` (one row per word), the
     byte counts of the words (padding included) and the nonzero and negated weights."""
-    R, L, tpb = cfg.rows, cfg.lanes, cfg.trits_per_byte
+    R, L = cfg.rows, cfg.lanes
     nz_per_byte, neg_per_byte = _BYTE_TERMS[cfg.weight_format]
     counts = np.bincount(raw.reshape(-1), minlength=256)
     if row_bytes is not None:
