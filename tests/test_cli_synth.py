@@ -2,6 +2,7 @@
 place-and-route builds (slow)."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,24 @@ def test_tool_failure_is_exit_1_one_message(capsys, tmp_path, monkeypatch):
     assert rc == 1 and out == ""
     assert err.startswith("tern synth: the icebreaker build failed (exit code 1)")
     assert "simulated failure" in err and "Traceback" not in err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_timeout_ends_the_tools(tmp_path, monkeypatch):
+    """A build past its timeout: BuildError, and the tool it started is ended with it (its own
+    process group), the temporary folder removed."""
+    pidfile = tmp_path / "pid"
+    fake = tmp_path / "slow-yosys"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 600\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    with pytest.raises(BuildError, match="did not finish within 20 s"):
+        build_board("icebreaker", TernConfig(rows=1, lanes=4, acc_width=13, bus_bytes=1,
+                                             act_depth=16, wgt_depth=4, out_depth=2),
+                    tmp_path / "out" / "x", timeout=20)
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
     assert list((tmp_path / "out").iterdir()) == []
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import statistics
 import importlib.util
 import json
 import os
 import re
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -312,11 +313,18 @@ def build_board(board: str, config: TernConfig | None = None, output=None, *, ba
         plan.extract(str(work))
 
         def run(cmd):
+            # its own process group, so that a timeout (or an interrupt) ends the tools it started
+            proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
             try:
-                return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
-                                      timeout=max(1.0, timeout - (time.monotonic() - t0)))
-            except subprocess.TimeoutExpired:
-                raise BuildError(f"the {board} build did not finish within {timeout:g} s") from None
+                out, err = proc.communicate(timeout=max(1.0, timeout - (time.monotonic() - t0)))
+            except BaseException as e:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                if isinstance(e, subprocess.TimeoutExpired):
+                    raise BuildError(f"the {board} build did not finish within {timeout:g} s") from None
+                raise
+            return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
         proc = run(["sh", f"{plan.script}.sh"])
         log = ""
