@@ -15,6 +15,7 @@ def test_issue_waits_for_word_and_streams_behind_loader():
     prev = None
     for w, i in zip(res["wgt_w"], res["issue_cycles"]):
         expect = w + 1 if prev is None else max(w + 1, prev + 1)
-        expect = max(expect, 3 + 8)  # the MATMUL is current only after the LOAD_ACT's beats 3..10
+        # the MATMUL is current only after the LOAD_ACT's beats D .. D + 7
+        expect = max(expect, cfg.dispatch_latency + 8)
         assert i == expect, f"seed=11: words written {res['wgt_w']}, issues {res['issue_cycles']}"
         prev = i

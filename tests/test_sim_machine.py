@@ -37,42 +37,43 @@ class _DeeperPE(TernConfig):
 
 
 def _lat(cfg):
-    return cfg.pe_latency, cfg.decoder_latency, cfg.beats_per_word
+    """R (result_latency), Ld, bpw and D (dispatch_latency) of the closed forms."""
+    return cfg.result_latency, cfg.decoder_latency, cfg.beats_per_word, cfg.dispatch_latency
 
 
 # the closed forms' sufficient conditions (ARCHITECTURE.md), applied when the cases are enumerated
 DECODE_CASES = [(ci, n_mm, kw) for ci, cfg in enumerate(CONFIGS)
                 for n_mm, kw in [(1, 1), (3, 2), (6, 5), (2, 8), (1, 16)]
                 if kw <= cfg.wgt_depth and kw * _lat(cfg)[2] >= 2
-                and (_lat(cfg)[0] + 2) // kw < cfg.out_depth]
+                and _lat(cfg)[0] // kw < cfg.out_depth]
 PREFILL_CASES = [(ci, n_mm, kw, T) for ci, cfg in enumerate(CONFIGS)
                  for n_mm, kw, T in [(1, 1, 8), (3, 2, 7), (2, 4, 9), (4, 3, 16), (2, 1, 40)]
                  if kw <= cfg.wgt_depth and T * kw <= cfg.act_depth
                  and T * kw >= kw * (_lat(cfg)[2] - 1) + _lat(cfg)[1] + 2
-                 and (_lat(cfg)[0] + 2) // kw < cfg.out_depth]
+                 and _lat(cfg)[0] // kw < cfg.out_depth]
 
 
 @pytest.mark.parametrize("ci, n_mm, kw", DECODE_CASES)
 def test_decode_closed_form(ci, n_mm, kw):
     cfg = CONFIGS[ci]
-    P, Ld, bpw = _lat(cfg)
+    R, Ld, bpw, D = _lat(cfg)
     prog = decode_program(cfg, n_mm, kw)
     r = simulate(cfg, prog)
-    closed = max(4 + n_mm * kw * bpw + Ld, 2 + kw + n_mm * kw) + P + 3
+    closed = max(D + 1 + n_mm * kw * bpw + Ld, D - 1 + kw + n_mm * kw) + R + 1
     assert r.cycles == closed == r.last_out_cycle + 1
     assert np.array_equal(r.outputs, prog.expected)
-    # the weight stream is accepted on every cycle from cycle 4
-    assert r.wgt_cycles.tolist() == list(range(4, 4 + n_mm * kw * bpw))
+    # the weight stream is accepted on every cycle from cycle D + 1
+    assert r.wgt_cycles.tolist() == list(range(D + 1, D + 1 + n_mm * kw * bpw))
     assert r.counters["wgt_beats"] == n_mm * kw * bpw and r.counters["busy"] == n_mm * kw
 
 
 @pytest.mark.parametrize("ci, n_mm, kw, T", PREFILL_CASES)
 def test_prefill_closed_form(ci, n_mm, kw, T):
     cfg = CONFIGS[ci]
-    P, Ld, bpw = _lat(cfg)
+    R, Ld, bpw, D = _lat(cfg)
     prog = prefill_program(cfg, n_mm, kw, T)
     r = simulate(cfg, prog)
-    assert r.cycles == T * kw * (n_mm + 1) + P + 5
+    assert r.cycles == T * kw * (n_mm + 1) + D + R
     assert np.array_equal(r.outputs, prog.expected)
     assert r.counters["busy"] == n_mm * T * kw
     assert r.counters["stall_weight"] == r.counters["stall_out"] == 0

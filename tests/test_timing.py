@@ -98,28 +98,31 @@ def test_timing_rejects():
 
 
 def test_harness_replays_instr_gaps():
-    """NOPs retire the cycle after they are taken, so instr.ready is always high: every accept cycle
-    is exactly the model's."""
+    """NOPs retire in their first cycle in D, so instr.ready is always high: every accept cycle is
+    exactly the model's."""
     gaps = (2, 0, 5, 1, 0, 0, 3)
     t = Timing(instr=StreamTiming(gaps=gaps, latency=1, rate=Fraction(1, 2)))
     prog_words = [nop().word] * 10
     r = run_rtl(CFG, words=prog_words, timing=t)
     exp = _model(10, list(gaps) + [0] * 3, latency=1, rate=Fraction(1, 2))
     assert r.instr_cycles.tolist() == exp
-    assert r.cycles == exp[-1] + 2 == r.counters["cycles"]   # last NOP retires one cycle later
+    # the last NOP reaches D check_stages + 1 cycles after it was taken and retires there
+    assert r.cycles == exp[-1] + CFG.check_stages + 2 == r.counters["cycles"]
     assert r.counters["idle"] == r.cycles
 
 
 def test_harness_replays_act_stalls():
-    """One LOAD_ACT: current from cycle 3 (ARCHITECTURE.md), then one beat per offered cycle."""
+    """One LOAD_ACT: current from cycle D = dispatch_latency (ARCHITECTURE.md), then one beat per
+    offered cycle."""
     rng = np.random.default_rng(0)
     n = 20
     t = Timing.random(5, p_act=0.5)
     prog = ProgramBuilder(CFG).load_act(0, rng.integers(-128, 128, (n, 4))).build()
     r = run_rtl(CFG, prog, t)
-    exp = _model(n, t.gaps("act", n), ready_from=3)
+    d = CFG.dispatch_latency
+    exp = _model(n, t.gaps("act", n), ready_from=d)
     assert r.act_cycles.tolist() == exp
-    assert r.counters["act_beats"] == n and r.counters["stall_act"] == exp[-1] - 2 - n
+    assert r.counters["act_beats"] == n and r.counters["stall_act"] == exp[-1] - (d - 1) - n
 
 
 def test_harness_replays_out_backpressure():
