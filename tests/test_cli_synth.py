@@ -2,7 +2,6 @@
 place-and-route builds (slow)."""
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -108,9 +107,9 @@ def test_timeout_ends_the_tools(tmp_path, monkeypatch):
         build_board("icebreaker", TernConfig(rows=1, lanes=4, acc_width=13, bus_bytes=1,
                                              act_depth=16, wgt_depth=4, out_depth=2),
                     tmp_path / "out" / "x", timeout=20)
-    pid = int(pidfile.read_text())
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
+    status = Path(f"/proc/{int(pidfile.read_text())}/status")
+    # gone, or a zombie waiting for its parent (a container's init may not reap it at once)
+    assert not status.exists() or "State:\tZ" in status.read_text()
     assert list((tmp_path / "out").iterdir()) == []
 
 
