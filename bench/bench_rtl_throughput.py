@@ -28,12 +28,13 @@ def run(kind, cfg, n_mm, kw, tokens=1):
     res = run_rtl(cfg, prog, Timing.ideal())
     wall = time.perf_counter() - t0
     exact = bool(np.array_equal(res.outputs, prog.expected))
-    ld, p = cfg.decoder_latency, cfg.pe_latency
+    # docs/ARCHITECTURE.md, "Closed forms" (D = dispatch_latency, R = result_latency)
+    ld, d, r = cfg.decoder_latency, cfg.dispatch_latency, cfg.result_latency
     bpw = cfg.beats_per_word
     if kind == "decode":
-        closed = max(4 + n_mm * kw * bpw + ld, 2 + kw + n_mm * kw) + p + 3
+        closed = max(d + 1 + n_mm * kw * bpw + ld, d - 1 + kw + n_mm * kw) + r + 1
     else:
-        closed = tokens * kw * (n_mm + 1) + p + 5
+        closed = tokens * kw * (n_mm + 1) + d + r
     cycles = res.last_out_cycle + 1   # the closed forms count to the cycle after the last result
     c = res.counters
     beats = c["wgt_beats"]
