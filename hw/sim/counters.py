@@ -1,8 +1,9 @@
 """Performance counters of the simulator (RTL: :class:`hw.rtl.counters.PerfCounters`).
 
 The stages add the cycles of their events as they time them; :meth:`PerfCounters.counts` closes the
-run and :meth:`PerfCounters.values` keeps the counters the configuration has, wrapped to their width. Exactly one of ``busy``, ``act_beats``, ``stall_weight``, ``stall_act``, ``stall_out`` and
-``idle`` holds in every cycle (definitions in ``docs/ARCHITECTURE.md``).
+run and :meth:`PerfCounters.values` keeps the counters the configuration has, wrapped to their width.
+Exactly one of ``busy``, ``act_beats``, ``stall_weight``, ``stall_act``, ``stall_out`` and ``idle``
+holds in every cycle (definitions in ``docs/ARCHITECTURE.md``).
 """
 
 from __future__ import annotations
