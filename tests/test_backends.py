@@ -14,13 +14,13 @@ from hw.verify.generate import random_case
 
 
 def test_registry_names_and_rtl_flags():
-    assert list(BACKENDS) == ["sim", "amaranth", "verilator"]
+    assert list(BACKENDS) == ["sim", "amaranth", "verilator", "serial"]
     assert rtl_backends() == ["amaranth", "verilator"]
     assert all(b.name == n and b.description for n, b in BACKENDS.items())
 
 
 def test_unknown_and_missing_backends(monkeypatch):
-    with pytest.raises(BackendError, match=r"unknown backend 'fpga' \(choose from sim, amaranth, verilator\)"):
+    with pytest.raises(BackendError, match=r"unknown backend 'fpga' \(choose from sim, amaranth, verilator, serial\)"):
         get_backend("fpga")
     with pytest.raises(BackendError, match="unknown backend 3"):
         get_backend(3)

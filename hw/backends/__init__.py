@@ -126,6 +126,8 @@ BACKENDS: dict[str, Backend] = {
                         description="the RTL under Amaranth's simulator (small configurations)"),
     "verilator": Backend("verilator", "hw.backends.verilator", rtl=True,
                          description="the RTL's Verilog compiled by Verilator, driven by cocotb"),
+    "serial": Backend("serial", "hw.backends.serial", rtl=False,
+                      description="a board (or tern board-sim) over its UART link: --port DEV [--baud N]"),
 }
 
 

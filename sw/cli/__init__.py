@@ -26,13 +26,13 @@ import os
 import sys
 
 from hw.config import ConfigError
-from sw.cli import bench, convert, demo, estimate, layer, rtl, run, synth, verify
-from sw.cli.common import Parser, UsageError
+from sw.cli import bench, convert, demo, estimate, layer, rtl, run, sweep, synth, verify
+from sw.cli.common import Parser, UsageError, configure_serial
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 #: The commands, in the order ``tern --help`` lists them; each module has ``add_command(sub)``.
-COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench, convert)
+COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench, convert, sweep)
 
 
 def build_parser() -> Parser:
@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        configure_serial(args.command, args)
         return args.func(args)
     except BrokenPipeError:  # stdout closed early (`tern ... | head`): not an error of the input
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

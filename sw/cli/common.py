@@ -30,7 +30,7 @@ from pathlib import Path
 from hw.config import DEFAULT_CLOCK_MHZ, TernConfig
 
 __all__ = ["UsageError", "Parser", "CONFIG_FLAGS", "add_config_flags", "config_from_args",
-           "config_flags_given", "add_json_flag", "add_backend_flags", "add_clock_flag", "add_accelerator_flags", "check_backend", "check_clock",
+           "config_flags_given", "add_json_flag", "add_backend_flags", "add_serial_flags", "configure_serial", "add_clock_flag", "add_accelerator_flags", "check_backend", "check_clock",
            "check_seed", "check_accelerator_args", "check_output_path", "device_failure", "emit", "print_json", "json_default", "bench_parser",
            "console", "REPORT_WIDTH", "Progress", "PROGRESS_SECONDS", "add_quiet_flag", "format_duration"]
 
@@ -172,7 +172,30 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
     from hw.backends import BACKENDS
     p.add_argument("--backend", default="sim",
                    help=f"accelerator backend: {', '.join(BACKENDS)} (default sim)")
+    add_serial_flags(p)
     add_clock_flag(p)
+
+
+def add_serial_flags(p: argparse.ArgumentParser) -> None:
+    """``--port DEV`` and ``--baud N`` of ``--backend serial`` (:mod:`hw.backends.serial`)."""
+    p.add_argument("--port", default=None, metavar="DEV",
+                   help="serial device of the board for --backend serial (e.g. the path tern board-sim prints)")
+    p.add_argument("--baud", type=int, default=None, metavar="N",
+                   help="UART rate for --backend serial (default 115200)")
+
+
+def configure_serial(cmd: str, args) -> None:
+    """Hand ``--port``/``--baud`` to :mod:`hw.backends.serial` (every run of a command: no port
+    carried over from an earlier one); ``--backend serial`` without ``--port`` is a UsageError."""
+    if not hasattr(args, "port"):
+        return
+    from hw.backends import serial
+    if args.baud is not None and args.baud <= 0:
+        raise UsageError(f"tern {cmd}: --baud must be positive, not {args.baud}")
+    serial.configure(args.port or "", baud=args.baud or serial.DEFAULT_BAUD)
+    if getattr(args, "backend", None) == "serial" and not args.port:
+        raise UsageError(f"tern {cmd}: --backend serial needs --port DEV (a board's serial device, or "
+                         f"the one tern board-sim prints)")
 
 
 def add_clock_flag(p: argparse.ArgumentParser, what: str = "clock of the modelled device for tokens/s") -> None:

@@ -1,0 +1,254 @@
+"""The ``serial`` backend: a tern board top (:class:`hw.rtl.board.TernBoard`, a bitstream of
+``tern synth`` or ``tern board-sim``) over its UART host link, through pyserial.
+
+    from hw.backends import serial
+    serial.configure("/dev/ttyUSB1", baud=115200)     # what --port / --baud set
+    res = get_backend("serial").run(config, program)
+
+The framing is the one of ``docs/FPGA.md`` (:mod:`hw.rtl.board`): each instruction ``I`` followed by
+the data it consumes (a LOAD_ACT by its ``A`` activation words, a MATMUL by the ``W`` weight beats of
+its words), sent in windows of at most :data:`WINDOW` bytes, each closed by a status request ``S``
+whose answer acknowledges that the board's receive FIFO has drained (UART has no flow control). The
+``R`` result frames are read as they come; the run ends at the first status answer with ``idle`` set
+after every byte of the program was sent.
+
+What comes back from the board: the result vectors and the error flags. The board's status frame
+carries no cycle count and no performance counters, so a :class:`hw.result.RunResult` of this
+backend has ``cycles`` 0, no counters and no transfer cycles.
+
+Every failure is a :class:`LinkError` (an ``OSError``: one line, exit 2 from the command line), never
+a hang: every read has a timeout (:data:`TIMEOUT_S`, ``configure(timeout=...)``), a status answer that
+does not come, a byte that is not a frame header, a status byte with reserved bits set, a result
+frame of another length than this configuration's (a board of another configuration), a receive
+FIFO overflow or an unknown header reported by the board. The board has no configuration query:
+a board of another configuration shows up as framing errors or wrong results, not as a named
+mismatch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from hw.backends.common import expected_outputs
+from hw.config import TernConfig
+from hw.isa import Op, decode
+from hw.program import instr_is_valid
+from hw.result import RunResult, as_streams
+from hw.rtl.board import (HEADER_ACT, HEADER_INSTR, HEADER_RESULT, HEADER_STATUS, HEADER_WGT,
+                          result_bytes)
+
+__all__ = ["run", "Session", "configure", "LinkError", "frames", "WINDOW", "TIMEOUT_S", "DEFAULT_BAUD",
+           "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_BAD_HEADER"]
+
+#: Bytes sent before each status request: the board's receive FIFO (512 bytes) less the request.
+WINDOW = 511
+#: Seconds a status answer or a frame's next byte may take before the link is declared dead.
+TIMEOUT_S = 5.0
+DEFAULT_BAUD = 115200
+STATUS_IDLE, STATUS_OVERFLOW, STATUS_BAD_HEADER = 1 << 2, 1 << 3, 1 << 4
+_STATUS_RESERVED = 0xE0
+
+_settings = {"port": None, "baud": DEFAULT_BAUD, "timeout": TIMEOUT_S}
+
+
+class LinkError(OSError):
+    """The serial link failed: a timeout, a framing error, a board that reported an overflow."""
+
+
+def configure(port: str | None = None, *, baud: int | None = None, timeout: float | None = None) -> None:
+    """The port (a device path or a pyserial URL), baud rate and read timeout of later sessions."""
+    if baud is not None:
+        if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
+            raise ValueError(f"--baud must be a positive integer, not {baud!r}")
+        _settings["baud"] = baud
+    if timeout is not None:
+        if not timeout > 0:
+            raise ValueError(f"serial timeout must be positive, not {timeout!r}")
+        _settings["timeout"] = float(timeout)
+    if port is not None:
+        _settings["port"] = str(port) or None   # "": no port
+
+
+def configured_port() -> str | None:
+    """The port :func:`configure` set (None: none yet)."""
+    return _settings["port"]
+
+
+def frames(config: TernConfig, streams) -> list[bytes]:
+    """The host -> board frames of ``streams`` (:class:`hw.result.Streams`) in the order that always
+    makes progress: each instruction followed by the data it consumes. ValueError if the streams do
+    not hold exactly the beats the valid instructions consume."""
+    out = []
+    acts, beats = streams.act_beats, streams.wgt_beats
+    ia = iw = 0
+    for w in streams.words:
+        out.append(bytes([HEADER_INSTR]) + int(w).to_bytes(8, "little"))
+        ins = decode(w)
+        if not instr_is_valid(config, ins):
+            continue
+        if ins.op == Op.LOAD_ACT:
+            n = ins.b
+            if ia + n > len(acts):
+                raise ValueError(f"serial: a LOAD_ACT needs {n} activation words, {len(acts) - ia} left")
+            for row in acts[ia:ia + n]:
+                out.append(bytes([HEADER_ACT]) + (np.asarray(row, dtype=np.int64) & 0xFF).astype(np.uint8).tobytes())
+            ia += n
+        elif ins.op == Op.MATMUL:
+            n = ins.b * config.beats_per_word
+            if iw + n > len(beats):
+                raise ValueError(f"serial: a MATMUL needs {n} weight beats, {len(beats) - iw} left")
+            for row in beats[iw:iw + n]:
+                out.append(bytes([HEADER_WGT]) + np.asarray(row, dtype=np.uint8).tobytes())
+            iw += n
+    if ia != len(acts) or iw != len(beats):
+        raise ValueError(f"serial: the program consumes {ia} of {len(acts)} activation words and "
+                         f"{iw} of {len(beats)} weight beats")
+    return out
+
+
+class Session:
+    """One open serial port to a board, kept for dependent calls (``run``, ``close``, ``closed``)."""
+
+    closed = False
+
+    def __init__(self, config: TernConfig, port: str | None = None, *, baud: int | None = None,
+                 timeout: float | None = None):
+        if not isinstance(config, TernConfig):
+            raise TypeError(f"serial: config must be a hw.config.TernConfig, not {config!r}")
+        import serial  # pyserial
+
+        self.config = config
+        self.port = port if port is not None else _settings["port"]
+        self.baud = baud if baud is not None else _settings["baud"]
+        self.timeout = timeout if timeout is not None else _settings["timeout"]
+        if not self.port:
+            raise LinkError("the serial backend needs a port (--port DEV)")
+        self.result_len = config.rows * result_bytes(config)
+        try:
+            self.ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=self.timeout,
+                                             write_timeout=self.timeout)
+        except (serial.SerialException, ValueError) as e:
+            raise LinkError(f"serial port {self.port}: {e}") from None
+        self.ser.reset_input_buffer()
+        self._results: list[bytes] = []
+        status = self._status()   # the board answers at all, and is in a clean state
+        if status & (STATUS_OVERFLOW | STATUS_BAD_HEADER | 0b11):
+            self._check(status)
+
+    # -- link --------------------------------------------------------------------------------------------
+
+    def _read(self, n: int, what: str) -> bytes:
+        import serial
+        try:
+            data = self.ser.read(n)
+        except serial.SerialException as e:
+            raise LinkError(f"serial port {self.port}: {e}") from None
+        if len(data) != n:
+            raise LinkError(f"serial port {self.port}: timeout after {self.timeout:g} s waiting for "
+                            f"{what} (got {len(data)} of {n} bytes; is the board configured and at "
+                            f"{self.baud} baud?)")
+        return data
+
+    def _write(self, data: bytes) -> None:
+        import serial
+        try:
+            self.ser.write(data)
+            self.ser.flush()
+        except serial.SerialException as e:
+            raise LinkError(f"serial port {self.port}: {e}") from None
+
+    def _status(self) -> int:
+        """Send a status request; collect result frames until its answer; the status byte."""
+        self._write(bytes([HEADER_STATUS]))
+        while True:
+            head = self._read(1, "a frame from the board")[0]
+            if head == HEADER_RESULT:
+                self._results.append(self._read(self.result_len, "a result frame"))
+            elif head == HEADER_STATUS:
+                status = self._read(1, "a status byte")[0]
+                if status & _STATUS_RESERVED:
+                    raise LinkError(f"serial port {self.port}: framing error: status byte 0x{status:02x} "
+                                    f"has reserved bits set (a board of another configuration, or "
+                                    f"another baud rate?)")
+                return status
+            else:
+                raise LinkError(f"serial port {self.port}: framing error: byte 0x{head:02x} is not a "
+                                f"frame header (result frames of {self.result_len} bytes expected: a "
+                                f"board of another configuration, or another baud rate?)")
+
+    def _check(self, status: int) -> None:
+        if status & STATUS_OVERFLOW:
+            raise LinkError(f"serial port {self.port}: the board's receive FIFO overflowed (reset the "
+                            f"board)")
+        if status & STATUS_BAD_HEADER:
+            raise LinkError(f"serial port {self.port}: the board received an unknown frame header "
+                            f"(reset the board)")
+        if status & 0b11:
+            raise LinkError(f"serial port {self.port}: the board's core error flags {status & 0b11} are "
+                            f"set from an earlier program (reset the board)")
+
+    # -- runs --------------------------------------------------------------------------------------------
+
+    def run(self, program=None, timing=None, *, words=None, act_beats=None, wgt_beats=None,
+            max_cycles=None) -> RunResult:
+        """Run one program (``timing`` and ``max_cycles`` have no meaning on a board: the link sets the
+        pace)."""
+        if self.closed:
+            raise LinkError("serial: the session is closed")
+        cfg = self.config
+        st = as_streams(cfg, program, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
+        n_out = expected_outputs(cfg, st)
+        t0 = time.perf_counter()
+        self._results = []
+        window = bytearray()
+        for f in frames(cfg, st):
+            if len(window) + len(f) > WINDOW:
+                self._write(bytes(window))
+                self._check(self._status() & ~0b11)
+                window.clear()
+            window += f
+        self._write(bytes(window))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            status = self._status()
+            self._check(status & ~0b11)
+            if status & STATUS_IDLE:
+                break
+            if time.monotonic() > deadline:
+                raise LinkError(f"serial port {self.port}: the board did not become idle within "
+                                f"{self.timeout:g} s")
+        error = int(status & 0b11)
+        if error:   # the core dropped what it could not run: the results that came
+            n_out = len(self._results)
+        elif len(self._results) != n_out:
+            raise LinkError(f"serial port {self.port}: {len(self._results)} result frames for a program "
+                            f"of {n_out} result vectors")
+        rb = result_bytes(cfg)
+        raw = np.frombuffer(b"".join(self._results), dtype=np.uint8).reshape(n_out, cfg.rows, rb)
+        vals = (raw.astype(np.int64) << (8 * np.arange(rb, dtype=np.int64))).sum(axis=2)
+        vals -= (vals >> (8 * rb - 1)) << (8 * rb)
+        empty = np.zeros(0, dtype=np.int64)
+        return RunResult(backend="serial", config=cfg, outputs=vals.reshape(n_out, cfg.rows),
+                         cycles=0, counters={}, error=error, instr_cycles=empty,
+                         act_cycles=empty, wgt_cycles=empty, out_cycles=empty,
+                         wall_s=time.perf_counter() - t0)
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.ser.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def run(config, program=None, timing=None, *, words=None, act_beats=None, wgt_beats=None,
+        max_cycles=None) -> RunResult:
+    """One program on the configured port (a session opened and closed around it)."""
+    with Session(config) as s:
+        return s.run(program, timing, words=words, act_beats=act_beats, wgt_beats=wgt_beats)

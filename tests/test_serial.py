@@ -1,0 +1,221 @@
+"""The ``serial`` backend (hw/backends/serial.py) through pyserial on a pseudo-terminal.
+
+Fast tests: a Python fake of the board behind the pty, written here from the framing of docs/FPGA.md
+(not from the backend's code): it parses the frames, answers status requests, and produces the
+result vectors with hw.sim on the streams it received. Slow test: ``tern board-sim`` (the board top
+under Verilator) and ``tern demo --backend serial`` against it."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from hw.config import TernConfig
+from hw.program import linear_program, outputs_to_matrix, reference_matmul
+
+serial = pytest.importorskip("serial")
+
+CFG = TernConfig(rows=2, lanes=4, acc_width=13, bus_bytes=2, act_depth=64, wgt_depth=16, out_depth=4)
+
+
+class FakeBoard(threading.Thread):
+    """The board side of the link on a pty master: ``mode`` ``ok`` (a working board), ``mute`` (never
+    answers), ``garbage`` (answers a status request with a byte that is no frame header), ``wide``
+    (result frames one byte too long: a board of another configuration)."""
+
+    def __init__(self, cfg, mode="ok"):
+        super().__init__(daemon=True)
+        self.cfg, self.mode = cfg, mode
+        self.master, slave = os.openpty()
+        self.path = os.ttyname(slave)
+        import tty
+        tty.setraw(slave)
+        self._slave = slave
+        self.words, self.act, self.wgt = [], [], []
+        self.sent = 0
+        self.stop = False
+        self.received = bytearray()
+
+    def _byte(self):
+        while True:
+            b = os.read(self.master, 1)
+            if b:
+                self.received += b
+                return b[0]
+
+    def _take(self, n):
+        return bytes(self._byte() for _ in range(n))
+
+    def _answer_status(self):
+        from hw.sim import simulate
+        if self.mode == "mute":
+            return
+        if self.mode == "garbage":
+            os.write(self.master, b"\x00\x00")
+            return
+        out = b""
+        idle = 0
+        try:
+            res = simulate(self.cfg, None, words=self.words, act_beats=np.array(self.act, dtype=np.int8).reshape(-1, self.cfg.lanes),
+                           wgt_beats=np.array(self.wgt, dtype=np.uint8).reshape(-1, self.cfg.bus_bytes))
+        except Exception:   # the program so far cannot finish yet: the core is busy
+            res = None
+        if res is not None:
+            idle = 1 << 2
+            rb = -(-self.cfg.acc_width // 8)
+            for vec in res.outputs[self.sent:]:
+                frame = b"R" + b"".join(int(v).to_bytes(rb, "little", signed=True) for v in vec)
+                out += frame + (b"\x00" if self.mode == "wide" else b"")
+            self.sent = len(res.outputs)
+        os.write(self.master, out + b"S" + bytes([idle]))
+
+    def run(self):
+        try:
+            while True:
+                h = self._byte()
+                if h == ord("I"):
+                    self.words.append(int.from_bytes(self._take(8), "little"))
+                elif h == ord("A"):
+                    self.act.append([x - 256 if x > 127 else x for x in self._take(self.cfg.lanes)])
+                elif h == ord("W"):
+                    self.wgt.append(list(self._take(self.cfg.bus_bytes)))
+                elif h == ord("S"):
+                    self._answer_status()
+        except OSError:
+            return
+
+    def close(self):
+        os.close(self._slave)
+        os.close(self.master)
+
+
+def _problem(seed, T=3, N=5, K=11):
+    rng = np.random.default_rng(seed)
+    q = rng.integers(-128, 128, size=(T, K))
+    w = rng.integers(-1, 2, size=(N, K))
+    return q, w
+
+
+def test_session_matches_the_integer_reference_through_a_pty():
+    from hw.backends import get_backend
+    from hw.backends.serial import Session
+    board = FakeBoard(CFG)
+    board.start()
+    try:
+        with Session(CFG, board.path, baud=115200, timeout=5) as s:
+            for seed in (1, 2):
+                q, w = _problem(seed, K=60)   # a program over several 511-byte windows
+                prog = linear_program(CFG, q, w)
+                res = s.run(prog)
+                d = outputs_to_matrix(CFG, res.outputs, q.shape[0], w.shape[0])
+                assert np.array_equal(d, reference_matmul(q, w))
+                assert res.error == 0 and res.backend == "serial"
+        assert get_backend("serial").rtl is False
+        # every status request was sent after a window of at most 511 bytes
+        data = bytes(board.received)
+        assert max(len(chunk) for chunk in _windows(data)) <= 511
+    finally:
+        board.close()
+
+
+def _windows(data):
+    """The byte runs between status requests (a parse of the frames, 'S' inside payloads skipped)."""
+    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes}
+    pos, start, out = 0, 0, []
+    while pos < len(data):
+        h = data[pos]
+        if h == ord("S"):
+            out.append(data[start:pos])
+            pos += 1
+            start = pos
+        else:
+            pos += 1 + lens[h]
+    return out
+
+
+def test_frames_follow_each_instruction_with_its_data():
+    from hw.backends.serial import frames
+    from hw.isa import Op, decode
+    from hw.result import as_streams
+    q, w = _problem(3)
+    prog = linear_program(CFG, q, w)
+    fr = frames(CFG, as_streams(CFG, prog))
+    assert sum(f[0] == ord("I") for f in fr) == len(prog.words)
+    assert sum(f[0] == ord("A") for f in fr) == len(prog.act_beats)
+    assert sum(f[0] == ord("W") for f in fr) == len(prog.wgt_beats)
+    # after a LOAD_ACT of b words come exactly b activation frames
+    for i, f in enumerate(fr):
+        if f[0] == ord("I"):
+            ins = decode(int.from_bytes(f[1:], "little"))
+            if ins.op == Op.LOAD_ACT:
+                assert [g[0] for g in fr[i + 1:i + 1 + ins.b]] == [ord("A")] * ins.b
+    assert {len(f) for f in fr if f[0] == ord("A")} == {1 + CFG.lanes}
+    assert {len(f) for f in fr if f[0] == ord("W")} == {1 + CFG.bus_bytes}
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("mute", r"timeout after 0\.5 s waiting for a frame from the board"),
+    ("garbage", r"framing error: byte 0x00 is not a frame header"),
+    ("wide", r"framing error: byte 0x00 is not a frame header"),
+])
+def test_link_failures_are_one_line_and_never_hang(mode, message):
+    from hw.backends.serial import LinkError, Session
+    board = FakeBoard(CFG, mode if mode != "wide" else "ok")
+    board.start()
+    try:
+        with pytest.raises(LinkError, match=message):
+            with Session(CFG, board.path, timeout=0.5) as s:
+                board.mode = mode
+                q, w = _problem(4)
+                s.run(linear_program(CFG, q, w))
+    finally:
+        board.close()
+
+
+def _tern(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "sw.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_bad_serial_input_is_one_line_exit_2(tmp_path):
+    r = _tern("demo", "--backend", "serial", "--problems", "1", "-q")
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "tern demo: --backend serial needs --port DEV (a board's serial device, or the one tern "
+        "board-sim prints)"]
+    r = _tern("demo", "--backend", "serial", "--port", str(tmp_path / "nope"), "--problems", "1", "-q")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "serial port" in r.stderr and "nope" in r.stderr
+    board = FakeBoard(CFG, "mute")
+    board.start()
+    try:
+        r = _tern("demo", "--backend", "serial", "--port", board.path, "--baud", "9600", "--problems", "1",
+                  "-q")
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "timeout" in r.stderr
+    finally:
+        board.close()
+
+
+@pytest.mark.slow
+def test_demo_through_board_sim_matches_the_reference():
+    """tern board-sim (the board top under Verilator) and tern demo --backend serial against it."""
+    env = dict(os.environ)
+    sim = subprocess.Popen([sys.executable, "-m", "sw.cli", "board-sim", "--rows", "4", "--lanes", "16"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = sim.stdout.readline()
+        m = re.search(r"(/dev/\S+)", line)
+        assert m, (line, sim.stderr.read() if sim.poll() is not None else "")
+        r = _tern("demo", "--backend", "serial", "--port", m.group(1), "--rows", "4", "--lanes", "16",
+                  "--problems", "2", "--json", "-q", timeout=1800)
+        assert r.returncode == 0, r.stderr
+        import json
+        out = json.loads(r.stdout)
+        assert out["match"] is True
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
