@@ -122,7 +122,8 @@ def load_model(spec: str, seed: int = 0) -> LoadedModel:
 def model_config(spec: str):
     """The :class:`sw.model.config.ModelConfig` of ``spec`` without loading any weights (a checkpoint's
     ``config.json`` and safetensors headers, or a GGUF file's metadata and tensor table, are read and
-    checked against each other; a bad one raises ``CheckpointError``)."""
+    checked against each other; a bad one raises ``CheckpointError``). A folder without safetensors
+    files is a shape-only description (what ``tern estimate`` needs): its ``config.json`` alone."""
     folder = _check_spec(spec)
     if folder is None and spec != "demo":
         from sw.model.presets import preset_config
@@ -130,10 +131,12 @@ def model_config(spec: str):
     if is_gguf_path(spec):
         from sw.model.gguf import gguf_config
         return gguf_config(folder)
-    from sw.model.checkpoint import open_checkpoint
+    from sw.model.checkpoint import open_checkpoint, read_config
     if folder is None:
         from sw.model.demo_task import default_model_dir
         folder = default_model_dir()
+    if not any(Path(folder).glob("*.safetensors")):
+        return read_config(folder)[1]   # a shape-only folder (tern estimate): config.json alone
     return open_checkpoint(folder)[1]   # config.json checked against the safetensors headers
 
 
