@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hw.config import TernConfig
 from hw.estimate import EstimateError, ModelShape, estimate
 from sw.cli.estimate import model_shape
 from helpers import run
@@ -124,3 +125,13 @@ def test_bad_checkpoint_folder(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(EstimateError, match="config.json"):
         model_shape(str(tmp_path))
+
+
+def test_reduced_counters_do_not_change_the_estimate():
+    # utilizations and energy come from the unwrapped event counts, not the built counters
+    full = estimate(model_shape("demo"))
+    small = estimate(model_shape("demo"), TernConfig().replace(perf_counters=("cycles",),
+                                                               perf_width=16))
+    for key in ("energy_per_token_j", "cycles_per_token", "bus_utilization", "pe_utilization"):
+        assert small[key] == full[key], key
+    assert 0 < full["pe_utilization"] <= 1 and 0 < full["bus_utilization"] <= 1

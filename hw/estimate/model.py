@@ -306,8 +306,9 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
         "layers": layers,
         "projections": [{"name": n, "N": N, "K": K} for n, N, K in shapes],
         "weight_bytes_per_layer": ev["bus_bytes"]["wgt"],
-        "bus_utilization": res.counters["wgt_beats"] / res.cycles,
-        "pe_utilization": res.counters["busy"] / res.cycles,
+        # from the unwrapped event counts: a configuration may build fewer, or narrower, counters
+        "bus_utilization": ev["bus_bytes"]["wgt"] / config.bus_bytes / res.cycles,
+        "pe_utilization": ev["pe_issues"] / res.cycles,
         "area_breakdown_mm2": area["breakdown_mm2"],
         "gate_equivalents": area["gate_equivalents"],
         "sram_bits": area["sram_bits"],
