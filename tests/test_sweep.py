@@ -182,11 +182,18 @@ def test_resume_after_interrupt_adds_no_duplicate(tmp_path, demo, cluster):
 def test_trial_folder_result_is_reused(tmp_path, demo):
     from sw.sweep.study import evaluate_trial
     prm = {"rows": 8, "lanes": 32, "clock_mhz": 100.0, "memory": "ddr4"}
-    a = evaluate_trial(0, prm, demo, str(tmp_path / "t"), 1, 16)
-    mtime = (tmp_path / "t" / "result.json").stat().st_mtime_ns
-    assert evaluate_trial(0, prm, demo, str(tmp_path / "t"), 1, 16) == a
-    assert (tmp_path / "t" / "result.json").stat().st_mtime_ns == mtime
-    bad = evaluate_trial(1, {"rows": 8, "lanes": 256, "acc_width": 8}, demo, str(tmp_path / "u"), 1, 16)
+    trials = tmp_path / "trials"
+    a = evaluate_trial(0, prm, demo, str(trials / "0"), 1, 16)
+    e = estimate(demo, TernConfig(rows=8, lanes=32), clock_mhz=100.0, memory="ddr4", context=16)
+    assert a["metrics"]["energy_per_token"] == e["energy_per_token_j"] and "cached" not in a
+    mtime = (trials / "0" / "result.json").stat().st_mtime_ns
+    assert evaluate_trial(0, prm, demo, str(trials / "0"), 1, 16) == a          # a retried trial
+    assert (trials / "0" / "result.json").stat().st_mtime_ns == mtime
+    b = evaluate_trial(1, prm, demo, str(trials / "1"), 1, 16)                  # the same point again
+    assert b["cached"] is True and b["metrics"] == a["metrics"] and b["number"] == 1
+    c = evaluate_trial(2, prm, demo, str(trials / "2"), 1, 17)                  # another context: priced
+    assert "cached" not in c
+    bad = evaluate_trial(3, {"rows": 8, "lanes": 256, "acc_width": 8}, demo, str(trials / "3"), 1, 16)
     assert "acc_width" in bad["error"]
 
 

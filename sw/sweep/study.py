@@ -23,6 +23,7 @@ them (NSGA-II, TPE) and by the Pareto set (feasible trials only).
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -94,7 +95,10 @@ def evaluate_trial(number: int, params: dict, shape, trial_dir: str, tokens: int
     """Price trial ``number`` (``params``: the space's parameters) on ``shape`` (a
     :class:`hw.estimate.ModelShape`); the result is written to ``trial_dir/result.json`` (atomically)
     and returned. A result already there for the same parameters is read back instead (a retried or
-    resumed trial). A combination that is not a valid configuration returns ``{"error": ...}``."""
+    resumed trial), and a point another trial of the sweep already priced (same parameters, model,
+    tokens and context: ``DIR/cache/``) takes that trial's figures (``"cached": true``): the estimator
+    is deterministic, so they are the figures it would compute again. A combination that is not a
+    valid configuration returns ``{"error": ...}``."""
     from hw.config import ConfigError, TernConfig
     from hw.estimate import EstimateError, estimate
     path = Path(trial_dir) / "result.json"
@@ -104,20 +108,30 @@ def evaluate_trial(number: int, params: dict, shape, trial_dir: str, tokens: int
             return old
     except (OSError, ValueError):
         pass
-    cfg_params, run_params = split_params(params)
+    # the same point priced by an earlier trial of the sweep: its figures, not a second estimate
+    key = hashlib.sha256(json.dumps([params, repr(shape), tokens, context], sort_keys=True).encode()).hexdigest()
+    cache = Path(trial_dir).parent.parent / "cache" / f"{key[:32]}.json"
     t0 = time.perf_counter()
     out = {"number": number, "params": params}
     try:
-        cfg = TernConfig.from_dict(cfg_params, source=f"trial {number}")
-        r = estimate(shape, cfg, tokens=tokens, context=context, **run_params)
-        out["config"] = cfg.to_dict()
-        out["metrics"] = {name: r[key] for name, (key, _, _) in OBJECTIVES.items()}
-    except (ConfigError, EstimateError) as e:
-        out["error"] = str(e).splitlines()[0]
+        out |= {k: v for k, v in json.loads(cache.read_text()).items() if k in ("config", "metrics", "error")}
+        out["cached"] = True
+    except (OSError, ValueError):
+        cfg_params, run_params = split_params(params)
+        try:
+            cfg = TernConfig.from_dict(cfg_params, source=f"trial {number}")
+            r = estimate(shape, cfg, tokens=tokens, context=context, **run_params)
+            out["config"] = cfg.to_dict()
+            out["metrics"] = {name: r[k] for name, (k, _, _) in OBJECTIVES.items()}
+        except (ConfigError, EstimateError) as e:
+            out["error"] = str(e).splitlines()[0]
     out["wall_s"] = round(time.perf_counter() - t0, 3)
-    Path(trial_dir).mkdir(parents=True, exist_ok=True)
     text = json.dumps(out, indent=1)
+    for f in (path, cache):
+        f.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_many({path: lambda p: p.write_text(text)})
+    if not out.get("cached"):
+        atomic_write_many({cache: lambda p: p.write_text(text)})
     return json.loads(text)
 
 
