@@ -267,6 +267,24 @@ def test_real_dask_scheduler_and_worker(tmp_path):
         a = json.loads(again.stdout)
         assert a["total"] == 16 and a["duplicates"] == 0 and a["evaluated_now"] < 16
         assert _pareto(a) == _pareto(l_)
+        # a worker process killed while the sweep runs: the scheduler reruns its tasks elsewhere (its
+        # nanny starts a new one); no trial is lost or counted twice
+        from distributed import Client
+        p = subprocess.Popen([sys.executable, "-m", "sw.cli", *common, "--out", str(tmp_path / "w"),
+                              "--scheduler", f"tcp://127.0.0.1:{port}"], cwd=ROOT, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        trials = tmp_path / "w" / "trials"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (trials.exists() and len(list(trials.glob("*/result.json"))) >= 2):
+            time.sleep(0.02)
+        with Client(f"tcp://127.0.0.1:{port}", timeout="10s") as c:
+            pid = sorted(c.run(os.getpid).values())[0]
+        os.kill(pid, signal.SIGKILL)
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr
+        w = json.loads(stdout)
+        assert w["total"] == 16 and w["duplicates"] == 0 and w["evaluated_now"] == 16
+        assert _pareto(w) == _pareto(l_)
     finally:
         for proc in reversed(procs):
             os.killpg(proc.pid, signal.SIGTERM)

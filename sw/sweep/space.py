@@ -92,7 +92,7 @@ BUILTIN_SPACE = {
     "acc_width": [24, 32],
     "weight_format": ["2bit", "base3"],
     "bus_bytes": [8, 16, 32],
-    "wgt_depth": [64, 512],
+    "wgt_depth": [256, 1024],
     "clock_mhz": [100.0, 200.0, 400.0],
     "memory": ["ddr4", "lpddr5"],
 }
