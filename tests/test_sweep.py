@@ -179,6 +179,16 @@ def test_resume_after_interrupt_adds_no_duplicate(tmp_path, demo, cluster):
         _sweep(tmp_path / "cut", demo, cluster.scheduler_address, seed=4)
 
 
+def test_one_sweep_at_a_time_per_folder(tmp_path, demo, cluster):
+    import fcntl
+    (tmp_path / "s").mkdir()
+    with open(tmp_path / "s" / "sweep.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(SweepError, match="in use by another tern sweep"):
+            _sweep(tmp_path / "s", demo, cluster.scheduler_address, trials=2)
+    assert _sweep(tmp_path / "s", demo, cluster.scheduler_address, trials=2)["total"] == 2
+
+
 def test_trial_folder_result_is_reused(tmp_path, demo):
     from sw.sweep.study import evaluate_trial
     prm = {"rows": 8, "lanes": 32, "clock_mhz": 100.0, "memory": "ddr4"}

@@ -178,6 +178,19 @@ def _client(scheduler, workers):
     return Client(cluster), cluster
 
 
+def _lock(out: Path):
+    """An exclusive lock on ``out`` for this process (released when it closes or dies): two sweeps never
+    write one study at once."""
+    import fcntl
+    f = open(out / "sweep.lock", "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise SweepError(f"{out} is in use by another tern sweep (wait for it, or use another --out)") from None
+    return f
+
+
 def _definition(space, model, objectives, constraints, sampler, seed, batch, tokens, context) -> dict:
     return {"space": space, "model": model, "objectives": list(objectives),
             "constraints": [list(c) for c in constraints], "sampler": sampler, "seed": seed, "batch": batch,
@@ -220,8 +233,10 @@ def run_sweep(space: dict, model: str, shape, *, objectives=DEFAULT_OBJECTIVES, 
                              f"use another --out")
     t_start = time.perf_counter()
     client, cluster = _client(scheduler, workers)      # an unreachable scheduler: nothing written
+    lock = None
     try:
         out.mkdir(parents=True, exist_ok=True)
+        lock = _lock(out)
         if not meta.exists():
             atomic_write_many({meta: lambda p: p.write_text(json.dumps(definition, indent=1))})
 
@@ -287,6 +302,8 @@ def run_sweep(space: dict, model: str, shape, *, objectives=DEFAULT_OBJECTIVES, 
         client.close()
         if cluster is not None:
             cluster.close()
+        if lock is not None:
+            lock.close()
     summary = summarize(study, space, objectives, constraints, out)
     summary.update({"sampler": sampler, "seed": seed, "model": model, "batch": batch, "workers": n_workers,
                     "evaluated_now": done, "wall_s": round(time.perf_counter() - t_start, 3)})
