@@ -200,18 +200,23 @@ def test_cli_bad_serial_input_is_one_line_exit_2(tmp_path):
         board.close()
 
 
+#: The simulated board: the iCEBreaker's default configuration (docs/FPGA.md)
+BOARD = ("--rows", "4", "--lanes", "16", "--acc-width", "24", "--bus-bytes", "4", "--act-depth", "256",
+         "--wgt-depth", "16", "--out-depth", "8")
+
+
 @pytest.mark.slow
 def test_demo_through_board_sim_matches_the_reference():
     """tern board-sim (the board top under Verilator) and tern demo --backend serial against it."""
     env = dict(os.environ)
-    sim = subprocess.Popen([sys.executable, "-m", "sw.cli", "board-sim", "--rows", "4", "--lanes", "16"],
+    sim = subprocess.Popen([sys.executable, "-m", "sw.cli", "board-sim", *BOARD],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = sim.stdout.readline()
         m = re.search(r"(/dev/\S+)", line)
         assert m, (line, sim.stderr.read() if sim.poll() is not None else "")
-        r = _tern("demo", "--backend", "serial", "--port", m.group(1), "--rows", "4", "--lanes", "16",
-                  "--problems", "2", "--json", "-q", timeout=1800)
+        r = _tern("demo", "--backend", "serial", "--port", m.group(1), *BOARD, "--problems", "2", "--json",
+                  "-q", timeout=1800)
         assert r.returncode == 0, r.stderr
         import json
         out = json.loads(r.stdout)
@@ -219,3 +224,13 @@ def test_demo_through_board_sim_matches_the_reference():
     finally:
         sim.terminate()
         sim.wait(timeout=30)
+
+
+def test_board_sim_bad_input_is_one_line_exit_2():
+    for args, msg in ((("--divisor", "2"), "tern board-sim: --divisor must be at least 4, not 2"),
+                      (("--baud", "115200"), "tern board-sim: --baud and --clock-mhz go together"),
+                      (("--baud", "5000000", "--clock-mhz", "12"),
+                       "tern board-sim: baud rate 5000000 is too high for a 12 MHz clock (needs at least "
+                       "4 clock cycles per bit)")):
+        r = _tern("board-sim", *args)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [msg] and r.stdout == ""

@@ -126,6 +126,8 @@ class Session:
         if not self.port:
             raise LinkError("the serial backend needs a port (--port DEV)")
         self.result_len = config.rows * result_bytes(config)
+        #: bytes written to and read from the link by this session
+        self.bytes_sent = self.bytes_received = 0
         try:
             self.ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=self.timeout,
                                              write_timeout=self.timeout)
@@ -145,6 +147,7 @@ class Session:
             data = self.ser.read(n)
         except serial.SerialException as e:
             raise LinkError(f"serial port {self.port}: {e}") from None
+        self.bytes_received += len(data)
         if len(data) != n:
             raise LinkError(f"serial port {self.port}: timeout after {self.timeout:g} s waiting for "
                             f"{what} (got {len(data)} of {n} bytes; is the board configured and at "
@@ -156,6 +159,7 @@ class Session:
         try:
             self.ser.write(data)
             self.ser.flush()
+            self.bytes_sent += len(data)
         except serial.SerialException as e:
             raise LinkError(f"serial port {self.port}: {e}") from None
 

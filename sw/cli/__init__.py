@@ -10,6 +10,7 @@
 ``verify``     :mod:`sw.cli.verify`: random differential programs, RTL vs simulator vs reference
 ``bench``      :mod:`sw.cli.bench`: the benchmark suite (``bench/bench_*.py``)
 ``convert``    :mod:`sw.cli.convert`: a model between Hugging Face folders and GGUF files
+``board-sim``  :mod:`sw.cli.board_sim`: a simulated board on a pseudo-terminal (``--backend serial``)
 =============  ======================================================================================
 
 Exit codes: 0 success; 1 a verification mismatch (or a device that failed while running); 2 bad input
@@ -26,13 +27,13 @@ import os
 import sys
 
 from hw.config import ConfigError
-from sw.cli import bench, convert, demo, estimate, layer, rtl, run, sweep, synth, verify
+from sw.cli import bench, board_sim, convert, demo, estimate, layer, rtl, run, sweep, synth, verify
 from sw.cli.common import Parser, UsageError, configure_serial
 
 __all__ = ["main", "build_parser", "UsageError"]
 
 #: The commands, in the order ``tern --help`` lists them; each module has ``add_command(sub)``.
-COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench, convert, sweep)
+COMMANDS = (demo, run, layer, synth, estimate, rtl, verify, bench, convert, sweep, board_sim)
 
 
 def build_parser() -> Parser:

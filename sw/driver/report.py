@@ -119,7 +119,7 @@ def breakdown_table(stats: dict, title: str = "per-projection breakdown"):
     for kind, k in stats["breakdown"].items():
         t.add_row(kind.removesuffix("_proj"), f"{k['N']}x{k['K']}", str(k["chunks"]), str(k["calls"]),
                   f"{k['cycles']:,}", _pct(k["share"]), _pct(k["utilization"]), _pct(k["bus_utilization"]),
-                  f"{k['stall_weight']:,}")
+                  "-" if k["stall_weight"] is None else f"{k['stall_weight']:,}")
     t.add_row("total", "", "", str(stats["calls"]), f"{stats['cycles']:,}", "100%",
               _pct(stats["utilization"]), _pct(stats["bus_utilization"]), "", style="bold")
     return t
