@@ -37,6 +37,7 @@ class FakeBoard(threading.Thread):
         self._slave = slave
         self.words, self.act, self.wgt = [], [], []
         self.sent = 0
+        self.counters = dict.fromkeys(cfg.perf_counters, 0)   # of the last completed simulation
         self.stop = False
         self.received = bytearray()
 
@@ -71,6 +72,7 @@ class FakeBoard(threading.Thread):
                 frame = b"R" + b"".join(int(v).to_bytes(rb, "little", signed=True) for v in vec)
                 out += frame + (b"\x00" if self.mode == "wide" else b"")
             self.sent = len(res.outputs)
+            self.counters = res.counters
         os.write(self.master, out + b"S" + bytes([idle]))
 
     def run(self):
@@ -85,6 +87,10 @@ class FakeBoard(threading.Thread):
                     self.wgt.append(list(self._take(self.cfg.bus_bytes)))
                 elif h == ord("S"):
                     self._answer_status()
+                elif h == ord("C") and self.mode != "mute":
+                    cb = -(-self.cfg.perf_width // 8)
+                    os.write(self.master, b"C" + b"".join(
+                        int(self.counters[k]).to_bytes(cb, "little") for k in self.cfg.perf_counters))
         except OSError:
             return
 
@@ -103,6 +109,7 @@ def _problem(seed, T=3, N=5, K=11):
 def test_session_matches_the_integer_reference_through_a_pty():
     from hw.backends import get_backend
     from hw.backends.serial import Session
+    from hw.sim import simulate
     board = FakeBoard(CFG)
     board.start()
     try:
@@ -114,6 +121,11 @@ def test_session_matches_the_integer_reference_through_a_pty():
                 d = outputs_to_matrix(CFG, res.outputs, q.shape[0], w.shape[0])
                 assert np.array_equal(d, reference_matmul(q, w))
                 assert res.error == 0 and res.backend == "serial"
+                # the program's own counters (the fake's counters count the whole session)
+                want = simulate(CFG, prog).counters
+                for k in ("busy", "act_beats", "wgt_beats"):
+                    assert res.counters[k] == want[k] > 0, k
+                assert res.cycles == res.counters["cycles"] > 0
         assert get_backend("serial").rtl is False
         # every status request was sent after a window of at most 511 bytes
         data = bytes(board.received)
@@ -124,7 +136,7 @@ def test_session_matches_the_integer_reference_through_a_pty():
 
 def _windows(data):
     """The byte runs between status requests (a parse of the frames, 'S' inside payloads skipped)."""
-    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes}
+    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes, ord("C"): 0}
     pos, start, out = 0, 0, []
     while pos < len(data):
         h = data[pos]

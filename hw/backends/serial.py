@@ -12,9 +12,12 @@ whose answer acknowledges that the board's receive FIFO has drained (UART has no
 ``R`` result frames are read as they come; the run ends at the first status answer with ``idle`` set
 after every byte of the program was sent.
 
-What comes back from the board: the result vectors and the error flags. The board's status frame
-carries no cycle count and no performance counters, so a :class:`hw.result.RunResult` of this
-backend has ``cycles`` 0, no counters and no transfer cycles.
+What comes back from the board: the result vectors, the error flags and the performance counters (a
+``C`` request after the run; each counter of the result is the difference to the one before the run,
+modulo ``2**perf_width``). The board's counters count the board's cycles: ``cycles``, ``idle`` and the
+stall counters include the time the core waits for the link, so they are not hw.sim's for ideal
+streams; ``busy``, ``act_beats`` and ``wgt_beats`` are the program's and equal hw.sim's. The transfer
+cycles of each stream are not observable over the link (empty arrays).
 
 Every failure is a :class:`LinkError` (an ``OSError``: one line, exit 2 from the command line), never
 a hang: every read has a timeout (:data:`TIMEOUT_S`, ``configure(timeout=...)``), a status answer that
@@ -36,8 +39,8 @@ from hw.config import TernConfig
 from hw.isa import Op, decode
 from hw.program import instr_is_valid
 from hw.result import RunResult, as_streams
-from hw.rtl.board import (HEADER_ACT, HEADER_INSTR, HEADER_RESULT, HEADER_STATUS, HEADER_WGT,
-                          result_bytes)
+from hw.rtl.board import (HEADER_ACT, HEADER_COUNTERS, HEADER_INSTR, HEADER_RESULT, HEADER_STATUS,
+                          HEADER_WGT, counter_bytes, result_bytes)
 
 __all__ = ["run", "Session", "configure", "LinkError", "frames", "WINDOW", "TIMEOUT_S", "DEFAULT_BAUD",
            "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_BAD_HEADER"]
@@ -138,6 +141,7 @@ class Session:
         status = self._status()   # the board answers at all, and is in a clean state
         if status & (STATUS_OVERFLOW | STATUS_BAD_HEADER | 0b11):
             self._check(status)
+        self._counters = self._read_counters()
 
     # -- link --------------------------------------------------------------------------------------------
 
@@ -163,20 +167,34 @@ class Session:
         except serial.SerialException as e:
             raise LinkError(f"serial port {self.port}: {e}") from None
 
+    def _read_counters(self) -> dict:
+        """The board's counters now (a ``C`` request; result frames before its answer are kept)."""
+        cb = counter_bytes(self.config)
+        self._write(bytes([HEADER_COUNTERS]))
+        data = self._answer(HEADER_COUNTERS, len(self.config.perf_counters) * cb)
+        return {k: int.from_bytes(data[i * cb:(i + 1) * cb], "little")
+                for i, k in enumerate(self.config.perf_counters)}
+
     def _status(self) -> int:
         """Send a status request; collect result frames until its answer; the status byte."""
         self._write(bytes([HEADER_STATUS]))
+        return self._answer(HEADER_STATUS, 1)[0]
+
+    def _answer(self, header: int, n: int) -> bytes:
+        """Read frames until the answer ``header`` (``n`` payload bytes); result frames are kept."""
         while True:
             head = self._read(1, "a frame from the board")[0]
             if head == HEADER_RESULT:
                 self._results.append(self._read(self.result_len, "a result frame"))
-            elif head == HEADER_STATUS:
+            elif head == header == HEADER_COUNTERS:
+                return self._read(n, "a counters frame")
+            elif head == header == HEADER_STATUS:
                 status = self._read(1, "a status byte")[0]
                 if status & _STATUS_RESERVED:
                     raise LinkError(f"serial port {self.port}: framing error: status byte 0x{status:02x} "
                                     f"has reserved bits set (a board of another configuration, or "
                                     f"another baud rate?)")
-                return status
+                return bytes([status])
             else:
                 raise LinkError(f"serial port {self.port}: framing error: byte 0x{head:02x} is not a "
                                 f"frame header (result frames of {self.result_len} bytes expected: a "
@@ -229,13 +247,16 @@ class Session:
         elif len(self._results) != n_out:
             raise LinkError(f"serial port {self.port}: {len(self._results)} result frames for a program "
                             f"of {n_out} result vectors")
+        before, self._counters = self._counters, self._read_counters()
+        mod = 1 << cfg.perf_width
+        counters = {k: (v - before[k]) % mod for k, v in self._counters.items()}
         rb = result_bytes(cfg)
         raw = np.frombuffer(b"".join(self._results), dtype=np.uint8).reshape(n_out, cfg.rows, rb)
         vals = (raw.astype(np.int64) << (8 * np.arange(rb, dtype=np.int64))).sum(axis=2)
         vals -= (vals >> (8 * rb - 1)) << (8 * rb)
         empty = np.zeros(0, dtype=np.int64)
         return RunResult(backend="serial", config=cfg, outputs=vals.reshape(n_out, cfg.rows),
-                         cycles=0, counters={}, error=error, instr_cycles=empty,
+                         cycles=counters["cycles"], counters=counters, error=error, instr_cycles=empty,
                          act_cycles=empty, wgt_cycles=empty, out_cycles=empty,
                          wall_s=time.perf_counter() - t0)
 

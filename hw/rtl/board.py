@@ -21,13 +21,16 @@ header  payload   meaning
 ``A``   L bytes   one activation word: byte ``l`` = int8 lane ``l`` -> ``act``
 ``W``   B bytes   one weight beat: byte ``i`` = beat byte ``i`` (``hw.formats``) -> ``wgt``
 ``S``   none      status request: the board answers ``S`` + one status byte
+``C``   none      counters request: the board answers ``C`` + the performance counters
 ====== ========= =========================================================================
 
 Board -> host: ``R`` followed by ``rows * ceil(acc_width / 8)`` bytes (row 0 first, each row
 sign-extended to whole bytes, little-endian) for every result vector; ``S`` + status byte
 (bit 0..1 the core's error flags, bit 2 ``idle``, bit 3 receive FIFO overflow (sticky), bit 4 an
 unknown header byte was dropped (sticky)) for every status request, in the order of the requests
-relative to the results the core had produced by then.
+relative to the results the core had produced by then; ``C`` followed by every counter of
+``perf_counters`` (in that order, ``ceil(perf_width / 8)`` bytes each, little-endian, read when the
+bridge reaches the request) for every counters request.
 """
 
 from __future__ import annotations
@@ -39,21 +42,29 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import TernConfig
 from hw.rtl.component import ConfigComponent
+from hw.rtl.counters import counters_layout
 from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
-           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "result_bytes", "uart_divisor"]
+           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "HEADER_COUNTERS", "result_bytes", "counter_bytes",
+           "uart_divisor"]
 
 HEADER_INSTR = ord("I")
 HEADER_ACT = ord("A")
 HEADER_WGT = ord("W")
 HEADER_STATUS = ord("S")
 HEADER_RESULT = ord("R")
+HEADER_COUNTERS = ord("C")
 
 
 def result_bytes(config: TernConfig) -> int:
     """Bytes per accumulator in a result frame: ``ceil(acc_width / 8)``."""
     return -(-config.acc_width // 8)
+
+
+def counter_bytes(config: TernConfig) -> int:
+    """Bytes per performance counter in a counters frame: ``ceil(perf_width / 8)``."""
+    return -(-config.perf_width // 8)
 
 
 def uart_divisor(clk_freq: float, baud: int) -> int:
@@ -233,6 +244,7 @@ class HostBridge(ConfigComponent):
             "error": In(2),
             "idle": In(1),
             "overflow": In(1),
+            "perf": In(counters_layout(config)),
             "bad_header": Out(1),
         })
 
@@ -256,6 +268,7 @@ class HostBridge(ConfigComponent):
         left = Signal(range(max(n["instr"], n["act"], n["wgt"])), name="rx_bytes_left")
         sel = Signal(2, name="rx_sel")  # 0 instr, 1 act, 2 wgt
         status_req = Signal(name="status_req")
+        counters_req = Signal(name="counters_req")
         bad = Signal(name="bad_header_flag")
         m.d.comb += self.bad_header.eq(bad)
 
@@ -266,8 +279,8 @@ class HostBridge(ConfigComponent):
 
         with m.FSM(name="rx_fsm"):
             with m.State("HEADER"):
-                m.d.comb += self.rx.ready.eq(~status_req)
-                with m.If(self.rx.valid & ~status_req):
+                m.d.comb += self.rx.ready.eq(~status_req & ~counters_req)
+                with m.If(self.rx.valid & ~status_req & ~counters_req):
                     with m.Switch(self.rx.payload):
                         with m.Case(HEADER_INSTR):
                             m.d.sync += [sel.eq(0), left.eq(n["instr"] - 1)]
@@ -280,6 +293,8 @@ class HostBridge(ConfigComponent):
                             m.next = "PAYLOAD"
                         with m.Case(HEADER_STATUS):
                             m.d.sync += status_req.eq(1)
+                        with m.Case(HEADER_COUNTERS):
+                            m.d.sync += counters_req.eq(1)
                         with m.Default():
                             m.d.sync += bad.eq(1)
             with m.State("PAYLOAD"):
@@ -306,6 +321,15 @@ class HostBridge(ConfigComponent):
         tleft = Signal(range(n["result"]), name="tx_bytes_left")
         status = Signal(8, name="status_byte")
         m.d.comb += status.eq(Cat(self.error, self.idle, self.overflow, bad))
+        cb = counter_bytes(cfg)
+        n_cnt = len(cfg.perf_counters) * cb
+        cbuf = Signal(8 * n_cnt, name="tx_counters")
+        cleft = Signal(range(n_cnt), name="tx_counter_bytes_left")
+        cvals = []
+        for name in cfg.perf_counters:
+            v = Signal(8 * cb, name=f"counter_{name}")
+            m.d.comb += v.eq(self.perf[name])
+            cvals.append(v)
         def header_state(state, byte, then):
             """Send the header ``byte``, then go to ``then``."""
             with m.State(state):
@@ -321,6 +345,9 @@ class HostBridge(ConfigComponent):
                     m.next = "RESULT_HEADER"
                 with m.Elif(status_req):
                     m.next = "STATUS_HEADER"
+                with m.Elif(counters_req):
+                    m.d.sync += [cbuf.eq(Cat(*cvals)), cleft.eq(n_cnt - 1)]
+                    m.next = "COUNTERS_HEADER"
             header_state("RESULT_HEADER", HEADER_RESULT, "RESULT")
             with m.State("RESULT"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obuf[:8])]
@@ -334,6 +361,14 @@ class HostBridge(ConfigComponent):
                 with m.If(self.tx.ready):
                     m.d.sync += status_req.eq(0)
                     m.next = "IDLE"
+            header_state("COUNTERS_HEADER", HEADER_COUNTERS, "COUNTERS")
+            with m.State("COUNTERS"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cbuf[:8])]
+                with m.If(self.tx.ready):
+                    m.d.sync += [cbuf.eq(cbuf >> 8), cleft.eq(cleft - 1)]
+                    with m.If(cleft == 0):
+                        m.d.sync += counters_req.eq(0)
+                        m.next = "IDLE"
         return m
 
 
@@ -394,6 +429,7 @@ class TernBoard(ConfigComponent):
             br.error.eq(core.error),
             br.idle.eq(core.idle),
             br.overflow.eq(overflow),
+            br.perf.eq(core.perf),
             self.idle.eq(core.idle),
             self.error.eq(core.error),
         ]
