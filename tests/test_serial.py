@@ -233,6 +233,13 @@ def test_demo_through_board_sim_matches_the_reference():
         import json
         out = json.loads(r.stdout)
         assert out["match"] is True
+        ref = _tern("demo", "--backend", "sim", *BOARD, "--problems", "2", "--json", "-q")
+        want = json.loads(ref.stdout)
+        assert out["tokens"] == want["tokens"] == want["reference_tokens"]
+        # the program's counters; the board's cycles include waiting for the link
+        for k in ("calls", "busy", "wgt_beats"):
+            assert out[k] == want[k], k
+        assert out["cycles"] > want["cycles"]
     finally:
         sim.terminate()
         sim.wait(timeout=30)
