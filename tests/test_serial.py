@@ -22,6 +22,14 @@ serial = pytest.importorskip("serial")
 CFG = TernConfig(rows=2, lanes=4, acc_width=13, bus_bytes=2, act_depth=64, wgt_depth=16, out_depth=4)
 
 
+def _config_id(cfg):
+    """The configuration identity of docs/FPGA.md: sha256 of the sorted JSON settings, 8 bytes LE."""
+    import hashlib
+    import json
+    text = json.dumps(cfg.to_dict(), sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
 class FakeBoard(threading.Thread):
     """The board side of the link on a pty master: ``mode`` ``ok`` (a working board), ``mute`` (never
     answers), ``garbage`` (answers a status request with a byte that is no frame header), ``wide``
@@ -38,6 +46,7 @@ class FakeBoard(threading.Thread):
         self.words, self.act, self.wgt = [], [], []
         self.sent = 0
         self.counters = dict.fromkeys(cfg.perf_counters, 0)   # of the last completed simulation
+        self.config_id = _config_id(cfg)
         self.stop = False
         self.received = bytearray()
 
@@ -87,6 +96,8 @@ class FakeBoard(threading.Thread):
                     self.wgt.append(list(self._take(self.cfg.bus_bytes)))
                 elif h == ord("S"):
                     self._answer_status()
+                elif h == ord("Q") and self.mode != "mute":
+                    os.write(self.master, b"Q" + self.config_id.to_bytes(8, "little"))
                 elif h == ord("C") and self.mode != "mute":
                     cb = -(-self.cfg.perf_width // 8)
                     os.write(self.master, b"C" + b"".join(
@@ -136,7 +147,7 @@ def test_session_matches_the_integer_reference_through_a_pty():
 
 def _windows(data):
     """The byte runs between status requests (a parse of the frames, 'S' inside payloads skipped)."""
-    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes, ord("C"): 0}
+    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes, ord("C"): 0, ord("Q"): 0}
     pos, start, out = 0, 0, []
     while pos < len(data):
         h = data[pos]
@@ -184,6 +195,19 @@ def test_link_failures_are_one_line_and_never_hang(mode, message):
                 board.mode = mode
                 q, w = _problem(4)
                 s.run(linear_program(CFG, q, w))
+    finally:
+        board.close()
+
+
+def test_a_board_of_another_configuration_is_one_line():
+    from hw.backends.serial import LinkError, Session
+    board = FakeBoard(CFG)
+    board.config_id = _config_id(TernConfig(rows=4, lanes=4, acc_width=13, bus_bytes=2, act_depth=64,
+                                        wgt_depth=16, out_depth=4))
+    board.start()
+    try:
+        with pytest.raises(LinkError, match=r"the board was built for another configuration \(id 0x"):
+            Session(CFG, board.path, timeout=2)
     finally:
         board.close()
 

@@ -23,9 +23,8 @@ Every failure is a :class:`LinkError` (an ``OSError``: one line, exit 2 from the
 a hang: every read has a timeout (:data:`TIMEOUT_S`, ``configure(timeout=...)``), a status answer that
 does not come, a byte that is not a frame header, a status byte with reserved bits set, a result
 frame of another length than this configuration's (a board of another configuration), a receive
-FIFO overflow or an unknown header reported by the board. The board has no configuration query:
-a board of another configuration shows up as framing errors or wrong results, not as a named
-mismatch.
+FIFO overflow or an unknown header reported by the board, and a board whose answer to the
+configuration query (:func:`hw.rtl.board.config_id`) is not this configuration's.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from hw.isa import Op, decode
 from hw.program import instr_is_valid
 from hw.result import RunResult, as_streams
 from hw.rtl.board import (HEADER_ACT, HEADER_COUNTERS, HEADER_INSTR, HEADER_RESULT, HEADER_STATUS,
-                          HEADER_WGT, counter_bytes, result_bytes)
+                          HEADER_QUERY, HEADER_WGT, config_id, counter_bytes, result_bytes)
 
 __all__ = ["run", "Session", "configure", "LinkError", "frames", "WINDOW", "TIMEOUT_S", "DEFAULT_BAUD",
            "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_BAD_HEADER"]
@@ -141,6 +140,12 @@ class Session:
         status = self._status()   # the board answers at all, and is in a clean state
         if status & (STATUS_OVERFLOW | STATUS_BAD_HEADER | 0b11):
             self._check(status)
+        self._write(bytes([HEADER_QUERY]))
+        got = int.from_bytes(self._answer(HEADER_QUERY, 8), "little")
+        if got != config_id(config):
+            raise LinkError(f"serial port {self.port}: the board was built for another configuration "
+                            f"(id 0x{got:016x}, this one 0x{config_id(config):016x}): give the "
+                            f"configuration flags the bitstream was built with")
         self._counters = self._read_counters()
 
     # -- link --------------------------------------------------------------------------------------------
@@ -186,8 +191,9 @@ class Session:
             head = self._read(1, "a frame from the board")[0]
             if head == HEADER_RESULT:
                 self._results.append(self._read(self.result_len, "a result frame"))
-            elif head == header == HEADER_COUNTERS:
-                return self._read(n, "a counters frame")
+            elif head == header and header in (HEADER_COUNTERS, HEADER_QUERY):
+                return self._read(n, "a counters frame" if header == HEADER_COUNTERS else
+                                  "a configuration frame")
             elif head == header == HEADER_STATUS:
                 status = self._read(1, "a status byte")[0]
                 if status & _STATUS_RESERVED:

@@ -22,6 +22,7 @@ header  payload   meaning
 ``W``   B bytes   one weight beat: byte ``i`` = beat byte ``i`` (``hw.formats``) -> ``wgt``
 ``S``   none      status request: the board answers ``S`` + one status byte
 ``C``   none      counters request: the board answers ``C`` + the performance counters
+``Q``   none      configuration query: the board answers ``Q`` + :func:`config_id` (8 bytes)
 ====== ========= =========================================================================
 
 Board -> host: ``R`` followed by ``rows * ceil(acc_width / 8)`` bytes (row 0 first, each row
@@ -30,7 +31,8 @@ sign-extended to whole bytes, little-endian) for every result vector; ``S`` + st
 unknown header byte was dropped (sticky)) for every status request, in the order of the requests
 relative to the results the core had produced by then; ``C`` followed by every counter of
 ``perf_counters`` (in that order, ``ceil(perf_width / 8)`` bytes each, little-endian, read when the
-bridge reaches the request) for every counters request.
+bridge reaches the request) for every counters request; ``Q`` + the 64-bit :func:`config_id` of the
+configuration the gateware was built for, little-endian, for every configuration query.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from hw.rtl.counters import counters_layout
 from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
-           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "HEADER_COUNTERS", "result_bytes", "counter_bytes",
+           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "HEADER_COUNTERS", "HEADER_QUERY", "config_id", "result_bytes", "counter_bytes",
            "uart_divisor"]
 
 HEADER_INSTR = ord("I")
@@ -55,11 +57,20 @@ HEADER_WGT = ord("W")
 HEADER_STATUS = ord("S")
 HEADER_RESULT = ord("R")
 HEADER_COUNTERS = ord("C")
+HEADER_QUERY = ord("Q")
 
 
 def result_bytes(config: TernConfig) -> int:
     """Bytes per accumulator in a result frame: ``ceil(acc_width / 8)``."""
     return -(-config.acc_width // 8)
+
+
+def config_id(config: TernConfig) -> int:
+    """A 64-bit identity of ``config`` (its settings, hashed): what the board answers a ``Q`` with."""
+    import hashlib
+    import json
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
 def counter_bytes(config: TernConfig) -> int:
@@ -269,6 +280,9 @@ class HostBridge(ConfigComponent):
         sel = Signal(2, name="rx_sel")  # 0 instr, 1 act, 2 wgt
         status_req = Signal(name="status_req")
         counters_req = Signal(name="counters_req")
+        query_req = Signal(name="query_req")
+        busy_req = Signal(name="request_pending")
+        m.d.comb += busy_req.eq(status_req | counters_req | query_req)
         bad = Signal(name="bad_header_flag")
         m.d.comb += self.bad_header.eq(bad)
 
@@ -279,8 +293,8 @@ class HostBridge(ConfigComponent):
 
         with m.FSM(name="rx_fsm"):
             with m.State("HEADER"):
-                m.d.comb += self.rx.ready.eq(~status_req & ~counters_req)
-                with m.If(self.rx.valid & ~status_req & ~counters_req):
+                m.d.comb += self.rx.ready.eq(~busy_req)
+                with m.If(self.rx.valid & ~busy_req):
                     with m.Switch(self.rx.payload):
                         with m.Case(HEADER_INSTR):
                             m.d.sync += [sel.eq(0), left.eq(n["instr"] - 1)]
@@ -295,6 +309,8 @@ class HostBridge(ConfigComponent):
                             m.d.sync += status_req.eq(1)
                         with m.Case(HEADER_COUNTERS):
                             m.d.sync += counters_req.eq(1)
+                        with m.Case(HEADER_QUERY):
+                            m.d.sync += query_req.eq(1)
                         with m.Default():
                             m.d.sync += bad.eq(1)
             with m.State("PAYLOAD"):
@@ -330,12 +346,24 @@ class HostBridge(ConfigComponent):
             v = Signal(8 * cb, name=f"counter_{name}")
             m.d.comb += v.eq(self.perf[name])
             cvals.append(v)
+        qbuf = Signal(64, name="tx_config_id")
+        qleft = Signal(range(8), name="tx_config_id_bytes_left")
         def header_state(state, byte, then):
             """Send the header ``byte``, then go to ``then``."""
             with m.State(state):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
                 with m.If(self.tx.ready):
                     m.next = then
+
+        def shift_state(state, buf, left, req):
+            """Send ``buf`` low byte first until ``left`` reaches 0, then clear ``req``."""
+            with m.State(state):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(buf[:8])]
+                with m.If(self.tx.ready):
+                    m.d.sync += [buf.eq(buf >> 8), left.eq(left - 1)]
+                    with m.If(left == 0):
+                        m.d.sync += req.eq(0)
+                        m.next = "IDLE"
 
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
@@ -348,6 +376,9 @@ class HostBridge(ConfigComponent):
                 with m.Elif(counters_req):
                     m.d.sync += [cbuf.eq(Cat(*cvals)), cleft.eq(n_cnt - 1)]
                     m.next = "COUNTERS_HEADER"
+                with m.Elif(query_req):
+                    m.d.sync += [qbuf.eq(config_id(cfg)), qleft.eq(7)]
+                    m.next = "QUERY_HEADER"
             header_state("RESULT_HEADER", HEADER_RESULT, "RESULT")
             with m.State("RESULT"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(obuf[:8])]
@@ -362,13 +393,9 @@ class HostBridge(ConfigComponent):
                     m.d.sync += status_req.eq(0)
                     m.next = "IDLE"
             header_state("COUNTERS_HEADER", HEADER_COUNTERS, "COUNTERS")
-            with m.State("COUNTERS"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(cbuf[:8])]
-                with m.If(self.tx.ready):
-                    m.d.sync += [cbuf.eq(cbuf >> 8), cleft.eq(cleft - 1)]
-                    with m.If(cleft == 0):
-                        m.d.sync += counters_req.eq(0)
-                        m.next = "IDLE"
+            shift_state("COUNTERS", cbuf, cleft, counters_req)
+            header_state("QUERY_HEADER", HEADER_QUERY, "QUERY")
+            shift_state("QUERY", qbuf, qleft, query_req)
         return m
 
 
