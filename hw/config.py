@@ -357,7 +357,9 @@ class TernConfig:
     # -- serialization ----------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The settings as JSON has them (``perf_counters`` a list): ``from_dict`` takes it back."""
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

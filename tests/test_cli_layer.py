@@ -86,7 +86,8 @@ test_bad_input_is_one_line_exit_2 = bad_input_test("""
     layer --model demo --layer 0 --tokens 33 => max_position_embeddings=32
     layer --model nowhere --layer 0 => no such checkpoint folder
     layer --model demo --layer 0 --clock-mhz -5 => --clock-mhz must be in
-    layer --model demo --layer 0 --backend serial => unknown backend 'serial'
+    layer --model demo --layer 0 --backend fpga => unknown backend 'fpga'
+    layer --model demo --layer 0 --backend serial => --backend serial needs --port DEV
     layer --model demo --layer 0 --save out.txt => must end in .npz
     layer --model demo --layer 0 --save /nonexistent-dir/o.npz => does not exist
 """)

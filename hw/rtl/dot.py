@@ -186,7 +186,7 @@ class TernaryDotUnit(wiring.Component):
         if self.variant == "carry":
             return x + y + carry
         c0, c1 = carry
-        if self.variant == "slot_odd" and len(node) % 2 == 0:
+        if self.variant == "slot_odd" and not len(node) & 1:      # an even-width node
             total = x + y + (c0 | c1)
             return ~total if root else total
         full = Signal(signed(max(len(x), len(y)) + 2), name=f"{node.name}_slot")
