@@ -19,11 +19,12 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
 from .bitlinear import BitLinear
+from .checkpoint import LayerSequence
 from .config import ModelConfig
 from .layers import DecoderLayer
 from .model import CausalLM
@@ -132,24 +133,13 @@ class _LayerCache:
 _LAYERS = _LayerCache()
 
 
-class LazyLayers(Sequence):
+class LazyLayers(LayerSequence):
     """A read-only sequence of random layers generated on first access (kept in a per-process cache,
     shared by every model of the same preset and seed: :class:`_LayerCache`)."""
 
     def __init__(self, config: ModelConfig, seed: int):
         self.config, self.seed = config, seed
-
-    def __len__(self) -> int:
-        return self.config.num_hidden_layers
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(f"layer {i} out of range [0, {len(self)})")
-        return _LAYERS.get(self.config, i, self.seed)
+        super().__init__(config.num_hidden_layers, lambda i: _LAYERS.get(config, i, seed))
 
 
 def random_model(name, seed: int = 0, *, num_layers: Optional[int] = None, lazy: bool = True) -> CausalLM:
