@@ -11,6 +11,7 @@
 ``bench``      :mod:`sw.cli.bench`: the benchmark suite (``bench/bench_*.py``)
 ``convert``    :mod:`sw.cli.convert`: a model between Hugging Face folders and GGUF files
 ``board-sim``  :mod:`sw.cli.board_sim`: a simulated board on a pseudo-terminal (``--backend serial``)
+``sweep``      :mod:`sw.cli.sweep`: design-space exploration (Optuna on Dask) over the configuration
 =============  ======================================================================================
 
 Exit codes: 0 success; 1 a verification mismatch (or a device that failed while running); 2 bad input
