@@ -33,7 +33,10 @@ def _config_id(cfg):
 class FakeBoard(threading.Thread):
     """The board side of the link on a pty master: ``mode`` ``ok`` (a working board), ``mute`` (never
     answers), ``garbage`` (answers a status request with a byte that is no frame header), ``wide``
-    (result frames one byte too long: a board of another configuration)."""
+    (result frames one byte too long: a board of another configuration), ``old`` (no reset request:
+    ``X`` is an unknown header), ``reserved`` (status bytes with reserved bits set), ``overflow``
+    (reports a receive FIFO overflow), ``busy`` (never becomes idle), ``lost`` (drops the last result
+    frame of a program), ``flip`` (the last result vector's row 0 off by one)."""
 
     def __init__(self, cfg, mode="ok"):
         super().__init__(daemon=True)
@@ -49,6 +52,16 @@ class FakeBoard(threading.Thread):
         self.config_id = _config_id(cfg)
         self.stop = False
         self.received = bytearray()
+        self.bad_header = False
+        self.resets = 0
+
+    def _reset(self):
+        """The reset request: the core's state and counters afresh, the sticky flags cleared."""
+        self.words, self.act, self.wgt = [], [], []
+        self.sent = 0
+        self.counters = dict.fromkeys(self.cfg.perf_counters, 0)
+        self.bad_header = False
+        self.resets += 1
 
     def _byte(self):
         while True:
@@ -68,20 +81,26 @@ class FakeBoard(threading.Thread):
             os.write(self.master, b"\x00\x00")
             return
         out = b""
-        idle = 0
+        idle = self.bad_header << 4
         try:
             res = simulate(self.cfg, None, words=self.words, act_beats=np.array(self.act, dtype=np.int8).reshape(-1, self.cfg.lanes),
                            wgt_beats=np.array(self.wgt, dtype=np.uint8).reshape(-1, self.cfg.bus_bytes))
         except Exception:   # the program so far cannot finish yet: the core is busy
             res = None
-        if res is not None:
-            idle = 1 << 2
+        if res is not None and self.mode != "busy":
+            idle |= (1 << 2) | res.error
             rb = -(-self.cfg.acc_width // 8)
-            for vec in res.outputs[self.sent:]:
+            vecs = np.array(res.outputs[self.sent:], dtype=np.int64).reshape(-1, self.cfg.rows)
+            if self.mode == "flip" and len(vecs):
+                vecs[-1, 0] += 1
+            if self.mode == "lost":
+                vecs = vecs[:-1]
+            for vec in vecs:
                 frame = b"R" + b"".join(int(v).to_bytes(rb, "little", signed=True) for v in vec)
                 out += frame + (b"\x00" if self.mode == "wide" else b"")
             self.sent = len(res.outputs)
             self.counters = res.counters
+        idle |= {"reserved": 0xE0, "overflow": 1 << 3}.get(self.mode, 0)
         os.write(self.master, out + b"S" + bytes([idle]))
 
     def run(self):
@@ -98,6 +117,10 @@ class FakeBoard(threading.Thread):
                     self._answer_status()
                 elif h == ord("Q") and self.mode != "mute":
                     os.write(self.master, b"Q" + self.config_id.to_bytes(8, "little"))
+                elif h == ord("X") and self.mode != "old":
+                    self._reset()
+                elif h == ord("X"):
+                    self.bad_header = True
                 elif h == ord("C") and self.mode != "mute":
                     cb = -(-self.cfg.perf_width // 8)
                     os.write(self.master, b"C" + b"".join(
@@ -147,7 +170,7 @@ def test_session_matches_the_integer_reference_through_a_pty():
 
 def _windows(data):
     """The byte runs between status requests (a parse of the frames, 'S' inside payloads skipped)."""
-    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes, ord("C"): 0, ord("Q"): 0}
+    lens = {ord("I"): 8, ord("A"): CFG.lanes, ord("W"): CFG.bus_bytes, ord("C"): 0, ord("Q"): 0, ord("X"): 0}
     pos, start, out = 0, 0, []
     while pos < len(data):
         h = data[pos]
@@ -184,17 +207,64 @@ def test_frames_follow_each_instruction_with_its_data():
     ("mute", r"timeout after 0\.5 s waiting for a frame from the board"),
     ("garbage", r"framing error: byte 0x00 is not a frame header"),
     ("wide", r"framing error: byte 0x00 is not a frame header"),
+    ("reserved", r"framing error: status byte 0xe[0-9a-f] has reserved bits set"),
+    ("overflow", r"the board's receive FIFO overflowed \(reset the board\)"),
+    ("busy", r"the board did not become idle within 0\.5 s"),
+    ("lost", r"\d+ result frames for a program of \d+ result vectors"),
 ])
 def test_link_failures_are_one_line_and_never_hang(mode, message):
     from hw.backends.serial import LinkError, Session
     board = FakeBoard(CFG, mode if mode != "wide" else "ok")
     board.start()
     try:
-        with pytest.raises(LinkError, match=message):
+        with pytest.raises(LinkError, match=message) as e:
             with Session(CFG, board.path, timeout=0.5) as s:
                 board.mode = mode
                 q, w = _problem(4)
                 s.run(linear_program(CFG, q, w))
+        assert "\n" not in str(e.value)
+    finally:
+        board.close()
+
+
+def test_every_run_starts_from_reset():
+    """A program that sets an error flag (a bad instruction) leaves nothing behind: the next one runs
+    from reset (its error flags, counters and results are its own)."""
+    from hw.backends.serial import Session
+    from hw.isa import Instr, Op
+    from hw.program import instr_is_valid
+    from hw.sim import simulate
+    bad = Instr(Op.LOAD_ACT, 0, 0)
+    assert not instr_is_valid(CFG, bad)
+    board = FakeBoard(CFG)
+    board.start()
+    try:
+        with Session(CFG, board.path, timeout=5) as s:
+            r0 = s.run(words=[bad.word], act_beats=np.zeros((0, CFG.lanes), np.int8),
+                       wgt_beats=np.zeros((0, CFG.bus_bytes), np.uint8))
+            assert r0.error == 1 and len(r0.outputs) == 0
+            q, w = _problem(5)
+            prog = linear_program(CFG, q, w)
+            r1 = s.run(prog)
+            assert r1.error == 0
+            assert np.array_equal(outputs_to_matrix(CFG, r1.outputs, q.shape[0], w.shape[0]),
+                                  reference_matmul(q, w))
+            want = simulate(CFG, prog).counters
+            assert {k: r1.counters[k] for k in ("busy", "act_beats", "wgt_beats")} == {
+                k: want[k] for k in ("busy", "act_beats", "wgt_beats")}
+        assert board.resets == 3    # on opening and before each program
+    finally:
+        board.close()
+
+
+def test_a_bitstream_without_the_reset_request_is_one_line():
+    from hw.backends.serial import LinkError, Session
+    board = FakeBoard(CFG, "old")
+    board.start()
+    try:
+        with pytest.raises(LinkError, match=r"the board does not know the reset request \(unknown frame "
+                                            r"header\): a bitstream of an older tern"):
+            Session(CFG, board.path, timeout=2)
     finally:
         board.close()
 
@@ -210,6 +280,47 @@ def test_a_board_of_another_configuration_is_one_line():
             Session(CFG, board.path, timeout=2)
     finally:
         board.close()
+
+
+@pytest.fixture
+def serial_port():
+    """The serial backend's port setting, restored afterwards."""
+    from hw.backends import serial as backend
+    saved = dict(backend._settings)
+    yield backend.configure
+    backend._settings.update(saved)
+
+
+def test_verify_through_the_link(serial_port):
+    """run_verify on the serial backend: every case from reset (70 of the first 200 cases of seed 0
+    set an error flag, so a flag left over from an earlier case would be a mismatch), the timing-free
+    counters compared with hw.sim's; a board whose results are off is caught."""
+    from hw.verify.differential import run_verify
+    board = FakeBoard(CFG)
+    board.start()
+    try:
+        serial_port(board.path, timeout=5)
+        r = run_verify("serial", 12, 0, CFG)
+        assert r["programs"] == 12 and r["mismatches"] == 0 and r["cycle_mismatches"] == 0, r["first_failure"]
+        assert r["bad_instructions"] > 0 and r["resets"] > 0
+        board.mode = "flip"
+        r = run_verify("serial", 12, 0, CFG)
+        assert r["mismatches"] > 0
+        assert "serial outputs differ from the integer reference" in r["first_failure"]["differences"]
+    finally:
+        board.close()
+
+
+def test_verify_serial_bad_input_is_one_line_exit_2():
+    flags = ("--rows", "2", "--lanes", "4")
+    for args, msg in (((), "tern verify: --backend serial needs --port DEV (a board's serial device, or "
+                           "the one tern board-sim prints)"),
+                      (("--port", "/dev/null"), "tern verify: --backend serial needs the configuration "
+                                                "flags the board was built with"),
+                      (("--port", "/dev/null", "--mutants", *flags),
+                       "tern verify: --backend serial runs random programs only (no --formal or --mutants)")):
+        r = _tern("verify", "--backend", "serial", *args)
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [msg] and r.stdout == ""
 
 
 def _tern(*args, timeout=600):
@@ -305,6 +416,22 @@ def test_demo_through_board_sim_matches_the_reference(board_sim):
         for k in ("calls", "busy", "wgt_beats", "act_beats"):
             assert out["breakdown"][kind][k] == want[k], (kind, k)
     assert out["cycles"] > sim["cycles"]
+
+
+def test_verify_through_board_sim(board_sim):
+    """tern verify --backend serial against tern board-sim: random programs (bad instructions,
+    invalid weight bytes, resets after an earlier program) on the board's gateware
+    vs hw.sim vs the integer reference, each from the board's reset request."""
+    import json
+    r = _tern("verify", "--backend", "serial", "--port", board_sim, *BOARD, "--programs", "40", "--json",
+              "-q", timeout=900)
+    assert r.returncode == 0, r.stderr + r.stdout[-2000:]
+    out = json.loads(r.stdout)
+    assert out["programs"] == 40 and out["mismatches"] == 0 and out["cycle_mismatches"] == 0
+    # what the cases reached: error flags (cleared by each reset), invalid bytes, resets (the 24-bit
+    # accumulators of this configuration do not wrap)
+    for k in ("bad_instructions", "invalid_bytes", "resets"):
+        assert out[k] > 0, k
 
 
 def test_board_sim_bad_input_is_one_line_exit_2():

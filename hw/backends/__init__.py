@@ -22,7 +22,8 @@ import contextlib
 import importlib
 from typing import Callable
 
-__all__ = ["Backend", "BACKENDS", "SessionBase", "BackendError", "BackendUnavailable", "get_backend", "rtl_backends"]
+__all__ = ["Backend", "BACKENDS", "SessionBase", "BackendError", "BackendUnavailable", "get_backend", "rtl_backends",
+           "verify_backends"]
 
 
 class BackendError(ValueError):
@@ -67,17 +68,22 @@ class Backend:
         The implementing module (imported on first use).
     rtl : bool
         Whether it runs the RTL (a target of random differential verification against hw.sim).
+    board : bool
+        Whether it runs on a board built for one configuration, over a link that sets the pace: a
+        target of random differential verification on that configuration for the outputs, error
+        flags and the counters that do not depend on stream timing.
     description : str
         One line for ``--help``.
     run : callable, optional
         ``run(config, program, timing, **streams)`` used instead of ``module.run`` (test doubles).
     """
 
-    def __init__(self, name: str, module: str | None = None, *, rtl: bool, description: str = "",
-                 run: Callable | None = None):
+    def __init__(self, name: str, module: str | None = None, *, rtl: bool, board: bool = False,
+                 description: str = "", run: Callable | None = None):
         if module is None and run is None:
             raise ValueError(f"backend {name!r}: give its module or a run function")
         self.name, self.module, self.rtl, self.description = name, module, rtl, description
+        self.board = board
         self._run = run
 
     def impl(self):
@@ -126,7 +132,7 @@ BACKENDS: dict[str, Backend] = {
                         description="the RTL under Amaranth's simulator (small configurations)"),
     "verilator": Backend("verilator", "hw.backends.verilator", rtl=True,
                          description="the RTL's Verilog compiled by Verilator, driven by cocotb"),
-    "serial": Backend("serial", "hw.backends.serial", rtl=False,
+    "serial": Backend("serial", "hw.backends.serial", rtl=False, board=True,
                       description="a board (or tern board-sim) over its UART link: --port DEV [--baud N]"),
 }
 
@@ -145,3 +151,8 @@ def get_backend(name: str) -> Backend:
 def rtl_backends() -> list[str]:
     """Names of the backends that run the RTL."""
     return [n for n, b in BACKENDS.items() if b.rtl]
+
+
+def verify_backends() -> list[str]:
+    """Names of the targets of random differential verification: the RTL backends and the boards."""
+    return [n for n, b in BACKENDS.items() if b.rtl or b.board]

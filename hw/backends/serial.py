@@ -5,7 +5,9 @@
     serial.configure("/dev/ttyUSB1", baud=115200)     # what --port / --baud set
     res = get_backend("serial").run(config, program)
 
-The framing is the one of ``docs/FPGA.md`` (:mod:`hw.rtl.board`): each instruction ``I`` followed by
+The framing is the one of ``docs/FPGA.md`` (:mod:`hw.rtl.board`). Every program runs from reset, as
+on the other backends: a reset request ``X`` opens its bytes (the core's queues, error flags,
+counters and bank alternation start afresh). Then each instruction ``I`` followed by
 the data it consumes (a LOAD_ACT by its ``A`` activation words, a MATMUL by the ``W`` weight beats of
 its words), sent in windows of at most :data:`WINDOW` bytes, each closed by a status request ``S``
 whose answer acknowledges that the board's receive FIFO has drained (UART has no flow control). The
@@ -13,8 +15,8 @@ whose answer acknowledges that the board's receive FIFO has drained (UART has no
 after every byte of the program was sent.
 
 What comes back from the board: the result vectors, the error flags and the performance counters (a
-``C`` request after the run; each counter of the result is the difference to the one before the run,
-modulo ``2**perf_width``). The board's counters count the board's cycles: ``cycles``, ``idle`` and the
+``C`` request after the run: the counters since the program's reset). The board's counters count the
+board's cycles: ``cycles``, ``idle`` and the
 stall counters include the time the core waits for the link, so they are not hw.sim's for ideal
 streams; ``busy``, ``act_beats`` and ``wgt_beats`` are the program's and equal hw.sim's. The transfer
 cycles of each stream are not observable over the link (empty arrays).
@@ -23,8 +25,9 @@ Every failure is a :class:`LinkError` (an ``OSError``: one line, exit 2 from the
 a hang: every read has a timeout (:data:`TIMEOUT_S`, ``configure(timeout=...)``), a status answer that
 does not come, a byte that is not a frame header, a status byte with reserved bits set, a result
 frame of another length than this configuration's (a board of another configuration), a receive
-FIFO overflow or an unknown header reported by the board, and a board whose answer to the
-configuration query (:func:`hw.rtl.board.config_id`) is not this configuration's.
+FIFO overflow or an unknown header reported by the board (on opening: a bitstream without the reset
+request), and a board whose answer to the configuration query (:func:`hw.rtl.board.config_id`) is
+not this configuration's.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from hw.config import TernConfig
 from hw.isa import Op, decode
 from hw.program import instr_is_valid
 from hw.result import RunResult, as_streams
-from hw.rtl.board import (HEADER_ACT, HEADER_COUNTERS, HEADER_INSTR, HEADER_RESULT, HEADER_STATUS,
-                          HEADER_QUERY, HEADER_WGT, config_id, counter_bytes, result_bytes)
+from hw.rtl.board import (HEADER_ACT, HEADER_COUNTERS, HEADER_INSTR, HEADER_QUERY, HEADER_RESET,
+                          HEADER_RESULT, HEADER_STATUS, HEADER_WGT, config_id, counter_bytes,
+                          result_bytes)
 
-__all__ = ["run", "Session", "configure", "LinkError", "frames", "WINDOW", "TIMEOUT_S", "DEFAULT_BAUD",
+__all__ = ["run", "run_batch", "Session", "configure", "LinkError", "frames", "WINDOW", "TIMEOUT_S", "DEFAULT_BAUD",
            "STATUS_IDLE", "STATUS_OVERFLOW", "STATUS_BAD_HEADER"]
 
 #: Bytes sent before each status request: the board's receive FIFO (512 bytes) less the request.
@@ -137,16 +141,19 @@ class Session:
             raise LinkError(f"serial port {self.port}: {e}") from None
         self.ser.reset_input_buffer()
         self._results: list[bytes] = []
-        status = self._status()   # the board answers at all, and is in a clean state
-        if status & (STATUS_OVERFLOW | STATUS_BAD_HEADER | 0b11):
-            self._check(status)
+        self._write(bytes([HEADER_RESET]))
+        status = self._status()   # the board answers at all, and took the reset
+        if status & STATUS_BAD_HEADER:
+            raise LinkError(f"serial port {self.port}: the board does not know the reset request "
+                            f"(unknown frame header): a bitstream of an older tern? (build it again "
+                            f"with tern synth)")
+        self._check(status & ~0b11)
         self._write(bytes([HEADER_QUERY]))
         got = int.from_bytes(self._answer(HEADER_QUERY, 8), "little")
         if got != config_id(config):
             raise LinkError(f"serial port {self.port}: the board was built for another configuration "
                             f"(id 0x{got:016x}, this one 0x{config_id(config):016x}): give the "
                             f"configuration flags the bitstream was built with")
-        self._counters = self._read_counters()
 
     # -- link --------------------------------------------------------------------------------------------
 
@@ -213,16 +220,13 @@ class Session:
         if status & STATUS_BAD_HEADER:
             raise LinkError(f"serial port {self.port}: the board received an unknown frame header "
                             f"(reset the board)")
-        if status & 0b11:
-            raise LinkError(f"serial port {self.port}: the board's core error flags {status & 0b11} are "
-                            f"set from an earlier program (reset the board)")
 
     # -- runs --------------------------------------------------------------------------------------------
 
     def run(self, program=None, timing=None, *, words=None, act_beats=None, wgt_beats=None,
             max_cycles=None) -> RunResult:
-        """Run one program (``timing`` and ``max_cycles`` have no meaning on a board: the link sets the
-        pace)."""
+        """Run one program from reset (``timing`` and ``max_cycles`` have no meaning on a board: the link
+        sets the pace)."""
         if self.closed:
             raise LinkError("serial: the session is closed")
         cfg = self.config
@@ -230,7 +234,7 @@ class Session:
         n_out = expected_outputs(cfg, st)
         t0 = time.perf_counter()
         self._results = []
-        window = bytearray()
+        window = bytearray([HEADER_RESET])
         for f in frames(cfg, st):
             if len(window) + len(f) > WINDOW:
                 self._write(bytes(window))
@@ -253,9 +257,7 @@ class Session:
         elif len(self._results) != n_out:
             raise LinkError(f"serial port {self.port}: {len(self._results)} result frames for a program "
                             f"of {n_out} result vectors")
-        before, self._counters = self._counters, self._read_counters()
-        mod = 1 << cfg.perf_width
-        counters = {k: (v - before[k]) % mod for k, v in self._counters.items()}
+        counters = self._read_counters()
         rb = result_bytes(cfg)
         raw = np.frombuffer(b"".join(self._results), dtype=np.uint8).reshape(n_out, cfg.rows, rb)
         vals = (raw.astype(np.int64) << (8 * np.arange(rb, dtype=np.int64))).sum(axis=2)
@@ -279,7 +281,31 @@ class Session:
 
 
 def run(config, program=None, timing=None, *, words=None, act_beats=None, wgt_beats=None,
-        max_cycles=None) -> RunResult:
-    """One program on the configured port (a session opened and closed around it)."""
+        max_cycles=None, interrupt=None) -> RunResult:
+    """One program on the configured port (a session opened and closed around it). ``interrupt``
+    (``(program, timing, cycle)`` of :class:`hw.verify.generate.Case`): that program runs first, in
+    full (the reset request that starts every program is taken between frames, not at a cycle), and
+    its outcome is discarded."""
     with Session(config) as s:
+        if interrupt is not None:
+            s.run(interrupt[0])
         return s.run(program, timing, words=words, act_beats=act_beats, wgt_beats=wgt_beats)
+
+
+def run_batch(cases) -> list[RunResult]:
+    """The results of :class:`hw.verify.generate.Case` s in order, in one session per configuration
+    (each case from reset; an ``interrupt`` program runs in full before its case, as in :func:`run`)."""
+    out, session = [], None
+    try:
+        for c in cases:
+            if session is None or session.config != c.config:
+                if session is not None:
+                    session.close()
+                session = Session(c.config)
+            if c.interrupt is not None:
+                session.run(c.interrupt[0])
+            out.append(session.run(c.program))
+    finally:
+        if session is not None:
+            session.close()
+    return out

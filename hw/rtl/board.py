@@ -23,6 +23,8 @@ header  payload   meaning
 ``S``   none      status request: the board answers ``S`` + one status byte
 ``C``   none      counters request: the board answers ``C`` + the performance counters
 ``Q``   none      configuration query: the board answers ``Q`` + :func:`config_id` (8 bytes)
+``X``   none      reset: the core is reset (a one-cycle synchronous reset: queues, FIFOs, error
+                  flags, counters, bank alternation) and the sticky link flags are cleared
 ====== ========= =========================================================================
 
 Board -> host: ``R`` followed by ``rows * ceil(acc_width / 8)`` bytes (row 0 first, each row
@@ -37,7 +39,7 @@ configuration the gateware was built for, little-endian, for every configuration
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockDomain, Const, Module, Signal, signed
+from amaranth.hdl import Cat, ClockDomain, Const, Module, ResetInserter, Signal, signed
 from amaranth.lib import fifo, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -48,7 +50,8 @@ from hw.rtl.counters import counters_layout
 from hw.rtl.top import TernCore, core_streams
 
 __all__ = ["UartRx", "UartTx", "HostBridge", "TernBoard", "BoardTop", "HEADER_INSTR", "HEADER_ACT",
-           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "HEADER_COUNTERS", "HEADER_QUERY", "config_id", "result_bytes", "counter_bytes",
+           "HEADER_WGT", "HEADER_STATUS", "HEADER_RESULT", "HEADER_COUNTERS", "HEADER_QUERY", "HEADER_RESET",
+           "config_id", "result_bytes", "counter_bytes",
            "uart_divisor"]
 
 HEADER_INSTR = ord("I")
@@ -58,6 +61,7 @@ HEADER_STATUS = ord("S")
 HEADER_RESULT = ord("R")
 HEADER_COUNTERS = ord("C")
 HEADER_QUERY = ord("Q")
+HEADER_RESET = ord("X")
 
 
 def result_bytes(config: TernConfig) -> int:
@@ -243,7 +247,9 @@ class HostBridge(ConfigComponent):
     error : In(2), idle : In(1), overflow : In(1)
         Status inputs reported in the status byte (``overflow`` is expected to be sticky).
     bad_header : Out(1)
-        Sticky: an unknown header byte was received (and dropped).
+        Sticky: an unknown header byte was received (and dropped); cleared by a reset request.
+    core_reset : Out(1)
+        High for one cycle after a reset request ``X`` was taken: resets the core.
     """
 
     def __init__(self, config: TernConfig):
@@ -257,6 +263,7 @@ class HostBridge(ConfigComponent):
             "overflow": In(1),
             "perf": In(counters_layout(config)),
             "bad_header": Out(1),
+            "core_reset": Out(1),
         })
 
     @staticmethod
@@ -285,6 +292,7 @@ class HostBridge(ConfigComponent):
         m.d.comb += busy_req.eq(status_req | counters_req | query_req)
         bad = Signal(name="bad_header_flag")
         m.d.comb += self.bad_header.eq(bad)
+        m.d.sync += self.core_reset.eq(0)
 
         targets = (self.instr, self.act, self.wgt)
         for i, t in enumerate(targets):
@@ -311,6 +319,8 @@ class HostBridge(ConfigComponent):
                             m.d.sync += counters_req.eq(1)
                         with m.Case(HEADER_QUERY):
                             m.d.sync += query_req.eq(1)
+                        with m.Case(HEADER_RESET):
+                            m.d.sync += [self.core_reset.eq(1), bad.eq(0)]
                         with m.Default():
                             m.d.sync += bad.eq(1)
             with m.State("PAYLOAD"):
@@ -413,7 +423,7 @@ class TernBoard(ConfigComponent):
 
     Bytes are received into a ``rx_fifo_depth``-byte FIFO; the host must keep at most that many
     bytes in flight (send a status request ``S`` and wait for its answer as the acknowledgement:
-    every byte before it has left the FIFO). An overflow sets status bit 3.
+    every byte before it has left the FIFO). An overflow sets status bit 3 (until a reset request).
     """
 
     @classmethod
@@ -435,15 +445,18 @@ class TernBoard(ConfigComponent):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = TernCore(self.config)
+        core = TernCore(self.config)
+        m.submodules.bridge = br = HostBridge(self.config)
+        m.submodules.core = ResetInserter(br.core_reset)(core)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
-        m.submodules.bridge = br = HostBridge(self.config)
 
         overflow = Signal(name="rx_overflow")
         with m.If(urx.overrun):
             m.d.sync += overflow.eq(1)
+        with m.Elif(br.core_reset):
+            m.d.sync += overflow.eq(0)
         m.d.comb += [
             urx.rx.eq(self.rx),
             self.tx.eq(utx.tx),

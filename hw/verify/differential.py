@@ -12,9 +12,16 @@ backend and on :func:`hw.sim.simulate`, and compares
   ``cycle_mismatches``.
 
 Case ``i`` depends only on ``(seed, i)``, so any failure replays from the seed and index printed in
-``first_failure``. The RTL backends come from the one registry, :data:`hw.backends.BACKENDS`
-(``amaranth``, ``verilator``); a backend with a batch mode (Verilator) runs the cases of each
-configuration in one simulator start. The cases come from :mod:`hw.verify.generate`.
+``first_failure``. The backends come from the one registry, :data:`hw.backends.BACKENDS`
+(:func:`hw.backends.verify_backends`: ``amaranth``, ``verilator``, and the board, ``serial``); a
+backend with a batch mode (Verilator, the board) runs the cases of each configuration in one
+simulator start or session. The cases come from :mod:`hw.verify.generate`.
+
+A board (``serial``: a bitstream or ``tern board-sim``) runs one configuration, which must be given,
+and its link sets the pace: the case's stream timing is not replayed and the cycle of each transfer
+is not observable, so its ``cycle_mismatches`` are the counters that do not depend on stream timing
+(:data:`TIMING_FREE_COUNTERS`), and a case's reset in the middle of an earlier program becomes a
+reset after that whole program (the board's reset request is taken between frames).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import time
 
 import numpy as np
 
-from hw.backends import get_backend, rtl_backends
+from hw.backends import get_backend, verify_backends
 from hw.backends.common import HarnessError
 from hw.config import TernConfig
 from hw.formats import BYTE_VALID
@@ -32,7 +39,10 @@ from hw.sim import simulate
 from hw.timing import STREAMS
 from hw.verify.generate import Case, random_case
 
-__all__ = ["run_verify", "check_case", "VerifyError", "Coverage"]
+__all__ = ["run_verify", "check_case", "VerifyError", "Coverage", "TIMING_FREE_COUNTERS"]
+
+#: The counters a board's run must share with hw.sim's: the program's work, whatever the streams' pace.
+TIMING_FREE_COUNTERS = ("busy", "act_beats", "wgt_beats")
 
 
 class VerifyError(ValueError):
@@ -74,6 +84,8 @@ def check_case(case: Case, backend: str = "amaranth", rtl=None) -> dict:
     cyc = []
     for d in sim.compare(rtl):
         (out if d.startswith(("outputs", "error")) else cyc).append(d)
+    if get_backend(backend).board:   # the link's pace: only the timing-free counters are the program's
+        cyc = [d for d in cyc if d.startswith(tuple(f"counter {k}:" for k in TIMING_FREE_COUNTERS))]
     return {"output": out, "cycle": cyc, "rtl": rtl, "sim": sim}
 
 
@@ -91,14 +103,16 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     weight banks cycled); ``stop_at_first``: stop after the first case that differs (``programs`` then
     counts the cases that ran).
     ``progress``, if given, is called as ``progress(done, total)`` after every case."""
-    if backend not in rtl_backends():
-        raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(rtl_backends())})")
+    if backend not in verify_backends():
+        raise VerifyError(f"unknown verification backend {backend!r} (available: {', '.join(verify_backends())})")
     if isinstance(programs, bool) or not isinstance(programs, int) or programs < 0:
         raise VerifyError(f"programs must be a non-negative integer, not {programs!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise VerifyError(f"seed must be an integer, not {seed!r}")
     if config is not None and not isinstance(config, TernConfig):
         raise VerifyError(f"config must be a hw.config.TernConfig, not {config!r}")
+    if config is None and get_backend(backend).board:
+        raise VerifyError(f"backend {backend!r} runs the configuration its board was built for: give it")
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise VerifyError(f"start must be a non-negative integer, not {start!r}")
     if isinstance(max_instr, bool) or not isinstance(max_instr, int) or max_instr < 1:

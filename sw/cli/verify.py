@@ -1,10 +1,10 @@
-"""``tern verify``: random differential programs, an RTL backend vs hw.sim vs the integer reference
-(:func:`hw.verify.differential.run_verify`)."""
+"""``tern verify``: random differential programs, an RTL backend (or a board, ``--backend serial``)
+vs hw.sim vs the integer reference (:func:`hw.verify.differential.run_verify`)."""
 
 from __future__ import annotations
 
 from sw.cli.common import (Progress, UsageError, add_config_flags, add_json_flag, add_quiet_flag,
-                           config_flags_given, config_from_args, emit)
+                           add_serial_flags, config_flags_given, config_from_args, emit)
 
 __all__ = ["add_command"]
 
@@ -12,7 +12,10 @@ __all__ = ["add_command"]
 def add_command(sub) -> None:
     v = sub.add_parser("verify", help="random differential programs: RTL vs simulator vs reference")
     v.set_defaults(func=_cmd_verify)
-    v.add_argument("--backend", default="amaranth", help="RTL backend: amaranth (default) or verilator")
+    v.add_argument("--backend", default="amaranth",
+                   help="RTL backend: amaranth (default) or verilator; or serial: a board (or tern board-sim) "
+                        "with --port DEV and the configuration flags it was built with")
+    add_serial_flags(v)
     v.add_argument("--programs", type=int, default=100, help="random programs to run (default 100)")
     v.add_argument("--seed", type=int, default=0, help="random seed; case i depends only on (seed, i)")
     v.add_argument("--start", type=int, default=0, help="index of the first case (default 0)")
@@ -34,9 +37,9 @@ def add_command(sub) -> None:
 
 
 def _cmd_verify(args) -> int:
-    from hw.backends import rtl_backends
-    from hw.verify.differential import run_verify
-    backends = rtl_backends()
+    from hw.backends import BACKENDS, verify_backends
+    from hw.verify.differential import TIMING_FREE_COUNTERS, run_verify
+    backends = verify_backends()
 
     if args.backend not in backends:
         raise UsageError(f"tern verify: unknown backend {args.backend!r} "
@@ -47,10 +50,17 @@ def _cmd_verify(args) -> int:
         raise UsageError(f"tern verify: --start must be between 0 and 2**31, not {args.start}")
     if not 1 <= args.max_instr <= 1000:
         raise UsageError(f"tern verify: --max-instr must be between 1 and 1000, not {args.max_instr}")
-    # With configuration flags, every program runs on that configuration; without, each program
-    # draws a small random one (rows 1..16, lanes 1..64, both weight formats, small buffers).
+    board = BACKENDS[args.backend].board
+    if board and (args.formal or args.property or args.all or args.mutants or args.mutant):
+        raise UsageError(f"tern verify: --backend {args.backend} runs random programs only (no --formal "
+                         f"or --mutants)")
+    if board and not config_flags_given(args):
+        raise UsageError(f"tern verify: --backend {args.backend} needs the configuration flags the board "
+                         f"was built with")
     if args.formal or args.property or args.all:
         return _formal(args)
+    # With configuration flags, every program runs on that configuration; without, each program
+    # draws a small random one (rows 1..16, lanes 1..64, both weight formats, small buffers).
     cfg = config_from_args(args) if config_flags_given(args) else None
     if args.mutants or args.mutant:
         return _mutants(args, cfg)
@@ -60,9 +70,10 @@ def _cmd_verify(args) -> int:
                        max_instr=args.max_instr, progress=bar.update)
     ok = r["mismatches"] == 0 and r["cycle_mismatches"] == 0
     plural = "" if r["programs"] == 1 else "s"
+    cycle_kind = f"counter ({', '.join(TIMING_FREE_COUNTERS)})" if board else "cycle"
     text = (f"tern verify: {r['programs']} random program{plural} on {args.backend} vs hw.sim vs the integer "
             f"reference (seed {args.seed}): {r['mismatches']} output mismatches, "
-            f"{r['cycle_mismatches']} cycle mismatches, {r['cycles']} cycles in {r['wall_s']} s"
+            f"{r['cycle_mismatches']} {cycle_kind} mismatches, {r['cycles']} cycles in {r['wall_s']} s"
             f"\n  coverage: {r['wraps']} with an accumulator wrap ({r['wraps_min_width']} at the minimum width), "
             f"{r['resets']} after a reset mid-program, {r['bad_instructions']} bad instructions, "
             f"{r['invalid_bytes']} invalid weight bytes, {r['withdrawals']} with withdrawn valid/ready, "
