@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from hw.config import TernConfig
 from hw.result import RunResult, as_streams
 from hw.sim.counters import PerfCounters
@@ -42,13 +44,36 @@ from hw.timing import Timing
 __all__ = ["simulate", "SimError"]
 
 
+class _NoValues:
+    """The datapath of ``simulate(..., values=False)``: counts the tokens of the MATMULs, computes no
+    value (no timing depends on one)."""
+    pending = ()
+    weight_error = False
+    nonzero_terms = negated_terms = None
+
+    def __init__(self, config, n_results: int):
+        self.outputs = np.zeros((n_results, config.rows), dtype=np.int64)
+        self.tokens = 0
+
+    def load_act(self, addr, first_beat, count) -> None:
+        pass
+
+    def matmul(self, addr, k_words, tokens, first_word, first_result) -> None:
+        self.tokens += tokens
+
+
 def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
-             act_beats=None, wgt_beats=None) -> RunResult:
+             act_beats=None, wgt_beats=None, values: bool = True) -> RunResult:
     """Simulate a program on the tern core. Arguments as :func:`hw.backends.amaranth.run_rtl`; returns
     the same :class:`RunResult` (``backend = "sim"``) plus ``events`` (energy event counts).
 
     The streams must hold exactly the beats that the program's valid instructions consume
-    (:class:`SimError` otherwise: the RTL would never finish)."""
+    (:class:`SimError` otherwise: the RTL would never finish).
+
+    ``values=False`` times the run without computing what the datapath holds (no timing depends on
+    it): the same cycles, transfer cycles, counters and program-determined events, but ``outputs``
+    all zero, the data-dependent events ``nonzero_terms`` / ``negated_terms`` None and error bit 1
+    (an invalid weight byte) not checked."""
     wall0 = time.perf_counter()
     timing = Timing() if timing is None else timing
     if not isinstance(timing, Timing):
@@ -57,7 +82,8 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     dispatch = Dispatch(config, timing, st.words, n_act_beats=len(st.act_beats),
                         n_wgt_beats=len(st.wgt_beats))
     counters = PerfCounters(config)
-    datapath = Datapath(config, st.act_beats, st.wgt_beats, dispatch.n_results)
+    datapath = (Datapath(config, st.act_beats, st.wgt_beats, dispatch.n_results) if values
+                else _NoValues(config, dispatch.n_results))
     output = OutputFIFO(config, timing, dispatch.n_results)
     loader = WeightLoader(config, timing, dispatch.n_words)
     execute = ExecuteEngine(config, timing, dispatch.n_act, dispatch.n_results, output, counters,
