@@ -384,9 +384,7 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
     first = np.concatenate([b[3] for b in bursts])
     last = np.concatenate([b[4] for b in bursts])
     order = np.lexsort((kk, sid, want))
-    at = {s: [0] * len(ideal[s]) for s in _INPUTS}
-    pred = {s: [0] * len(ideal[s]) for s in _INPUTS}
-    ideal_l = {s: np.asarray(ideal[s], dtype=np.int64).tolist() for s in _INPUTS}
+    idl = {s: np.asarray(ideal[s], dtype=np.int64) for s in _INPUTS}
     room = {s: max(1, fifo_bytes // item_bytes[s]) for s in _INPUTS}
     w_issue, w_last = [], []
     pending = []                                            # writes not yet on the bus: (ready ns, burst)
@@ -397,8 +395,22 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
     bases = np.array([base[s] for s in _INPUTS + ("out",)], dtype=np.int64)
     loc = chans.locate_all(bases[sid[order]] + kk[order])
     want_l, sid_l, kk_l, first_l, last_l = (x[order].tolist() for x in (want, sid, kk, first, last))
-    # per input stream: (FIFO room in items, pred, at, ideal), looked up once a burst
-    per = [(room[s], pred[s], at[s], ideal_l[s]) for s in _INPUTS]
+    # An item is available (``at``) once the last burst holding it is in; the controller predicts it
+    # is consumed at ``pred = max(ideal + lag, at)`` with ``lag`` as it was right after that burst.
+    # A stream's bursts are served in order and hold consecutive items, of which only the first may
+    # be in an earlier burst too; the ideal cycles grow with the item, so the largest
+    # ``at - ideal`` of a burst is its first item's: per burst, its completion cycle ``c``, its first
+    # item's ``at`` and the lag after it are all that is kept (not every item's), and an item's
+    # ``at`` and ``pred`` are read back from its last burst served so far.
+    per = []
+    for si, s in enumerate(_INPUTS):
+        b_first, b_last = bursts[si][3], bursts[si][4]
+        items = np.arange(len(ideal[s]), dtype=np.int64)
+        per.append((room[s], idl[s].tolist(), b_first.tolist(),
+                    (np.searchsorted(b_first, items, side="right") - 1).tolist(),   # last burst of an item
+                    np.searchsorted(b_last, items, side="left").tolist(),           # first burst of an item
+                    [], [], []))                                                    # c, at(first), lag
+    state = [[0, -1, -1] for _ in _INPUTS]      # per stream: bursts served, its last item and that item's at
     ceil = math.ceil
     for w, si, k, i0, i1, ch, g, b, row in zip(want_l, sid_l, kk_l, first_l, last_l, *loc):
         if si == 3:                                         # a result burst: into the write buffer
@@ -407,9 +419,21 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
             w_last.append(i1)
             pending.append((c / f, wb + k))
             continue
-        rm, pr, a, idl = per[si]
+        rm, idl_s, bf, lb, fb, cK, aK, lagK = per[si]
+        st = state[si]
         free = i1 - rm                                      # the item that must have left the FIFO
-        t = 0.0 if free < 0 else (pr[free] + 1) / f
+        if free < 0:
+            t = 0.0
+        else:
+            kf = lb[free]
+            if kf >= st[0]:                                 # not complete yet: its last burst served
+                kf = st[0] - 1 if fb[free] < st[0] else -1
+            if kf < 0:
+                t = 1 / f                                   # (no burst of it served: pred 0)
+            else:
+                a_f = aK[kf] if free == bf[kf] else cK[kf]
+                p_f = idl_s[free] + lagK[kf]
+                t = ((p_f if p_f > a_f else a_f) + 1) / f
         if len(pending) >= write_batch:                     # drain a batch of writes due before this read
             due = max(t, chans.bus_free[ch])
             if pending[write_batch - 1][0] <= due:
@@ -420,18 +444,26 @@ def schedule_program(ideal: dict, item_bytes: dict, memory: str, *, clock_mhz: f
         if end > end_ns:
             end_ns = end
         c = int(ceil(end * f - 1e-9))
-        for i in range(i0, i1 + 1):                         # items complete when their last burst is in
-            if c > a[i]:
-                a[i] = c
-            ai = a[i]
-            d = ai - idl[i]
-            if d > lag:
-                lag = d
-            p_i = idl[i] + lag
-            pr[i] = p_i if p_i > ai else ai
+        a0 = st[1] if (st[2] == i0 and st[1] > c) else c   # the first item may be in the last burst
+        d = a0 - idl_s[i0]
+        if d > lag:
+            lag = d
+        cK.append(c)
+        aK.append(a0)
+        lagK.append(lag)
+        st[0] = k + 1
+        st[1] = a0 if i1 == i0 else c
+        st[2] = i1
     for tw, bw in pending:
         end_ns = max(end_ns, access(bw, True, tw))
-    timing = Timing(**{s: StreamTiming(at=np.asarray(at[s], dtype=np.int64)) for s in _INPUTS})
+    at = {}
+    for si, s in enumerate(_INPUTS):
+        _, _, bf, lb, _, cK, aK, _ = per[si]
+        lb_a, bf_a = np.asarray(lb, dtype=np.int64), np.asarray(bf, dtype=np.int64)
+        cK_a, aK_a = np.asarray(cK, dtype=np.int64), np.asarray(aK, dtype=np.int64)
+        items = np.arange(len(lb_a), dtype=np.int64)
+        at[s] = np.where(items == bf_a[lb_a], aK_a[lb_a], cK_a[lb_a]) if len(lb_a) else lb_a
+    timing = Timing(**{s: StreamTiming(at=at[s]) for s in _INPUTS})
     stats = {"row_hits": chans.hits, "row_misses": chans.misses, "refreshes": chans.refreshes,
              "bursts": int(len(order)), "burst_bytes": BB, "channels": chans.n,
              "bus_busy_ns": chans.busy_ns, "end_ns": end_ns, "fifo_bytes": fifo_bytes}
@@ -451,10 +483,10 @@ def check_schedule(sched: Schedule, run, item_bytes: dict) -> dict:
         if not len(x):
             peaks[s] = 0
             continue
-        # occupancy just after cycle c: items with a <= c minus items taken at or before c
+        # occupancy just after cycle c: items with a <= c minus items taken at or before c; it rises
+        # only where an item becomes available (and is never negative), so its maximum is at one
         avail_sorted = np.sort(a)
-        events = np.unique(np.concatenate([a, x]))
-        occ = np.searchsorted(avail_sorted, events, side="right") - np.searchsorted(x, events, side="right")
+        occ = np.searchsorted(avail_sorted, avail_sorted, side="right") - np.searchsorted(x, avail_sorted, side="right")
         peaks[s] = int(occ.max()) * item_bytes[s]
     out = np.asarray(run.out_cycles, dtype=np.int64)
     early = int(np.sum(out[sched.write_last] > sched.write_issue)) if len(sched.write_last) else 0

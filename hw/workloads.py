@@ -51,21 +51,30 @@ def bitlinear_streams(config: TernConfig, T: int, N: int, K: int, rng: np.random
     return layer_streams(config, T, [("x", N, K)], rng, final_sync=final_sync)
 
 
-def layer_streams(config: TernConfig, T: int, shapes, rng: np.random.Generator, *,
+def layer_streams(config: TernConfig, T: int, shapes, rng: np.random.Generator | None, *,
                   final_sync: bool = True) -> tuple[Streams, int]:
     """One program running every projection in ``shapes`` ((name, N, K), ...) for ``T`` tokens, with
-    random activations and weights. Returns the streams and the number of result vectors."""
+    random activations and weights. Returns the streams and the number of result vectors.
+
+    ``rng=None``: the same program with all-zero activation and weight beats (for a run that needs
+    only the streams' lengths, ``hw.sim.simulate(..., values=False)``), drawing no random number."""
     words, acts, wgts = [], [], []
     n_out = 0
+    L, B = config.lanes, config.bus_bytes
     for _, N, K in shapes:
         tiling = Tiling.plan(config, N, K)
         (chunk,) = tiling.chunks
         segments = tiling.segments(T)
-        w_beats = random_weight_beats(config, tiling.tiles * tiling.k_words, rng)
+        n_words = tiling.tiles * tiling.k_words
+        w_beats = (random_weight_beats(config, n_words, rng) if rng is not None else
+                   np.zeros((n_words * config.beats_per_word, B), dtype=np.uint8))
         for seg in segments:
-            q = tiling.pad_activations(rng.integers(-128, 128, size=(seg.tokens, K), dtype=np.int8))
+            if rng is not None:
+                q = tiling.pad_activations(rng.integers(-128, 128, size=(seg.tokens, K), dtype=np.int8))
+                acts.append(tiling.activation_words(q, chunk))
+            else:
+                acts.append(np.zeros((seg.tokens * chunk.words, L), dtype=np.int8))
             words.extend(tiling.segment_words(seg))
-            acts.append(tiling.activation_words(q, chunk))
             wgts.append(w_beats)
         n_out += tiling.n_outputs(segments)
     if final_sync:

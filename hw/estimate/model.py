@@ -24,9 +24,12 @@ decode); the host's compute time is not modelled, so the host's time is a lower 
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import pickle
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -112,25 +115,36 @@ class _LayerRun:
     counters: dict
 
 
-@functools.lru_cache(maxsize=16)
-def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
-    """One layer pass on the simulator, cached: the memory, node, clock and context do not change it."""
+def _layer_run(config: TernConfig, tokens: int, shapes: tuple, seed: int, values: bool, timing=None):
+    """One layer pass on the simulator (under ``timing``, default the ideal bus). ``values``: with
+    random activations and weights (``seed``) and the datapath's values computed; else all-zero
+    streams timed with ``simulate(..., values=False)``: the same cycles, transfers, counters and
+    every event the estimate reads (none of them depends on a value; ``tests/test_estimate_model.py``
+    checks the two give the same estimate)."""
     from hw.sim import simulate
     from hw.workloads import layer_streams
-    t0 = time.perf_counter()
     try:
-        streams, _ = layer_streams(config, tokens, list(shapes), np.random.default_rng(seed))
+        streams, _ = layer_streams(config, tokens, list(shapes), np.random.default_rng(seed) if values else None)
     except ValueError as e:
         raise EstimateError(f"does not fit the configuration: {e}") from None
-    res = simulate(config, words=streams.words, act_beats=streams.act_beats, wgt_beats=streams.wgt_beats)
+    res = simulate(config, timing=timing, words=streams.words, act_beats=streams.act_beats,
+                   wgt_beats=streams.wgt_beats, values=values)
     if res.error:
         raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
-    # the demand of the last two runs, for the memory model; the cache keeps only what the estimate
+    return res
+
+
+@functools.lru_cache(maxsize=16)
+def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int, values: bool = False):
+    """One layer pass on the ideal bus, cached: the memory, node, clock and context do not change it."""
+    t0 = time.perf_counter()
+    res = _layer_run(config, tokens, shapes, seed, values)
+    # the demand of the last runs, for the memory model; the cache keeps only what the estimate
     # reads (a run's outputs and transfer cycles are large)
     cycles = {s: np.asarray(getattr(res, f"{s}_cycles")) for s in ("instr", "act", "wgt", "out")}
-    _DEMAND[(config, tokens, shapes, seed)] = (cycles, {s: res.events["bus_bytes"][s] // max(1, len(c))
-                                                        for s, c in cycles.items()})
-    while len(_DEMAND) > 2:
+    _DEMAND[(config, tokens, shapes, seed, values)] = (cycles, {s: res.events["bus_bytes"][s] // max(1, len(c))
+                                                                for s, c in cycles.items()})
+    while len(_DEMAND) > 4:
         _DEMAND.pop(next(iter(_DEMAND)))
     return _LayerRun(res.cycles, res.events, dict(res.counters)), time.perf_counter() - t0
 
@@ -138,35 +152,87 @@ def _simulate_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int):
 _DEMAND: dict = {}
 
 
-def _ideal_demand(config: TernConfig, tokens: int, shapes: tuple, seed: int):
+def _ideal_demand(config: TernConfig, tokens: int, shapes: tuple, seed: int, values: bool):
     """The ideal-bus run's transfer cycles per stream (the program's demand order) and bytes per
     transfer, for :func:`_memory_layer`."""
-    key = (config, tokens, shapes, seed)
+    key = (config, tokens, shapes, seed, values)
     if key not in _DEMAND:
-        _simulate_layer.__wrapped__(config, tokens, shapes, seed)
+        _simulate_layer.__wrapped__(config, tokens, shapes, seed, values)
     return _DEMAND[key]
+
+
+#: A folder shared by the processes of one study (``set_cache_dir``; None: no folder), where the
+#: estimator keeps what it computed for a layer: each DRAM schedule under the digest of its inputs
+#: (the ideal run's transfer cycles and bytes, the memory, clock and channels), so a configuration
+#: whose ideal run is the same (a setting that changes no cycle of it) reuses it, and each DRAM-timed
+#: layer pass under its configuration and run arguments (a point that differs only in the node
+#: reuses it). Both are pure functions of their keys: a reused entry is the figure recomputed.
+_CACHE_DIR = None
+
+
+def set_cache_dir(path) -> None:
+    """Keep (and reuse) DRAM schedules and DRAM-timed layer passes in folder ``path`` (None: off)."""
+    global _CACHE_DIR
+    _CACHE_DIR = None if path is None else Path(path)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for x in parts:
+        if isinstance(x, np.ndarray):
+            h.update(str(x.dtype).encode() + str(x.shape).encode() + np.ascontiguousarray(x).tobytes())
+        else:
+            h.update(repr(x).encode())
+        h.update(b"|")
+    return h.hexdigest()[:40]
+
+
+def _cached(kind: str, key: str, compute):
+    """``compute()``, or what it returned for ``key`` in the cache folder (written atomically)."""
+    if _CACHE_DIR is None:
+        return compute()
+    path = _CACHE_DIR / kind / f"{key}.pickle"
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from hw.fileio import atomic_write_many
+    atomic_write_many({path: lambda p: p.write_bytes(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))})
+    return value
+
+
+def _schedule(ideal: dict, item: dict, memory: str, clock_mhz: float, channels: int):
+    """:func:`hw.dram.schedule_program` of one demand (shared through the cache folder)."""
+    from hw.dram import schedule_program
+    key = _digest("schedule", memory, clock_mhz, channels, sorted(item.items()),
+                  *(np.asarray(ideal[s], dtype=np.int64) for s in ("instr", "act", "wgt", "out")))
+    return _cached("dram", key, lambda: schedule_program(ideal, item, memory, clock_mhz=clock_mhz,
+                                                         channels=channels))
 
 
 @functools.lru_cache(maxsize=32)
 def _memory_layer(config: TernConfig, tokens: int, shapes: tuple, seed: int, memory: str, clock_mhz: float,
-                  channels: int):
+                  channels: int, values: bool = False):
     """One layer pass on the simulator with its streams timed by the DRAM model (:mod:`hw.dram`):
     the run, the schedule's statistics and :func:`hw.dram.check_schedule`'s report, cached."""
-    from hw.dram import check_schedule, schedule_program
-    from hw.sim import simulate
-    from hw.workloads import layer_streams
-    _simulate_layer(config, tokens, shapes, seed)           # shape errors as EstimateError, first
+    _simulate_layer(config, tokens, shapes, seed, values)   # shape errors as EstimateError, first
     t0 = time.perf_counter()
-    ideal, item = _ideal_demand(config, tokens, shapes, seed)
-    sched = schedule_program(ideal, item, memory, clock_mhz=clock_mhz, channels=channels)
-    streams, _ = layer_streams(config, tokens, list(shapes), np.random.default_rng(seed))
-    res = simulate(config, timing=sched.timing, words=streams.words, act_beats=streams.act_beats,
-                   wgt_beats=streams.wgt_beats)
-    if res.error:
-        raise RuntimeError(f"simulated layer raised error flags {res.error}")  # a bug, not bad input
-    check = check_schedule(sched, res, item)
-    return (_LayerRun(res.cycles, res.events, dict(res.counters)), sched.stats, check,
-            time.perf_counter() - t0)
+
+    def compute():
+        from hw.dram import check_schedule
+        ideal, item = _ideal_demand(config, tokens, shapes, seed, values)
+        sched = _schedule(ideal, item, memory, clock_mhz, channels)
+        res = _layer_run(config, tokens, shapes, seed, values, sched.timing)
+        check = check_schedule(sched, res, item)
+        return _LayerRun(res.cycles, res.events, dict(res.counters)), sched.stats, check
+
+    key = _digest("layer", sorted(config.to_dict().items()), tokens, shapes, seed, values, memory, clock_mhz,
+                  channels)
+    run, stats, check = _cached("layer", key, compute)
+    return run, stats, check, time.perf_counter() - t0
 
 
 def _check_run_args(clock_mhz, tokens, memory, channels) -> None:
@@ -186,7 +252,7 @@ def _check_run_args(clock_mhz, tokens, memory, channels) -> None:
 def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str = "7nm",
              clock_mhz: float = DEFAULT_CLOCK_MHZ, tokens: int = 1, context: int = DEFAULT_CONTEXT,
              memory: str = DEFAULT_MEMORY, channels: int = 1, dram_pj_per_bit: float | None = None,
-             seed: int = 0) -> dict:
+             seed: int = 0, values: bool = False) -> dict:
     """Area, energy per token and tokens/s of ``model`` (a :class:`ModelShape`) on ``config``: the
     whole token (see the module's docstring).
 
@@ -194,6 +260,8 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
     weights are streamed once per group of tokens that fits the activation buffer); ``context``:
     positions already in the KV cache; ``memory``: a technology of :data:`hw.estimate.memory.MEMORIES`,
     ``channels`` of it (channels or stacks); ``dram_pj_per_bit`` overrides its energy per bit.
+    ``values=True`` also computes the layer's results on random activations and weights (``seed``)
+    in both simulator runs: the same estimate (no figure depends on a value), slower.
     Returns the keys ``energy_per_token_j``, ``tokens_per_s``, ``area_mm2``, ``breakdown`` (joules per
     token by part, summing to ``energy_per_token_j``), ``memory``, ``bus_efficiency`` and details.
     """
@@ -217,9 +285,9 @@ def estimate(model: ModelShape, config: TernConfig | None = None, *, node: str =
     layers = model.layers
     T = tokens
     try:
-        ideal_run, sim_s = _simulate_layer(config, T, shapes, seed)
+        ideal_run, sim_s = _simulate_layer(config, T, shapes, seed, bool(values))
         res, dram_stats, dram_check, mem_s = _memory_layer(config, T, shapes, seed, mem.name,
-                                                           float(clock_mhz), channels)
+                                                           float(clock_mhz), channels, bool(values))
     except EstimateError as e:
         raise EstimateError(f"model {model.name!r} {e}") from None
     ev = res.events
