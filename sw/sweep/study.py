@@ -101,6 +101,7 @@ def evaluate_trial(number: int, params: dict, shape, trial_dir: str, tokens: int
     valid configuration returns ``{"error": ...}``."""
     from hw.config import ConfigError, TernConfig
     from hw.estimate import EstimateError, estimate
+    from hw.estimate.model import set_cache_dir
     path = Path(trial_dir) / "result.json"
     try:
         old = json.loads(path.read_text())
@@ -111,6 +112,8 @@ def evaluate_trial(number: int, params: dict, shape, trial_dir: str, tokens: int
     # the same point priced by an earlier trial of the sweep: its figures, not a second estimate
     key = hashlib.sha256(json.dumps([params, repr(shape), tokens, context], sort_keys=True).encode()).hexdigest()
     cache = Path(trial_dir).parent.parent / "cache" / f"{key[:32]}.json"
+    # the estimator's layer passes and DRAM schedules, shared by the sweep's workers
+    set_cache_dir(Path(trial_dir).parent.parent / "cache" / "layers")
     t0 = time.perf_counter()
     out = {"number": number, "params": params}
     try:
