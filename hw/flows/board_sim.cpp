@@ -8,18 +8,29 @@
 //
 // The clock only advances while something happens: when the core is idle, no byte is being sent or
 // received and the line has been quiet for a while, the bridge waits for the host's next byte (poll).
-// At end of input or a hangup the program exits 0. stderr: the log; at exit one line of figures.
+// So it does when the core is not idle but both lines have been quiet for STALLED cycles: a core that
+// computes sends results (its output FIFO drains onto tx) long before that, so it waits for input
+// the host has not sent (a host that stopped mid-program); the clock stops with it instead of
+// spinning. At end of input, a hangup, SIGTERM or SIGINT the program exits 0. stderr: the log; at
+// exit one line of figures (simulated cycles, bytes received on rx and sent on tx).
 #include "Vtop.h"
 #include "verilated.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+
+// Quiet line cycles after which a core that is not idle is taken to wait for the host (see above).
+static const uint64_t STALLED = 1u << 20;
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_term(int) { stop_requested = 1; }
 
 int main(int argc, char** argv) {
     // argv[1]: the divisor the gateware was built with (clock cycles per UART bit)
@@ -28,6 +39,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "usage: %s DIVISOR (clock cycles per UART bit, >= 4)\n", argv[0]);
         return 2;
     }
+    signal(SIGTERM, on_term);
+    signal(SIGINT, on_term);
     auto top = new Vtop;
     uint64_t cycle = 0, bytes_in = 0, bytes_out = 0;
     auto tick = [&]() {
@@ -56,10 +69,10 @@ int main(int argc, char** argv) {
     bool eof = false;
     uint8_t buf[4096];
 
-    while (true) {
+    while (!stop_requested) {
         // host -> board: take what the descriptor has (without blocking while anything is going on)
         if (inbox.empty() && rx_bits == 0) {
-            bool idle = top->idle && tx_state == 0 && quiet > 30u * div;
+            bool idle = (top->idle && tx_state == 0 && quiet > 30u * div) || quiet > STALLED;
             if (eof && idle) break;
             struct pollfd p = {0, POLLIN, 0};
             int r = eof ? 0 : poll(&p, 1, idle ? 50 : 0);
