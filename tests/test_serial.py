@@ -311,6 +311,14 @@ def test_verify_through_the_link(serial_port):
         board.close()
 
 
+def test_verify_on_a_board_needs_its_configuration():
+    from hw.backends import verify_backends
+    from hw.verify.differential import VerifyError, run_verify
+    assert "serial" in verify_backends()
+    with pytest.raises(VerifyError, match="runs the configuration its board was built for"):
+        run_verify("serial", 1, 0)
+
+
 def test_verify_serial_bad_input_is_one_line_exit_2():
     flags = ("--rows", "2", "--lanes", "4")
     for args, msg in (((), "tern verify: --backend serial needs --port DEV (a board's serial device, or "
