@@ -116,3 +116,74 @@ def test_stream_length_mismatch_and_bad_arguments():
     assert simulate(cfg, words=[]).cycles == 0
 
 
+
+
+def test_bad_words_are_rejected_as_before():
+    """The fast path for lists of Python integers rejects what hw.result.as_streams rejects."""
+    cfg = TernConfig(rows=2, lanes=4, act_depth=16, wgt_depth=4)
+    prog = decode_program(cfg, 1, 1)
+    for bad, i in (([True], 0), ([*prog.words[:1], 1 << 64], 1), ([*prog.words[:1], 1.0], 1)):
+        with pytest.raises(ValueError, match=f"instruction word {i}"):
+            simulate(cfg, words=bad, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+    r = simulate(cfg, words=[np.uint64(w) for w in prog.words], act_beats=prog.act_beats,
+                 wgt_beats=prog.wgt_beats)
+    assert np.array_equal(r.outputs, prog.expected)
+
+
+def _timings():
+    from hw.timing import StreamTiming, Timing
+    w = StreamTiming(p_stall=0.2, p_withdraw=0.3)
+    return [Timing(), Timing.random(4, p_instr=0.3, p_act=0.2, p_wgt=0.3, p_out=0.4),
+            Timing(instr=w, act=w, wgt=w, out=StreamTiming(p_withdraw=0.4), seed=9)]
+
+
+@pytest.mark.parametrize("ti", range(3))
+def test_a_known_programs_timing_is_reused_and_equal_to_a_fresh_run(monkeypatch, ti):
+    """The same program under the same timing with new activation and weight values (as generation
+    runs it): the second run takes cycles, counters and every transfer cycle from
+    hw.sim.machine.TIMINGS and computes its own values; everything equals a run with that cache off,
+    and another timing or program is not taken from it."""
+    from hw.program import linear_program
+    from hw.sim import machine
+
+    cache = machine.TimingCache(64 << 20)
+    monkeypatch.setattr(machine, "TIMINGS", cache)
+    cfg = CONFIGS[1]
+    timing = _timings()[ti]
+    rng = np.random.default_rng(ti)
+    q, w = rng.integers(-128, 128, (5, 40)), rng.integers(-1, 2, (12, 40))
+    first = simulate(cfg, linear_program(cfg, q, w), timing)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 1, 1)
+    q2, w2 = rng.integers(-128, 128, (5, 40)), rng.integers(-1, 2, (12, 40))
+    prog2 = linear_program(cfg, q2, w2)
+    again = simulate(cfg, prog2, timing)
+    assert cache.hits == 1
+    assert np.array_equal(again.outputs, prog2.expected) and not np.array_equal(again.outputs, first.outputs)
+    monkeypatch.setattr(machine, "TIMINGS", machine.TimingCache(0))           # off
+    fresh = simulate(cfg, prog2, timing)
+    assert len(machine.TIMINGS) == 0
+    assert not again.compare(fresh) and again.events == fresh.events
+    assert again.cycles == first.cycles and np.array_equal(again.wgt_cycles, first.wgt_cycles)
+    monkeypatch.setattr(machine, "TIMINGS", cache)
+    other = _timings()[(ti + 1) % 3]
+    simulate(cfg, prog2, other)
+    simulate(cfg, linear_program(cfg, q2[:4], w2), timing)
+    assert (cache.hits, cache.misses) == (1, 3)
+
+
+def test_timing_cache_keeps_bad_instructions_and_error_bits():
+    """A program with a bad instruction (error bit 0) and an invalid weight byte (bit 1, a value):
+    the reused timing keeps bit 0, bit 1 comes from each run's bytes."""
+    from hw.isa import matmul
+    from hw.sim import machine
+
+    cfg = CONFIGS[1]
+    prog = decode_program(cfg, 2, 2)
+    words = [matmul(cfg.act_depth + 1, 1, 1).word, *prog.words]
+    beats = prog.wgt_beats.copy()
+    beats[0, 0] = 0xFF
+    machine.TIMINGS.clear()
+    a = simulate(cfg, words=words, act_beats=prog.act_beats, wgt_beats=beats)
+    b = simulate(cfg, words=words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+    assert (a.error, b.error) == (3, 1) and a.cycles == b.cycles
+    assert np.array_equal(b.outputs, prog.expected)

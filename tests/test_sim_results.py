@@ -121,3 +121,44 @@ def test_error_bit_1_is_the_formats_validity_table(fmt, rows, lanes, bus_bytes):
             words = stream_to_weight_words(beats, cfg, strict=False)          # (2, rows, lanes)
             tile = words.transpose(1, 0, 2).reshape(rows, 2 * lanes)
             assert np.array_equal(r.outputs, reference_matmul(x, tile)), (pos, byte)
+
+
+@pytest.mark.parametrize("fmt", ["2bit", "base3"])
+def test_invalid_byte_test_is_the_validity_table(fmt):
+    """hw.sim.results.invalid_bytes, for every byte value alone and at every position of a run of
+    valid bytes of each length 1..24 (the eight-bytes-at-a-time path and the byte path)."""
+    from hw.formats import ZERO_BYTE
+    from hw.sim.results import invalid_bytes
+
+    for byte in range(256):
+        assert invalid_bytes(fmt, np.array([byte], dtype=np.uint8)) == (not BYTE_VALID[fmt][byte])
+    bad = [b for b in range(256) if not BYTE_VALID[fmt][b]]
+    for n in range(1, 25):
+        raw = np.full((n,), ZERO_BYTE[fmt], dtype=np.uint8)
+        assert not invalid_bytes(fmt, raw) and not invalid_bytes(fmt, raw.reshape(1, n))
+        for pos in range(n):
+            spoiled = raw.copy()
+            spoiled[pos] = bad[(n + pos) % len(bad)]
+            assert invalid_bytes(fmt, spoiled), (n, pos)
+
+
+def test_int8_product_path_bit_exact(monkeypatch):
+    """Every product through torch._int_mm (the threshold set to 0): bit-exact against the int64
+    reference, accumulator wrap and K not a multiple of lanes included, with the cache of decoded
+    weights off and on."""
+    from hw.sim import results
+
+    monkeypatch.setattr(results, "INT_MM_MIN_MACS", 0)
+    for seed in range(4):
+        monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0 if seed % 2 else 1 << 20))
+        rng = np.random.default_rng(seed)
+        cfg = TernConfig(rows=int(rng.integers(1, 9)), lanes=int(rng.choice([4, 5, 16, 13])),
+                         weight_format=str(rng.choice(["2bit", "base3"])), bus_bytes=4,
+                         act_depth=128, wgt_depth=16, out_depth=4)
+        cfg = cfg.replace(acc_width=cfg.dot_width)
+        T, N, K = int(rng.integers(1, 9)), int(rng.integers(1, 20)), int(rng.integers(1, cfg.lanes * 6))
+        q, w = rng.integers(-128, 128, (T, K)), rng.integers(-1, 2, (N, K))
+        for _ in range(2):
+            r = simulate(cfg, linear_program(cfg, q, w))
+            assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, N),
+                                  wrap_signed(reference_matmul(q, w), cfg.acc_width)), seed

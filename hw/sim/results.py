@@ -2,11 +2,14 @@
 weight buffer and the PE array with its accumulators): the result vector of every MATMUL token,
 independent of timing.
 
-Per MATMUL, one matrix product of the activation words and the decoded weight words (float32 BLAS
-where that is exact, ``128 * K < 2**24``, float64 where ``< 2**53``), wrapped to ``acc_width`` bits as
-the accumulators wrap. The weight beats are decoded with the one table of their format,
-:data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder), straight into the float
-type of the product; consecutive MATMULs over the same activation words share one product.
+Per MATMUL, one matrix product of the activation words and the decoded weight words, wrapped to
+``acc_width`` bits as the accumulators wrap. The weight beats are decoded with the one table of their
+format, :data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder), into an int8 matrix:
+when every byte's codes lie in one row the table is read as one machine word per byte (four int8
+weights in a uint32 for ``2bit``), a single gather. The product is exact by construction: an int8 x
+int8 product with int32 sums (``torch._int_mm``) where ``128 * K < 2**31`` and the product is large,
+float32 BLAS where ``128 * K < 2**24``, float64 otherwise. Consecutive MATMULs over the same activation
+words share one product.
 
 Decoded weights are kept (:data:`DECODED`, least recently used first out beyond its byte budget) for
 the next run that streams the same weight words, as generation does on the same compiled weights: a
@@ -17,42 +20,69 @@ byte for byte, so a hit costs one comparison instead of the table lookup and reo
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
-from hw.formats import BYTE_VALID, BYTE_WEIGHTS
+from hw.formats import BYTE_VALID, BYTE_WEIGHTS, CODECS, INVALID_CODE
 from hw.program import wrap_signed
 
-__all__ = ["Datapath", "DecodedWeights", "DECODED"]
+__all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes"]
 
-_WEIGHTS_AS: dict = {}
+#: Products of at least this many multiply-adds go through ``torch._int_mm`` (below it numpy's float
+#: BLAS is quicker than a torch call).
+INT_MM_MIN_MACS = 1 << 18
 
-
-def _weights_as(fmt: str, dtype) -> np.ndarray:
-    """``BYTE_WEIGHTS[fmt]`` converted to ``dtype`` once (the matrix product's operand type)."""
-    key = (fmt, np.dtype(dtype).str)
-    table = _WEIGHTS_AS.get(key)
-    if table is None:
-        table = _WEIGHTS_AS[key] = BYTE_WEIGHTS[fmt].astype(dtype)
-    return table
+_WORD_TABLES: dict = {}
 
 
-#: Per format: the nonzero and the negative weights each byte value carries.
-_BYTE_TERMS = {fmt: (np.count_nonzero(w, axis=1).astype(np.int64),
-                     np.count_nonzero(w < 0, axis=1).astype(np.int64))
-               for fmt, w in BYTE_WEIGHTS.items()}
+def _byte_table(fmt: str):
+    """``BYTE_WEIGHTS[fmt]`` as one unsigned integer per byte value (its ``codes_per_byte`` int8
+    weights, in memory order) when that is a machine word (1, 2, 4 or 8 codes per byte), else None."""
+    if fmt not in _WORD_TABLES:
+        w = np.ascontiguousarray(BYTE_WEIGHTS[fmt])
+        n = w.shape[1]
+        _WORD_TABLES[fmt] = w.view(f"<u{n}").reshape(256) if n in (1, 2, 4, 8) else None
+    return _WORD_TABLES[fmt]
 
 
-class DecodedWeights:
-    """The decoded weight matrices of earlier runs: key ``(format, geometry, dtype, sample of the raw
-    bytes)`` -> ``(raw bytes, w, byte counts, nonzero, negated, size)``; an entry is used only when its raw
-    bytes equal the group's (``np.array_equal``). At most ``max_bytes`` of matrices are kept
-    (``$TERN_SIM_DECODED_MB``, default 1024 MiB; 0 turns the cache off), least recently used first out."""
+def _invalid_test(fmt: str):
+    """A test ``raw -> bool``: does any byte of ``raw`` fail :data:`hw.formats.BYTE_VALID` (the
+    decoder's error flag)? Derived from the format's table: a prefix of valid byte values (``base3``:
+    0..242) is a maximum; radix-4 digits (``2bit``) are 2-bit fields and the invalid code 3 is a field
+    of ones, found eight bytes at a time; any other table is read byte by byte."""
+    valid = BYTE_VALID[fmt]
+    n = int(valid.sum())
+    codec = CODECS[fmt]
+    if valid[:n].all():
+        return lambda raw: int(raw.max()) >= n
+    if codec.radix == 4 and INVALID_CODE == 3:
+        def fields_of_ones(raw):
+            flat = raw.reshape(-1)
+            if flat.size % 8 == 0 and flat.flags.c_contiguous:
+                v, m = flat.view(np.uint64), np.uint64(0x5555555555555555)
+            else:
+                v, m = flat, np.uint8(0x55)
+            return bool(np.any(v & (v >> v.dtype.type(1)) & m))
+        return fields_of_ones
+    return lambda raw: not bool(valid[raw].all())
 
-    def __init__(self, max_bytes: int | None = None):
-        if max_bytes is None:
-            max_bytes = int(float(os.environ.get("TERN_SIM_DECODED_MB", "1024")) * (1 << 20))
+
+_INVALID = {fmt: _invalid_test(fmt) for fmt in BYTE_VALID}
+
+
+def invalid_bytes(fmt: str, raw: np.ndarray) -> bool:
+    """Whether a byte of the weight stream bytes ``raw`` is not ``BYTE_VALID[fmt]``."""
+    return _INVALID[fmt](raw)
+
+
+class ByteBudgetLRU:
+    """Items of a known size in bytes, least recently used first out once more than ``max_bytes``
+    are held (an item larger than the whole budget is not kept). ``hits`` / ``misses`` count the
+    lookups."""
+
+    def __init__(self, max_bytes: int):
         self.max_bytes = int(max_bytes)
         self._items: OrderedDict = OrderedDict()
         self.nbytes = 0
@@ -65,6 +95,47 @@ class DecodedWeights:
         self._items.clear()
         self.nbytes = 0
 
+    def _lookup(self, key):
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def _store(self, key, item: tuple, size: int) -> None:
+        """Keep ``item`` (its last element is ``size``)."""
+        if size > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.nbytes -= old[-1]
+        self._items[key] = item
+        self.nbytes += size
+        while self.nbytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.nbytes -= old[-1]
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    """``np.array_equal`` of two uint8 arrays, eight bytes at a time where they allow it."""
+    if a.shape != b.shape:
+        return False
+    if a.size % 8 == 0 and a.flags.c_contiguous and b.flags.c_contiguous:
+        return bool(np.array_equal(a.reshape(-1).view(np.uint64), b.reshape(-1).view(np.uint64)))
+    return bool(np.array_equal(a, b))
+
+
+class DecodedWeights(ByteBudgetLRU):
+    """The decoded weight matrices of earlier runs: key ``(format, geometry, sample of the raw
+    bytes)`` -> ``(raw bytes, w, invalid, nonzero, negated, size)``; an entry is used only when its raw
+    bytes equal the group's (compared in full). At most ``max_bytes`` of matrices are kept
+    (``$TERN_SIM_DECODED_MB``, default 1024 MiB; 0 turns the cache off), least recently used first
+    out."""
+
+    def __init__(self, max_bytes: int | None = None):
+        if max_bytes is None:
+            max_bytes = int(float(os.environ.get("TERN_SIM_DECODED_MB", "1024")) * (1 << 20))
+        super().__init__(max_bytes)
+
     @staticmethod
     def key(geometry: tuple, raw: np.ndarray) -> tuple:
         flat = raw.reshape(-1)
@@ -72,27 +143,21 @@ class DecodedWeights:
         return (*geometry, raw.shape, flat[::step][:4096].tobytes(), flat[-64:].tobytes())
 
     def get(self, key: tuple, raw: np.ndarray):
+        """``(w, invalid, nonzero, negated)`` of the stored entry whose bytes equal ``raw``, or None."""
         item = self._items.get(key)
-        if item is not None and np.array_equal(item[0], raw):
-            self._items.move_to_end(key)
+        if item is not None and _same_bytes(item[0], raw):
+            self._lookup(key)
             self.hits += 1
             return item[1:5]
         self.misses += 1
         return None
 
-    def put(self, key: tuple, raw: np.ndarray, w: np.ndarray, counts, nz: int, neg: int):
+    def put(self, key: tuple, raw: np.ndarray, w: np.ndarray, invalid, nz: int, neg: int):
         size = w.nbytes + 2 * raw.nbytes + sum(len(k) for k in key[-2:])
         if size > self.max_bytes:
             return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.nbytes -= old[-1]
         w.flags.writeable = False
-        self._items[key] = (raw.copy(), w, counts, nz, neg, size)
-        self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.nbytes -= old[-1]
+        self._store(key, (np.ascontiguousarray(raw).copy(), w, invalid, nz, neg, size), size)
 
 
 #: The decoded weights kept by :func:`hw.sim.simulate` (one per process).
@@ -103,8 +168,9 @@ class Datapath:
     """Activation buffer contents, the MATMULs whose results are still to compute, and the results.
 
     ``outputs`` (n_results, rows) int64; ``tokens``, ``nonzero_terms``, ``negated_terms``: the
-    data-dependent event counts (:mod:`hw.sim.events`); ``byte_counts``: how often each byte value
-    occurs in the weight words decoded so far (padding included)."""
+    data-dependent event counts (:mod:`hw.sim.events`); ``invalid``: a weight byte decoded so far is
+    not valid (padding included). ``log`` lists the LOAD_ACTs and MATMULs in program order, as
+    :meth:`replay` takes them (a run whose timing is known already needs only the values)."""
 
     def __init__(self, config, act_beats: np.ndarray, wgt_beats: np.ndarray, n_results: int):
         self.config = config
@@ -112,51 +178,86 @@ class Datapath:
         self.act_buffer = np.zeros((config.act_depth, config.lanes), dtype=np.int8)
         self.outputs = np.zeros((n_results, config.rows), dtype=np.int64)
         self.pending: list = []
+        self.log: list = []
         self.tokens = self.nonzero_terms = self.negated_terms = 0
-        self.byte_counts = np.zeros(256, dtype=np.int64)
+        self.invalid = False
 
     @property
     def weight_error(self) -> bool:
         """Error bit 1: a byte of the weight words decoded so far is not
         :data:`hw.formats.BYTE_VALID` (the decoder's sticky error flag)."""
-        return bool(self.byte_counts[~BYTE_VALID[self.config.weight_format]].any())
+        return self.invalid
 
     def load_act(self, addr: int, first_beat: int, count: int) -> None:
         """LOAD_ACT: activation beats ``first_beat ..`` into words ``addr ..`` (the MATMULs before
         it read the old contents, so their results are computed first)."""
+        self.log.append((addr, first_beat, count))
         if self.pending:
             self.flush()
         self.act_buffer[addr:addr + count] = self.act_beats[first_beat:first_beat + count]
 
     def matmul(self, addr: int, k_words: int, tokens: int, first_word: int, first_result: int) -> None:
         """MATMUL: remembered until the activation buffer changes or the run ends."""
-        self.pending.append((addr, k_words, tokens, first_word, first_result))
+        job = (addr, k_words, tokens, first_word, first_result)
+        self.log.append(job)
+        self.pending.append(job)
 
     def flush(self) -> None:
         """Compute the results of the pending MATMULs."""
         _compute_results(self, self.pending)
         self.pending.clear()
 
+    def replay(self, log: list) -> None:
+        """The values of a run whose instructions are ``log`` (another run's :attr:`log`): what
+        :meth:`load_act` and :meth:`matmul` do, without keeping a log."""
+        pending, buf, beats = self.pending, self.act_buffer, self.act_beats
+        for op in log:
+            if len(op) == 3:
+                if pending:
+                    self.flush()
+                addr, first, count = op
+                buf[addr:addr + count] = beats[first:first + count]
+            else:
+                pending.append(op)
+        if pending:
+            self.flush()
 
-def _decode(cfg, raw: np.ndarray, table: np.ndarray, G: int, kw: int, K: int, row_bytes):
-    """The ``(G * rows, K)`` weight matrix of a group's weight words ``raw`` (one row per word), the
-    byte counts of the words (padding included) and the nonzero and negated weights."""
+
+def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
+    """The ``(G * rows, K)`` int8 weight matrix of a group's weight words ``raw`` (one row per
+    word), whether a byte of the words is invalid (padding included) and the nonzero and negated
+    weights."""
     R, L = cfg.rows, cfg.lanes
-    nz_per_byte, neg_per_byte = _BYTE_TERMS[cfg.weight_format]
-    counts = np.bincount(raw.reshape(-1), minlength=256)
+    fmt = cfg.weight_format
+    table = BYTE_WEIGHTS[fmt]
+    words = _byte_table(fmt)
     if row_bytes is not None:
         payload = R * row_bytes        # bytes of a word that carry weights (the rest: padding)
         b = raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3)
-        w = np.take(table, b, axis=0).reshape(G * R, K)
-        weight_counts = counts
-        if payload < raw.shape[1]:
-            weight_counts = counts - np.bincount(raw[:, payload:].reshape(-1), minlength=256)
-        nz, neg = int(weight_counts @ nz_per_byte), int(weight_counts @ neg_per_byte)
+        if words is not None:
+            w = np.take(words, b).view(np.int8).reshape(G * R, K)
+        else:
+            w = np.take(table, b, axis=0).reshape(G * R, K)
     else:
         w = np.take(table, raw, axis=0).reshape(G * kw, -1)[:, :R * L]
         w = w.reshape(G, kw, R, L).transpose(0, 2, 1, 3).reshape(G * R, K)
-        nz, neg = int(np.count_nonzero(w)), int(np.count_nonzero(w < 0))
-    return w, counts, nz, neg
+    nz = int(np.count_nonzero(w))
+    neg = int(np.count_nonzero(w.view(np.uint8) > 127))
+    return w, invalid_bytes(fmt, raw), nz, neg
+
+
+def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64."""
+    T, K = x.shape
+    if 128 * K < (1 << 31) and T * w.size >= INT_MM_MIN_MACS:
+        import torch
+        with warnings.catch_warnings():          # the cached matrices are read-only; torch only reads
+            warnings.simplefilter("ignore", UserWarning)
+            wt = torch.from_numpy(w)
+        return torch._int_mm(torch.from_numpy(np.ascontiguousarray(x)), wt.T).numpy().astype(np.int64)
+    # |partial sums| <= 128 * K: exact in float32 below 2**24, in float64 below 2**53
+    dt = np.float32 if 128 * K < (1 << 24) else np.float64
+    return (x.astype(dt) @ w.astype(dt).T).astype(np.int64)
 
 
 def _compute_results(dp: Datapath, jobs: list) -> None:
@@ -167,7 +268,7 @@ def _compute_results(dp: Datapath, jobs: list) -> None:
     K ordered as the activation words) and multiplied as ``x @ w.T``. When every byte's codes lie in
     one row (``lanes`` a multiple of the codes per byte) the bytes are put in that order before they
     are decoded, so the table lookup writes the matrix directly; otherwise the decoded words are
-    reordered. The event counts of the fast case come from the bytes (``byte_counts``)."""
+    reordered."""
     cfg = dp.config
     R, L, bpw, B, tpb = cfg.rows, cfg.lanes, cfg.beats_per_word, cfg.bus_bytes, cfg.trits_per_byte
     row_bytes = L // tpb if L % tpb == 0 else None
@@ -181,22 +282,18 @@ def _compute_results(dp: Datapath, jobs: list) -> None:
         group = jobs[i:j]
         G = len(group)
         K = kw * L
-        # |partial sums| <= 128 * K: exact in float32 below 2**24, in float64 below 2**53
-        dt = np.float32 if 128 * K < (1 << 24) else np.float64
-        table = _weights_as(cfg.weight_format, dt)
-        x = actbuf[addr:addr + kw * T].reshape(T, K).astype(dt)
+        x = actbuf[addr:addr + kw * T].reshape(T, K)
         # the group's words are consecutive in the weight stream
         raw = wgt_beats[g0 * bpw:(g0 + kw * G) * bpw].reshape(G * kw, bpw * B)
-        key = DECODED.key((cfg.weight_format, R, L, bpw, B, kw, G, np.dtype(dt).str), raw)
+        key = DECODED.key((cfg.weight_format, R, L, bpw, B, kw, G), raw)
         hit = DECODED.get(key, raw)
         if hit is not None:
-            w, counts, nz, neg = hit
+            w, invalid, nz, neg = hit
         else:
-            w, counts, nz, neg = _decode(cfg, raw, table, G, kw, K, row_bytes)
-            DECODED.put(key, raw, w, counts, nz, neg)
-        dp.byte_counts += counts
-        d = (x @ w.T).astype(np.int64)
-        d = wrap_signed(d, cfg.acc_width).reshape(T, G, R)
+            w, invalid, nz, neg = _decode(cfg, raw, G, kw, K, row_bytes)
+            DECODED.put(key, raw, w, invalid, nz, neg)
+        dp.invalid = dp.invalid or bool(invalid)
+        d = wrap_signed(_product(x, w), cfg.acc_width).reshape(T, G, R)
         for gi, (_, _, _, _, nn) in enumerate(group):
             outputs[nn:nn + T] = d[:, gi]
         dp.tokens += T * G
