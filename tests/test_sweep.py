@@ -159,6 +159,27 @@ def test_constraints_filter_the_pareto_set(tmp_path, demo, cluster):
     assert r["infeasible"] > 0
 
 
+def test_fits_a_board_constraint(tmp_path, demo, cluster):
+    """fits=icebreaker: the Pareto set holds only configurations the FPGA model fits on the UP5K."""
+    from hw.estimate.fpga import fpga_estimate
+    space = check_space({"rows": [2, 4, 16], "lanes": [16, 64], "act_depth": [256], "wgt_depth": [64],
+                         "out_depth": [8], "memory": ["ddr4"]})
+    cons = parse_constraints(["fits=icebreaker"])
+    assert cons == (("fits", "=", "icebreaker"),)
+    r = run_sweep(space, "demo", demo, out=tmp_path / "f", scheduler=cluster.scheduler_address, plot=False,
+                  trials=6, sampler="grid", seed=1, batch=3, constraints=cons)
+    assert r["trials"] == 6 and r["constraints"] == ["fits=icebreaker"]
+    # 2 x 64, 4 x 64, 16 x 16 and 16 x 64 need more than the UP5K's 5280 LUTs (model: 6.8k, 11k, 10k, 37k)
+    assert r["infeasible"] == 4
+    assert r["pareto"]
+    for p in r["pareto"]:
+        want = fpga_estimate(TernConfig(rows=p["params"]["rows"], lanes=p["params"]["lanes"], act_depth=256,
+                                        wgt_depth=64, out_depth=8), "icebreaker")
+        assert p["fpga"]["icebreaker"]["luts"] == want["luts"] < 5280 and p["fpga"]["icebreaker"]["fits"]
+    with pytest.raises(SweepError, match="unknown FPGA board 'de10'"):
+        parse_constraints(["fits=de10"])
+
+
 def test_resume_after_interrupt_adds_no_duplicate(tmp_path, demo, cluster):
     whole = _sweep(tmp_path / "whole", demo, cluster.scheduler_address)
     calls = []
@@ -221,6 +242,8 @@ def _tern(*args, timeout=300, **kw):
     (["--space", "UNKNOWN"], "unknown parameter 'rowz'"),
     (["--scheduler", "tcp://127.0.0.1:9"], "cannot reach the Dask scheduler"),
     (["--trials", "0"], "--trials must be at least 1"),
+    (["--constraint", "fits=de10"], "unknown FPGA board 'de10'"),
+    (["--constraint", "area<"], "is not NAME<=VALUE, NAME>=VALUE or fits=BOARD"),
 ])
 def test_cli_bad_input(tmp_path, args, message):
     (tmp_path / "empty.toml").write_text("[space]\n")

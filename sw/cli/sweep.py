@@ -25,8 +25,10 @@ def add_command(sub) -> None:
                    help="the search space: a TOML file with a [space] table of lists (default: built-in)")
     s.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
                    help=f"comma-separated, from {', '.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)})")
-    s.add_argument("--constraint", action="append", default=[], metavar="NAME<=X|NAME>=X",
-                   help="a bound on area, energy_per_token, tokens_per_s or power (repeatable)")
+    s.add_argument("--constraint", action="append", default=[], metavar="NAME<=X|NAME>=X|fits=BOARD",
+                   help="a bound on area, energy_per_token, tokens_per_s or power, or fits=BOARD: the "
+                        "configuration fits the board's FPGA (icebreaker, ulx3s-85f, tang-primer-20k; "
+                        "modelled LUTs and block RAM) (repeatable)")
     s.add_argument("--trials", type=int, default=100, help="trials in the study in all (default 100)")
     s.add_argument("--sampler", default="tpe", help=f"{'|'.join(SAMPLERS)} (default tpe)")
     s.add_argument("--seed", type=int, default=0, help="seed of the sampler (default 0)")

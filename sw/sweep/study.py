@@ -53,6 +53,7 @@ SAMPLERS = ("grid", "random", "nsga2", "tpe")
 #: Trials asked (and then evaluated in parallel) together; part of a sweep's definition.
 DEFAULT_BATCH = 16
 _CONSTRAINT = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+_FITS = re.compile(r"^\s*fits\s*=\s*(\S+?)\s*$")
 
 
 def parse_objectives(spec) -> tuple:
@@ -68,13 +69,24 @@ def parse_objectives(spec) -> tuple:
 
 
 def parse_constraints(specs) -> tuple:
-    """``["area<=2", "tokens_per_s>=5"]`` -> ``(("area", "<=", 2.0), ...)``: a bound on an objective's
-    quantity (whether or not it is an objective of the sweep)."""
+    """``["area<=2", "tokens_per_s>=5", "fits=icebreaker"]`` -> ``(("area", "<=", 2.0), ...,
+    ("fits", "=", "icebreaker"))``: a bound on an objective's quantity (whether or not it is an
+    objective of the sweep), or that the configuration fits a named FPGA board
+    (:func:`hw.estimate.fpga.fpga_estimate`: LUTs and block RAM)."""
+    from hw.estimate.fpga import FpgaError, get_device
     out = []
     for s in specs or ():
+        fits = _FITS.match(s)
+        if fits:
+            try:
+                get_device(fits.group(1))
+            except FpgaError as e:
+                raise SweepError(f"constraint {s!r}: {e}") from None
+            out.append(("fits", "=", fits.group(1)))
+            continue
         m = _CONSTRAINT.match(s)
         if not m:
-            raise SweepError(f"constraint {s!r} is not NAME<=VALUE or NAME>=VALUE "
+            raise SweepError(f"constraint {s!r} is not NAME<=VALUE, NAME>=VALUE or fits=BOARD "
                              f"(NAME one of {', '.join(OBJECTIVES)})")
         name, op, value = m.groups()
         if name not in OBJECTIVES:
@@ -87,6 +99,10 @@ def parse_constraints(specs) -> tuple:
             raise SweepError(f"constraint {s!r}: {value!r} is not a finite number")
         out.append((name, op, v))
     return tuple(out)
+
+
+def _constraint_name(n, op, v) -> str:
+    return f"{n}{op}{v}" if n == "fits" else f"{n}{op}{v:g}"
 
 
 # -- one trial (runs on a Dask worker) ---------------------------------------------------------------
@@ -150,8 +166,22 @@ def _sampler(kind: str, seed: int, number: int):
     return optuna.samplers.TPESampler(seed=s, multivariate=True)
 
 
-def _constraint_values(metrics: dict, constraints) -> list:
-    return [(metrics[n] - v) if op == "<=" else (v - metrics[n]) for n, op, v in constraints]
+def _fpga(config: dict, constraints) -> dict:
+    """The FPGA figures of a trial's configuration on each board a ``fits=`` constraint names."""
+    from hw.config import TernConfig
+    from hw.estimate.fpga import fpga_estimate
+    boards = [v for n, _, v in constraints if n == "fits"]
+    if not boards:
+        return {}
+    cfg = TernConfig.from_dict(config)
+    return {b: {k: v for k, v in fpga_estimate(cfg, b).items() if k not in ("board", "device", "family")}
+            for b in boards}
+
+
+def _constraint_values(metrics: dict, constraints, fpga: dict | None = None) -> list:
+    """Optuna constraint values (feasible when <= 0): ``fits``: the FPGA model's ``fit_margin``."""
+    return [fpga[v]["fit_margin"] if n == "fits" else (metrics[n] - v) if op == "<=" else (v - metrics[n])
+            for n, op, v in constraints]
 
 
 def pareto_front(points: list, directions: list) -> list:
@@ -293,10 +323,13 @@ def run_sweep(space: dict, model: str, shape, *, objectives=DEFAULT_OBJECTIVES, 
                     study.tell(t, state=TrialState.FAIL)
                 else:
                     t.set_user_attr("metrics", r["metrics"])
-                    values = _constraint_values(r["metrics"], constraints)
+                    fpga = _fpga(r["config"], constraints)
+                    if fpga:
+                        t.set_user_attr("fpga", fpga)
+                    values = _constraint_values(r["metrics"], constraints, fpga)
                     t.set_user_attr("constraints", values)
                     for (n, op, v), c in zip(constraints, values):   # what NSGA-II and TPE read
-                        t.set_constraint(f"{n}{op}{v!r}", c)
+                        t.set_constraint(_constraint_name(n, op, v), c)
                     study.tell(t, [r["metrics"][o] for o in objectives])
             done += len(pending)
             if progress is not None:
@@ -327,8 +360,11 @@ def summarize(study, space, objectives, constraints, out) -> dict:
     def point(t):
         from hw.config import TernConfig
         cfg, run = split_params(t.params)
-        return {"trial": t.number, "params": dict(t.params), "config": TernConfig.from_dict(cfg).to_dict() | run,
-                "objectives": dict(zip(objectives, t.values)), "metrics": t.user_attrs["metrics"]}
+        p = {"trial": t.number, "params": dict(t.params), "config": TernConfig.from_dict(cfg).to_dict() | run,
+             "objectives": dict(zip(objectives, t.values)), "metrics": t.user_attrs["metrics"]}
+        if "fpga" in t.user_attrs:
+            p["fpga"] = t.user_attrs["fpga"]
+        return p
 
     best = {}
     for o, d in zip(objectives, directions):
@@ -342,7 +378,7 @@ def summarize(study, space, objectives, constraints, out) -> dict:
             "failed": sum(t.state == TrialState.FAIL for t in all_trials),
             "infeasible": len(complete) - len(feasible), "duplicates": len(numbers) - len(set(numbers)),
             "objectives": list(objectives), "directions": directions,
-            "constraints": [f"{n}{op}{v:g}" for n, op, v in constraints], "space": space,
+            "constraints": [_constraint_name(n, op, v) for n, op, v in constraints], "space": space,
             "pareto": [point(t) for t in sorted(front, key=lambda t: t.number)], "best": best, "out": str(out),
             "all": [(t.values, t.number) for t in feasible]}
 
