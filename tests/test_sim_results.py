@@ -162,3 +162,18 @@ def test_int8_product_path_bit_exact(monkeypatch):
             r = simulate(cfg, linear_program(cfg, q, w))
             assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, N),
                                   wrap_signed(reference_matmul(q, w), cfg.acc_width)), seed
+
+
+def test_plan_groups_consecutive_matmuls_over_the_same_words():
+    """hw.sim.results.plan: a run of MATMULs over the same activation words whose weight words and
+    results follow each other is one group; another address, token count or a LOAD_ACT starts a new
+    one."""
+    from hw.sim.results import plan
+
+    log = [(0, 0, 4),                              # LOAD_ACT addr 0, beats 0..3
+           (0, 2, 1, 0, 0), (0, 2, 1, 2, 1), (0, 2, 1, 4, 2),
+           (2, 2, 1, 6, 3),                        # other words
+           (2, 2, 1, 8, 4), (2, 2, 2, 10, 5),      # other token count
+           (0, 0, 4), (2, 2, 1, 12, 7), (2, 2, 1, 14, 8)]
+    assert plan(log) == [(0, 0, 4), (0, 2, 1, 0, 0, 3), (2, 2, 1, 6, 3, 2), (2, 2, 2, 10, 5, 1),
+                         (0, 0, 4), (2, 2, 1, 12, 7, 2)]

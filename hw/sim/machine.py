@@ -46,7 +46,7 @@ from hw.sim.execute import ExecuteEngine
 from hw.sim.loader import WeightLoader
 from hw.sim.output import OutputFIFO
 from hw.sim.recurrence import SimError
-from hw.sim.results import ByteBudgetLRU, Datapath
+from hw.sim.results import ByteBudgetLRU, Datapath, plan
 from hw.timing import Timing
 
 __all__ = ["simulate", "SimError", "Timed", "TimingCache", "TIMINGS"]
@@ -57,7 +57,7 @@ class Timed:
     """Everything of a run that the program, the configuration and the timing decide (not the
     activation and weight values): ``cycles``, the unwrapped counter events ``counts``, ``bad`` (error
     bit 0), the results and weight words the program moves, the cycle of every transfer (read-only
-    arrays), the datapath's ``log`` (:attr:`hw.sim.results.Datapath.log`) and the MATMUL tokens."""
+    arrays), the datapath's steps (:func:`hw.sim.results.plan` of its log) and the MATMUL tokens."""
     cycles: int
     counts: dict
     bad: bool
@@ -67,12 +67,12 @@ class Timed:
     act: np.ndarray
     wgt: np.ndarray
     out: np.ndarray
-    log: list | None
+    steps: list | None
     tokens: int
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.instr, self.act, self.wgt, self.out)) + 64 * len(self.log or ())
+        return sum(a.nbytes for a in (self.instr, self.act, self.wgt, self.out)) + 64 * len(self.steps or ())
 
 
 class TimingCache(ByteBudgetLRU):
@@ -182,7 +182,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     if known is not None:                        # the same program and timing ran before
         if values:
             datapath = Datapath(config, st.act_beats, st.wgt_beats, known.n_results)
-            datapath.replay(known.log)
+            datapath.replay(known.steps)
         else:
             datapath = _NoValues(config, known.n_results)
             datapath.tokens = known.tokens
@@ -225,8 +225,8 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
     known = Timed(cycles=cycles, counts=counts, bad=bool(dispatch.bad.any()),
                   n_results=dispatch.n_results, n_words=dispatch.n_words,
                   instr=dispatch.instr.t, act=execute.act.t, wgt=loader.wgt.t, out=output.out.t,
-                  log=getattr(datapath, "log", None), tokens=datapath.tokens)
-    if known.log is not None:
+                  steps=plan(datapath.log) if hasattr(datapath, "log") else None, tokens=datapath.tokens)
+    if known.steps is not None:
         TIMINGS.put(key, known)
     return _result(config, st, known, datapath, wall0)
 

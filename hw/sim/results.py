@@ -28,7 +28,7 @@ import numpy as np
 from hw.formats import BYTE_VALID, BYTE_WEIGHTS, CODECS, INVALID_CODE
 from hw.program import wrap_signed
 
-__all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes"]
+__all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes", "plan"]
 
 #: Products of at least this many multiply-adds go through ``torch._int_mm`` (below it numpy's float
 #: BLAS is quicker than a torch call).
@@ -207,20 +207,33 @@ class Datapath:
         _compute_results(self, self.pending)
         self.pending.clear()
 
-    def replay(self, log: list) -> None:
-        """The values of a run whose instructions are ``log`` (another run's :attr:`log`): what
-        :meth:`load_act` and :meth:`matmul` do, without keeping a log."""
-        pending, buf, beats = self.pending, self.act_buffer, self.act_beats
-        for op in log:
+    def replay(self, steps: list) -> None:
+        """The values of a run whose datapath steps are ``steps`` (:func:`plan` of another run's
+        :attr:`log`): what :meth:`load_act`, :meth:`matmul` and :meth:`flush` do, without keeping a
+        log."""
+        buf, beats = self.act_buffer, self.act_beats
+        for op in steps:
             if len(op) == 3:
-                if pending:
-                    self.flush()
                 addr, first, count = op
                 buf[addr:addr + count] = beats[first:first + count]
             else:
-                pending.append(op)
-        if pending:
-            self.flush()
+                _compute_group(self, *op)
+
+
+def plan(log: list) -> list:
+    """A :attr:`Datapath.log` as :meth:`Datapath.replay` runs it: the LOAD_ACTs ``(addr, first beat,
+    count)`` as they are, and every run of consecutive MATMULs over the same activation words (their
+    weight words and results consecutive) as one group ``(addr, k_words, tokens, first word, first
+    result, G)`` that shares one matrix product."""
+    out: list = []
+    for op in log:
+        last = out[-1] if out else ()
+        if len(op) == 5 and len(last) == 6 and last[:3] == op[:3] \
+                and op[3] == last[3] + last[1] * last[5] and op[4] == last[4] + last[2] * last[5]:
+            out[-1] = (*last[:5], last[5] + 1)
+        else:
+            out.append(op if len(op) == 3 else (*op, 1))
+    return out
 
 
 def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
@@ -262,7 +275,14 @@ def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 def _compute_results(dp: Datapath, jobs: list) -> None:
     """Result vectors of the MATMULs in ``jobs`` (addr, k_words, tokens, first word, first result);
-    consecutive MATMULs over the same activation words share one matrix product.
+    consecutive MATMULs over the same activation words share one matrix product."""
+    for group in plan(jobs):
+        _compute_group(dp, *group)
+
+
+def _compute_group(dp: Datapath, addr: int, kw: int, T: int, g0: int, n0: int, G: int) -> None:
+    """The results ``n0 ..`` of ``G`` consecutive MATMULs over the activation words ``addr ..``, each
+    of ``kw`` words and ``T`` tokens, whose weight words start at ``g0``.
 
     The weights are laid out as a ``(G * rows, K)`` matrix (one row per output feature of the group,
     K ordered as the activation words) and multiplied as ``x @ w.T``. When every byte's codes lie in
@@ -271,32 +291,21 @@ def _compute_results(dp: Datapath, jobs: list) -> None:
     reordered."""
     cfg = dp.config
     R, L, bpw, B, tpb = cfg.rows, cfg.lanes, cfg.beats_per_word, cfg.bus_bytes, cfg.trits_per_byte
-    row_bytes = L // tpb if L % tpb == 0 else None
-    actbuf, wgt_beats, outputs = dp.act_buffer, dp.wgt_beats, dp.outputs
-    i = 0
-    while i < len(jobs):
-        addr, kw, T, g0, n0 = jobs[i]
-        j = i + 1
-        while j < len(jobs) and jobs[j][:3] == (addr, kw, T):
-            j += 1
-        group = jobs[i:j]
-        G = len(group)
-        K = kw * L
-        x = actbuf[addr:addr + kw * T].reshape(T, K)
-        # the group's words are consecutive in the weight stream
-        raw = wgt_beats[g0 * bpw:(g0 + kw * G) * bpw].reshape(G * kw, bpw * B)
-        key = DECODED.key((cfg.weight_format, R, L, bpw, B, kw, G), raw)
-        hit = DECODED.get(key, raw)
-        if hit is not None:
-            w, invalid, nz, neg = hit
-        else:
-            w, invalid, nz, neg = _decode(cfg, raw, G, kw, K, row_bytes)
-            DECODED.put(key, raw, w, invalid, nz, neg)
-        dp.invalid = dp.invalid or bool(invalid)
-        d = wrap_signed(_product(x, w), cfg.acc_width).reshape(T, G, R)
-        for gi, (_, _, _, _, nn) in enumerate(group):
-            outputs[nn:nn + T] = d[:, gi]
-        dp.tokens += T * G
-        dp.nonzero_terms += T * nz
-        dp.negated_terms += T * neg
-        i = j
+    K = kw * L
+    x = dp.act_buffer[addr:addr + kw * T].reshape(T, K)
+    # the group's words are consecutive in the weight stream
+    raw = dp.wgt_beats[g0 * bpw:(g0 + kw * G) * bpw].reshape(G * kw, bpw * B)
+    key = DECODED.key((cfg.weight_format, R, L, bpw, B, kw, G), raw)
+    hit = DECODED.get(key, raw)
+    if hit is not None:
+        w, invalid, nz, neg = hit
+    else:
+        w, invalid, nz, neg = _decode(cfg, raw, G, kw, K, L // tpb if L % tpb == 0 else None)
+        DECODED.put(key, raw, w, invalid, nz, neg)
+    dp.invalid = dp.invalid or bool(invalid)
+    d = wrap_signed(_product(x, w), cfg.acc_width).reshape(T, G, R)
+    # MATMUL gi of the group wrote results n0 + gi * T ..
+    dp.outputs[n0:n0 + G * T] = d.transpose(1, 0, 2).reshape(G * T, R)
+    dp.tokens += T * G
+    dp.nonzero_terms += T * nz
+    dp.negated_terms += T * neg

@@ -68,6 +68,7 @@ class CallRecord:
     instructions: int
     wall_s: float
     step: int = 0   # generation step (forward pass) the call belongs to, set by the caller
+    cpu_s: float = 0.0   # CPU seconds of this process in the same span as wall_s (all its threads)
 
     @property
     def busy(self) -> int | None:
@@ -168,9 +169,9 @@ class Accelerator:
     def run_compiled(self, comp: CompiledLinear, q, name: str = "") -> np.ndarray:
         """Run ``comp`` on the activations ``q`` (tokens, K); returns ``D`` int64 (tokens, N)."""
         prog = comp.program(q)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = self._run(prog)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         label = name or comp.name or "projection"
         if res.error:
             raise DeviceError(f"{label}: the {self.backend} device raised error flags {res.error} "
@@ -181,7 +182,7 @@ class Accelerator:
                          tokens=prog.tokens, N=comp.N, K=comp.K, chunks=len(comp.chunks),
                          groups=len(prog.segments), cycles=int(res.cycles),
                          counters={k: int(v) for k, v in res.counters.items()},
-                         instructions=len(prog.words), wall_s=wall, step=self.step)
+                         instructions=len(prog.words), wall_s=wall, step=self.step, cpu_s=cpu)
         self.records.append(rec)
         if self.on_call is not None:
             self.on_call(rec)
