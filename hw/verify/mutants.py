@@ -28,7 +28,22 @@ Mutants (:data:`MUTANTS`):
 * ``weight_bank_stuck``: every weight word is written into bank 0;
 * ``act_read_off_by_one``: the activation buffer reads the word after the one addressed;
 * ``act_top_word_not_written``: writes to the activation buffer's last word are lost;
-* ``output_fifo_one_entry_short``: the output FIFO holds ``out_depth - 1`` results (a credit too many).
+* ``output_fifo_one_entry_short``: the output FIFO holds ``out_depth - 1`` results (a credit too many);
+* ``credit_off_by_one``: the execute engine counts ``out_depth + 1`` output credits (the FIFO overflows);
+* ``credit_returned_late``: an ``out`` transfer returns its credit one cycle late;
+* ``weight_word_used_before_written``: the bank scoreboard counts a word as loaded one word early;
+* ``out_stall_ignored_for_one_cycle``: the output FIFO sees ``out.ready`` one cycle late;
+* ``act_withdrawn_valid_taken``: the engine takes an ``act`` beat in a cycle ``valid`` was withdrawn;
+* ``stall_counter_counts_episodes``: ``stall_weight`` counts each stall once, not each stalled cycle;
+* ``instr_ready_one_cycle_late``: ``instr.ready`` falls a cycle late (that cycle's instruction is lost);
+* ``sync_retires_one_cycle_early``: dispatch sees the engine idle one cycle after it started again;
+* ``single_word_token_never_ends``: the ``last`` flag of a one-word token is lost;
+* ``bank_release_one_cycle_late``: the loader learns of a released bank one cycle late;
+* ``wgt_gate_closes_one_cycle_late``: weight beats are admitted one cycle after the loader's gate closed.
+
+Most are wrappers of a block of ``hw.rtl.top``; those of the controller's stages (the execute engine,
+the weight loader, the dispatch stage, the counters) replace the class ``hw.rtl.controller``
+builds them by (:attr:`Mutant.module`).
 """
 
 from __future__ import annotations
@@ -37,11 +52,15 @@ import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 
 from hw.rtl.buffers import ActBuffer, OutputFIFO, WeightBuffer, result_layout
+from hw.rtl.counters import PerfCounters
 from hw.rtl.decoder import WeightDecoder
+from hw.rtl.dispatch import Dispatch
+from hw.rtl.execute import ExecuteEngine
+from hw.rtl.loader import WeightLoader
 from hw.rtl.pe_array import PEArray
 
 __all__ = ["Mutant", "MUTANTS", "installed", "run_mutants", "MutantError"]
@@ -185,16 +204,122 @@ class _ShortFIFO(OutputFIFO):
         return OutputFIFO(result_layout(config), config.out_depth - 1)
 
 
+def _port_wrapper(base, change, *, inner_config=None, build=None):
+    """A block of class ``base`` (same signature) around the real one: every port passes through,
+    except those ``change(self, m, outer, inner)`` drives itself; it returns their paths (tuples of
+    member names, e.g. ``("out_pop",)`` or ``("instr", "ready")``). ``outer``/``inner``: path ->
+    the wrapper's / the real block's port value. The real block is ``build(self)``, by default
+    ``base(inner_config(config))`` (the same configuration unless ``inner_config`` is given)."""
+    def elaborate(self, platform):
+        m = Module()
+        if build is not None:
+            inner = build(self)
+        else:
+            inner = base(self.config if inner_config is None else inner_config(self.config))
+        m.submodules.real = inner
+        outer_ports = {path: v for path, _, v in self.signature.flatten(self)}
+        inner_ports = {path: (member.flow, v) for path, member, v in inner.signature.flatten(inner)}
+        driven = set(change(self, m, outer_ports, {p: v for p, (_, v) in inner_ports.items()}))
+        for path, (flow, v) in inner_ports.items():
+            if path in driven:
+                continue
+            if flow == wiring.In:
+                m.d.comb += v.eq(outer_ports[path])
+            else:
+                m.d.comb += outer_ports[path].eq(v)
+        return m
+    return type(f"Mutated{base.__name__}", (base,), {"elaborate": elaborate})
+
+
+def _delayed(m, value, name):
+    """``value`` one cycle late (a register, reset to 0)."""
+    r = Signal.like(value, name=name, init=0)
+    m.d.sync += r.eq(value)
+    return r
+
+
+def _late_credit(self, m, o, i):
+    m.d.comb += i[("out_pop",)].eq(_delayed(m, o[("out_pop",)], "out_pop_late"))
+    return [("out_pop",)]
+
+
+def _early_fill(self, m, o, i):
+    """The scoreboard's next fill of each bank one word higher (at most the bank's depth)."""
+    WD = self.config.wgt_depth
+    for b in (0, 1):
+        f = o[(f"bank{b}_fill_next",)]
+        m.d.comb += i[(f"bank{b}_fill_next",)].eq(Mux(f < WD, f + 1, f))
+    return [("bank0_fill_next",), ("bank1_fill_next",)]
+
+
+def _act_valid_held(self, m, o, i):
+    """``act.valid`` as the engine sees it: also high in a cycle after one in which it was high
+    without a transfer (a withdrawn beat is taken once more)."""
+    valid, ready = o[("act", "valid")], i[("act", "ready")]
+    pending = _delayed(m, valid & ~ready, "act_pending")
+    m.d.comb += i[("act", "valid")].eq(valid | pending)
+    return [("act", "valid")]
+
+
+def _stall_episodes(self, m, o, i):
+    outer, inner = o[("events",)], i[("events",)]
+    stall = outer.stall_weight
+    m.d.comb += inner.eq(outer)
+    m.d.comb += inner.stall_weight.eq(stall & ~_delayed(m, stall, "stall_weight_before"))   # wins
+    return [("events",)]
+
+
+def _instr_ready_late(self, m, o, i):
+    ready = i[("instr", "ready")]
+    m.d.comb += o[("instr", "ready")].eq(ready | _delayed(m, ready, "instr_ready_before"))
+    return [("instr", "ready")]
+
+
+def _stale_engine_idle(self, m, o, i):
+    idle = o[("engine_idle",)]
+    m.d.comb += i[("engine_idle",)].eq(idle | _delayed(m, idle, "engine_idle_before"))
+    return [("engine_idle",)]
+
+
+def _late_release(self, m, o, i):
+    m.d.comb += i[("bank_release",)].eq(_delayed(m, o[("bank_release",)], "bank_release_late"))
+    return [("bank_release",)]
+
+
+def _late_gate(self, m, o, i):
+    gate = i[("wgt_gate",)]
+    m.d.comb += o[("wgt_gate",)].eq(gate | _delayed(m, gate, "wgt_gate_before"))
+    return [("wgt_gate",)]
+
+
+def _late_out_ready(self, m, o, i):
+    m.d.comb += i[("r", "ready")].eq(_delayed(m, o[("r", "ready")], "out_ready_late"))
+    return [("r", "ready")]
+
+
+#: ``OutputFIFO.for_config`` builds its own class, so this wrapper where the core asks for it.
+_StaleReadyFIFO = _port_wrapper(OutputFIFO, _late_out_ready, build=lambda self: OutputFIFO(self.shape, self.depth))
+
+
+class _SingleWordTokenNeverEnds(_PEWrapper):
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += m.submodules.real.last.eq(self.last & ~self.first)
+        return m
+
+
 @dataclass(frozen=True)
 class Mutant:
     """One mutant: ``name``, what it breaks, and the block of ``hw.rtl.top`` it replaces (``block``:
     the name TernCore builds it by) with ``cls``; ``applies(config)``: whether it changes anything
-    on that configuration (e.g. ``rows_swapped`` needs two rows)."""
+    on that configuration (e.g. ``rows_swapped`` needs two rows); ``module``: the module whose name
+    ``block`` is replaced (``hw.rtl.controller`` for the controller's stages)."""
     name: str
     description: str
     block: str
     cls: type
     applies: Callable = lambda config: True
+    module: str = "hw.rtl.top"
 
 
 MUTANTS: dict[str, Mutant] = {m.name: m for m in (
@@ -221,22 +346,48 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            _buffer_wrapper(ActBuffer, write_en=lambda self, w: w.en & (w.addr != self.config.act_depth - 1))),
     Mutant("output_fifo_one_entry_short", "the output FIFO holds out_depth - 1 results", "OutputFIFO",
            _ShortFIFO),
+    Mutant("credit_off_by_one", "the engine counts out_depth + 1 output credits", "ExecuteEngine",
+           _port_wrapper(ExecuteEngine, lambda self, m, o, i: [],
+                         inner_config=lambda c: c.replace(out_depth=c.out_depth + 1)),
+           module="hw.rtl.controller"),
+    Mutant("credit_returned_late", "an out transfer returns its credit one cycle late", "ExecuteEngine",
+           _port_wrapper(ExecuteEngine, _late_credit), module="hw.rtl.controller"),
+    Mutant("weight_word_used_before_written", "the bank scoreboard counts a word loaded one word early",
+           "ExecuteEngine", _port_wrapper(ExecuteEngine, _early_fill), module="hw.rtl.controller"),
+    Mutant("out_stall_ignored_for_one_cycle", "the output FIFO sees out.ready one cycle late", "OutputFIFO",
+           _StaleReadyFIFO),
+    Mutant("act_withdrawn_valid_taken", "the engine takes an act beat whose valid was withdrawn",
+           "ExecuteEngine", _port_wrapper(ExecuteEngine, _act_valid_held), module="hw.rtl.controller"),
+    Mutant("stall_counter_counts_episodes", "stall_weight counts each stall once, not each cycle",
+           "PerfCounters", _port_wrapper(PerfCounters, _stall_episodes),
+           lambda c: "stall_weight" in c.perf_counters, module="hw.rtl.controller"),
+    Mutant("instr_ready_one_cycle_late", "instr.ready falls one cycle late (that instruction is lost)",
+           "Dispatch", _port_wrapper(Dispatch, _instr_ready_late), module="hw.rtl.controller"),
+    Mutant("sync_retires_one_cycle_early", "dispatch sees the engine idle one cycle too long", "Dispatch",
+           _port_wrapper(Dispatch, _stale_engine_idle), module="hw.rtl.controller"),
+    Mutant("single_word_token_never_ends", "the last flag of a one-word token is lost", "PEArray",
+           _SingleWordTokenNeverEnds),
+    Mutant("bank_release_one_cycle_late", "the loader learns of a released bank one cycle late",
+           "WeightLoader", _port_wrapper(WeightLoader, _late_release), module="hw.rtl.controller"),
+    Mutant("wgt_gate_closes_one_cycle_late", "weight beats admitted one cycle after the gate closed",
+           "WeightLoader", _port_wrapper(WeightLoader, _late_gate), module="hw.rtl.controller"),
 )}
 
 
 @contextlib.contextmanager
 def installed(name: str):
     """While active, :class:`hw.rtl.top.TernCore` elaborates with mutant ``name``."""
-    import hw.rtl.top as top
+    import importlib
     if name not in MUTANTS:
         raise MutantError(f"unknown mutant {name!r} (choose from {', '.join(MUTANTS)})")
     mut = MUTANTS[name]
-    real = getattr(top, mut.block)
-    setattr(top, mut.block, mut.cls)
+    module = importlib.import_module(mut.module)
+    real = getattr(module, mut.block)
+    setattr(module, mut.block, mut.cls)
     try:
         yield mut
     finally:
-        setattr(top, mut.block, real)
+        setattr(module, mut.block, real)
 
 
 def run_mutants(names=None, *, programs: int = 40, seed: int = 0, backend: str = "amaranth",
