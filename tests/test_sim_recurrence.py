@@ -24,6 +24,16 @@ def test_chain_is_the_recurrence(seed):
     assert chain(prev, prefix_sums(d), lo, e).tolist() == expect
 
 
+def test_chain_of_one_event_is_the_recurrence():
+    rng = np.random.default_rng(3)
+    d = rng.integers(0, 5, 12)
+    s = prefix_sums(d)
+    for lo in range(12):
+        for prev in (NEG, -1, 0, 7, 40):
+            for e0 in (NEG, -3, 0, 9, 60):
+                assert chain(prev, s, lo, np.array([e0])).tolist() == [max(prev + int(d[lo]), e0)]
+
+
 def test_prefix_sums():
     assert prefix_sums(np.array([2, 0, 3])).tolist() == [0, 2, 2, 5]
     assert prefix_sums(np.zeros(0, dtype=np.int64)).tolist() == [0]

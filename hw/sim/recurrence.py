@@ -34,6 +34,8 @@ def chain(prev: int, s: np.ndarray, lo: int, e: np.ndarray) -> np.ndarray:
     """Events ``i = lo .. lo+len(e)-1`` of ``t_i = max(t_{i-1} + d_i, e_i)`` with ``t_{lo-1} = prev``,
     given the prefix sums ``s`` of ``d`` (``s[i+1] - s[i] = d_i``)."""
     n = len(e)
+    if n == 1:                  # one event (a decode MATMUL's result): scalars are quicker
+        return np.array([max(int(prev) + int(s[lo + 1] - s[lo]), int(e[0]))], dtype=np.int64)
     ss = s[lo + 1:lo + 1 + n]
     z = np.maximum.accumulate(e - ss)
     np.maximum(z, prev - s[lo], out=z)
