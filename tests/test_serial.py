@@ -147,7 +147,7 @@ def test_session_matches_the_integer_reference_through_a_pty():
     board = FakeBoard(CFG)
     board.start()
     try:
-        with Session(CFG, board.path, baud=115200, timeout=5) as s:
+        with Session(CFG, board.path, baud=115200, timeout=10) as s:
             for seed in (1, 2):
                 q, w = _problem(seed, K=60)   # a program over several 511-byte windows
                 prog = linear_program(CFG, q, w)
@@ -209,7 +209,7 @@ def test_frames_follow_each_instruction_with_its_data():
     ("wide", r"framing error: byte 0x00 is not a frame header"),
     ("reserved", r"framing error: status byte 0xe[0-9a-f] has reserved bits set"),
     ("overflow", r"the board's receive FIFO overflowed \(reset the board\)"),
-    ("busy", r"the board did not become idle within 0\.5 s"),
+    ("busy", r"the board did not become idle within 2 s"),
     ("lost", r"\d+ result frames for a program of \d+ result vectors"),
 ])
 def test_link_failures_are_one_line_and_never_hang(mode, message):
@@ -218,7 +218,8 @@ def test_link_failures_are_one_line_and_never_hang(mode, message):
     board.start()
     try:
         with pytest.raises(LinkError, match=message) as e:
-            with Session(CFG, board.path, timeout=0.5) as s:
+            # a short timeout where the failure is the timeout; elsewhere one a loaded machine keeps
+            with Session(CFG, board.path, timeout={"mute": 0.5, "busy": 2}.get(mode, 10)) as s:
                 board.mode = mode
                 q, w = _problem(4)
                 s.run(linear_program(CFG, q, w))
@@ -239,7 +240,7 @@ def test_every_run_starts_from_reset():
     board = FakeBoard(CFG)
     board.start()
     try:
-        with Session(CFG, board.path, timeout=5) as s:
+        with Session(CFG, board.path, timeout=10) as s:
             r0 = s.run(words=[bad.word], act_beats=np.zeros((0, CFG.lanes), np.int8),
                        wgt_beats=np.zeros((0, CFG.bus_bytes), np.uint8))
             assert r0.error == 1 and len(r0.outputs) == 0
@@ -264,7 +265,7 @@ def test_a_bitstream_without_the_reset_request_is_one_line():
     try:
         with pytest.raises(LinkError, match=r"the board does not know the reset request \(unknown frame "
                                             r"header\): a bitstream of an older tern"):
-            Session(CFG, board.path, timeout=2)
+            Session(CFG, board.path, timeout=10)
     finally:
         board.close()
 
@@ -277,7 +278,7 @@ def test_a_board_of_another_configuration_is_one_line():
     board.start()
     try:
         with pytest.raises(LinkError, match=r"the board was built for another configuration \(id 0x"):
-            Session(CFG, board.path, timeout=2)
+            Session(CFG, board.path, timeout=10)
     finally:
         board.close()
 
@@ -299,7 +300,7 @@ def test_verify_through_the_link(serial_port):
     board = FakeBoard(CFG)
     board.start()
     try:
-        serial_port(board.path, timeout=5)
+        serial_port(board.path, timeout=10)
         r = run_verify("serial", 12, 0, CFG)
         assert r["programs"] == 12 and r["mismatches"] == 0 and r["cycle_mismatches"] == 0, r["first_failure"]
         assert r["bad_instructions"] > 0 and r["resets"] > 0
