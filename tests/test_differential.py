@@ -12,15 +12,20 @@ equal. A failure message starts with the seed and index that replay the case, th
 timing and program.
 
 Default run: 200 cases (about a minute and a half on one core). ``-m slow``: 2000 more, with longer
-programs.
+programs: 50 on each of 40 distinct random configurations (rows x lanes at most 128), each
+configuration's cases in one Amaranth simulation per 25 (``run_verify(config=...)``); each prints
+one ``SCALE`` JSON line with its counts and CPU time (``-s``).
 """
+
+import random
+import time
 
 import pytest
 
 from hw.config import TernConfig
 from hw.isa import Op
-from hw.verify.differential import VerifyError, check_case, run_verify
-from hw.verify.generate import random_case
+from hw.verify.differential import VerifyError, check_case, cpu_seconds, run_verify, scale_line
+from hw.verify.generate import random_case, random_config
 
 SEED = 20240611
 CHUNK = 10
@@ -46,11 +51,35 @@ def test_rtl_vs_sim_random_programs(chunk):
     assert not failures, f"{len(failures)} of {CHUNK} cases differ:\n" + "\n".join(failures)
 
 
+N_SCALE = 40
+
+
+def scale_configs() -> list:
+    """The 40 distinct random configurations of the slow suite (fixed seeds, rows x lanes <= 128)."""
+    out, k = [], 0
+    while len(out) < N_SCALE:
+        c = random_config(random.Random(f"tern-amaranth-scale-{k}"), max_pes=128)
+        k += 1
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def test_the_scale_configurations_are_distinct():
+    cfgs = scale_configs()
+    assert len(set(cfgs)) == N_SCALE and all(c.rows * c.lanes <= 128 for c in cfgs)
+    assert any(c.lanes <= 3 for c in cfgs) and any(c.rows == 1 for c in cfgs)
+    assert sum(c.acc_width == c.dot_width for c in cfgs) >= 10
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("chunk", range(40))
+@pytest.mark.parametrize("chunk", range(N_SCALE))
 def test_rtl_vs_sim_random_programs_long(chunk):
-    failures = _run(SEED + 1, range(chunk * 50, (chunk + 1) * 50), max_instr=30)
-    assert not failures, f"{len(failures)} of 50 cases differ:\n" + "\n".join(failures)
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    cfg = scale_configs()[chunk]
+    r = run_verify("amaranth", 50, SEED + 1 + chunk, cfg, max_instr=30)
+    print("\n" + scale_line("amaranth", chunk, cfg, {"random": r}, cpu0, wall0))
+    assert r["mismatches"] == 0 and r["cycle_mismatches"] == 0, r["first_failure"]
 
 
 def test_cases_cover_the_interesting_features():
@@ -112,6 +141,25 @@ def test_run_verify_fixed_config_and_errors():
         run_verify("amaranth", -1, 0)
     with pytest.raises(VerifyError, match="config"):
         run_verify("amaranth", 1, 0, config={"rows": 2})
+
+
+def test_a_fixed_configuration_runs_in_one_simulation_with_the_same_results(monkeypatch):
+    """run_verify on a fixed configuration runs its Amaranth cases in batches (one simulation each);
+    every case gives what it gives alone (check_case on its own), reset cases included."""
+    import hw.backends.amaranth as amaranth
+    import hw.verify.differential as differential
+    cfg = TernConfig(rows=2, lanes=3, weight_format="2bit", bus_bytes=1, act_depth=16, wgt_depth=4,
+                     out_depth=2, acc_width=10)
+    calls = []
+    real = amaranth.run_rtl_cases
+    monkeypatch.setattr(amaranth, "run_rtl_cases", lambda c, cases: calls.append(len(cases)) or real(c, cases))
+    monkeypatch.setattr(differential, "_AMARANTH_CHUNK", 6)
+    r = run_verify("amaranth", 8, 11, config=cfg)
+    assert calls == [6, 2] and r["mismatches"] == r["cycle_mismatches"] == 0
+    cases = [random_case(11, i, cfg) for i in range(8)]
+    assert any(c.interrupt is not None for c in cases)
+    alone = [check_case(c)["rtl"] for c in cases]
+    assert r["cycles"] == sum(x.cycles for x in alone)
 
 
 def test_run_verify_counts_an_rtl_that_never_finishes(monkeypatch):

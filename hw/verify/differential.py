@@ -51,6 +51,16 @@ class VerifyError(ValueError):
 
 #: Cases per batch when every case has the same configuration (one simulator start per batch).
 _BATCH_CHUNK = 500
+#: The same for the Amaranth backend (one elaboration and one simulation per batch).
+_AMARANTH_CHUNK = 25
+
+
+def _amaranth_batch(cases) -> list:
+    """Cases of one configuration in one Amaranth simulation (``hw.backends.amaranth.run_rtl_cases``):
+    per case its :class:`RunResult` or the :class:`HarnessError` of a case that did not finish."""
+    from hw.backends.amaranth import run_rtl_cases
+    from hw.backends.common import RunCase
+    return run_rtl_cases(cases[0].config, [RunCase(c.program, c.timing, interrupt=c.interrupt) for c in cases])
 
 
 def _reference_diffs(case: Case, res) -> list[str]:
@@ -122,12 +132,16 @@ def run_verify(backend: str, programs: int, seed: int, config: TernConfig | None
     cov = Coverage()
     first = None
     b = get_backend(backend)
-    chunk = 1 if not b.batched else (_BATCH_CHUNK if config is not None else 8)
+    # one simulation for many cases: the backend's batches, or Amaranth's on a fixed configuration
+    amaranth_batch = backend == "amaranth" and b._run is None and config is not None
+    chunk = (_BATCH_CHUNK if config is not None else 8) if b.batched else \
+        (_AMARANTH_CHUNK if amaranth_batch else 1)
     end = start + programs
     for c0 in range(start, end, chunk):
         cases = [random_case(seed, i, config, max_instr=max_instr, fill=fill)
                  for i in range(c0, min(c0 + chunk, end))]
-        rtls = b.run_batch(cases) if b.batched else [None] * len(cases)
+        rtls = b.run_batch(cases) if b.batched else \
+            (_amaranth_batch(cases) if amaranth_batch else [None] * len(cases))
         for case, rtl in zip(cases, rtls):
             r = check_case(case, backend, rtl)
             cov.add(case)
@@ -176,3 +190,26 @@ class Coverage:
 
     def as_dict(self) -> dict:
         return {**self.n, "configs": len(self.configs)}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that ended (builds, simulator harnesses)."""
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+#: The fields of a :func:`run_verify` report a :func:`scale_line` keeps.
+_SCALE_KEYS = ("programs", "mismatches", "cycle_mismatches", "cycles", "wraps", "wraps_min_width", "resets",
+               "bad_instructions", "invalid_bytes", "withdrawals")
+
+
+def scale_line(suite: str, k: int, config: TernConfig, runs: dict, cpu0: float, wall0: float) -> str:
+    """One JSON line (prefixed ``SCALE``) for a configuration of a scale suite: the counts of each
+    :func:`run_verify` report of ``runs`` (name -> report), and the CPU and wall seconds since
+    ``cpu0`` (:func:`cpu_seconds`) and ``wall0`` (``time.perf_counter()``)."""
+    import json
+    line = {"suite": suite, "k": k, "config": config.to_dict(), "cpu_s": round(cpu_seconds() - cpu0, 1),
+            "wall_s": round(time.perf_counter() - wall0, 1)}
+    line.update({name: {key: r[key] for key in _SCALE_KEYS} for name, r in runs.items()})
+    return "SCALE " + json.dumps(line)

@@ -11,9 +11,11 @@ only checks that the configurations are distinct and buildable in principle (no 
 """
 
 import random
+import time
 
 import pytest
 
+from hw.verify.differential import cpu_seconds, scale_line
 from hw.verify.generate import production_configs, random_config
 
 N_RANDOM = 48
@@ -45,27 +47,32 @@ def _check(r):
     assert r["mismatches"] == 0 and r["cycle_mismatches"] == 0, r["first_failure"]
 
 
+def _report(k, cfg, runs, cpu0, wall0):
+    """One JSON line per configuration (``-s`` shows it): every run's counts, CPU and wall seconds
+    (the build included)."""
+    print("\n" + scale_line("verilator", k, cfg, runs, cpu0, wall0))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(N_RANDOM))
 def test_verilator_random_configuration(k):
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
     cfg = scale_configs()[k]
     r = run_verify_verilator(PER_CONFIG, 7000 + k, cfg)
+    _report(k, cfg, {"random": r}, cpu0, wall0)
     _check(r)
-    print(f"\n{cfg.to_dict()}: {r['programs']} programs, {r['cycles']} cycles, {r['wall_s']} s, "
-          f"wraps {r['wraps']}, resets {r['resets']}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("k", range(N_RANDOM, N_RANDOM + len(production_configs())))
 def test_verilator_production_configuration(k):
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
     cfg = scale_configs()[k]
     r = run_verify_verilator(PER_CONFIG - FILL, 7000 + k, cfg)
-    _check(r)
     f = run_verify_verilator(FILL, 9000 + k, cfg, fill=True)
+    _report(k, cfg, {"random": r, "fill": f}, cpu0, wall0)
+    _check(r)
     _check(f)
-    print(f"\n{cfg.to_dict()}: {r['programs']} random programs ({r['cycles']} cycles, {r['wall_s']} s); "
-          f"{f['programs']} fill programs: {f['cycles'] / f['programs']:.0f} cycles per program, "
-          f"{f['wall_s']} s")
 
 
 def run_verify_verilator(n, seed, cfg, **kw):
