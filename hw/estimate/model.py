@@ -2,9 +2,12 @@
 
 The model is described by a :class:`ModelShape` (its projection shapes, layer count and the dimensions
 the host's work depends on). One decoder layer's BitLinear projections (the model's real (N, K)
-shapes, random int8 activations and uniformly random ternary weights) run through the cycle-accurate
-simulator (:func:`hw.sim.simulate`) for ``tokens`` tokens (1 = one decode step). Every layer has the
-same shapes, so cycles and events of the whole model are those of one layer times the number of layers.
+shapes) run through the cycle-accurate simulator (:func:`hw.sim.simulate`) for ``tokens`` tokens (1 =
+one decode step). Every layer has the same shapes, so cycles and events of the whole model are those
+of one layer times the number of layers. No timing and no event the estimate reads depends on the
+activation and weight values, so the layer is timed without them (``simulate(..., values=False)``);
+``estimate(..., values=True)`` runs it on random int8 activations and uniformly random ternary
+weights with every result computed, and gives the same estimate (tested).
 
 The whole token is counted: the core's projections (priced from the simulator's events), the host's
 parts (:mod:`hw.estimate.host`: embedding, the LM head, the KV cache and attention at ``context``
