@@ -139,8 +139,16 @@ class Session:
                                              write_timeout=self.timeout)
         except (serial.SerialException, ValueError) as e:
             raise LinkError(f"serial port {self.port}: {e}") from None
-        self.ser.reset_input_buffer()
         self._results: list[bytes] = []
+        try:
+            self._handshake()
+        except BaseException:
+            self.ser.close()
+            raise
+
+    def _handshake(self) -> None:
+        """Reset the board, check that it answers cleanly and was built for this configuration."""
+        self.ser.reset_input_buffer()
         self._write(bytes([HEADER_RESET]))
         status = self._status()   # the board answers at all, and took the reset
         if status & STATUS_BAD_HEADER:
@@ -150,9 +158,9 @@ class Session:
         self._check(status & ~0b11)
         self._write(bytes([HEADER_QUERY]))
         got = int.from_bytes(self._answer(HEADER_QUERY, 8), "little")
-        if got != config_id(config):
+        if got != config_id(self.config):
             raise LinkError(f"serial port {self.port}: the board was built for another configuration "
-                            f"(id 0x{got:016x}, this one 0x{config_id(config):016x}): give the "
+                            f"(id 0x{got:016x}, this one 0x{config_id(self.config):016x}): give the "
                             f"configuration flags the bitstream was built with")
 
     # -- link --------------------------------------------------------------------------------------------
