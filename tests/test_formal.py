@@ -18,7 +18,7 @@ def test_catalogue_covers_every_unit_and_dot_variant():
     assert len(names) == len(set(names))
     for variant in DOT_VARIANTS:
         assert f"pe_{variant}_L16_t2" in names      # every variant, 16 lanes (slow)
-    for prefix in ("decoder_2bit", "decoder_base3", "out_fifo", "dispatch", "controller"):
+    for prefix in ("decoder_2bit", "decoder_base3", "out_fifo", "dispatch", "controller", "banks"):
         assert any(n.startswith(prefix) for n in names), prefix
     quick = {p.name for p in properties(quick=True)}
     assert quick < set(names)
@@ -69,3 +69,20 @@ def test_controller_bound_reaches_a_full_output_fifo():
     r = run_property(Property("never_full", lambda: formal._controller_harness(
         cfg, claim_never_full=True), "bmc", prop.depth, True, "false"))
     assert r.status == "failed"
+
+
+@pytest.mark.slow
+def test_weight_bank_ownership_is_proved_and_its_bound_reaches_a_reused_bank():
+    """The bank property holds to its bound; the bound is long enough for a bank to be released
+    and written again (the false claim "never rewritten" fails within it); and the mutant whose
+    scoreboard counts a word loaded one word early breaks it (a counterexample)."""
+    from hw.verify.mutants import installed
+    prop = next(p for p in properties() if p.name == "banks_wgt4")
+    assert run_property(prop).status == "proved"
+    cfg = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
+                     bus_bytes=1, tree_reg_every=0)
+    r = run_property(Property("no_reuse", lambda: formal._bank_harness(cfg, claim_no_reuse=True),
+                              "bmc", prop.depth, False, "false"))
+    assert r.status == "failed"
+    with installed("weight_word_used_before_written"):
+        assert run_property(prop).status == "failed"

@@ -28,7 +28,11 @@ The properties (``docs/VERIFICATION.md``, "Formal proofs"):
 * ``dispatch_*``: the dispatch stage pushes exactly the good LOAD_ACT/MATMUL instructions, in order
   and with their fields, where good is :func:`hw.isa.check` with the product ``k_words * tokens``
   formed by multiplication (the RTL forms it by shift-and-add); it never pops an entry that was not
-  pushed, and sets the bad-instruction bit exactly after a bad instruction.
+  pushed, and sets the bad-instruction bit exactly after a bad instruction;
+* ``controller_*``: never more results in flight than the output FIFO holds (the output credits);
+* ``banks_wgt<depth>``: the loader never writes a weight word the engine has yet to read, and the
+  engine reads only words written for its own MATMUL (stated over the issues and the releases, since
+  the read port is always enabled).
 
 :func:`run_formal` runs a selection and returns ``{"properties", "proved", "failed", "results"}``
 (what ``tern verify --formal --json`` prints).
@@ -350,6 +354,51 @@ def _controller_harness(config: TernConfig, *, claim_never_full: bool = False) -
     return m
 
 
+# -- controller: weight-bank ownership ---------------------------------------------------------------
+
+def _bank_harness(config: TernConfig, *, claim_no_reuse: bool = False) -> Module:
+    """The loader never writes a weight word the execute engine has yet to read, and the engine
+    reads only words written for its own MATMUL. The weight buffer's read port is always enabled,
+    so reads are the issues (``pe_valid`` one cycle later, for the address of the issue cycle).
+
+    Specification state: one bit per weight buffer word, set by a loader write, cleared for a bank
+    in the cycle the engine releases it (its MATMUL's last issue). Asserted: every issue reads a
+    word whose bit was set before the issue cycle (written for this ownership, and not in the same
+    cycle), and a write never hits a word whose bit is set (unless its bank is released in that
+    cycle). ``claim_no_reuse``: assert instead that no bank is ever written after a release, a
+    false claim whose counterexample shows that the bound reaches a bank's second ownership."""
+    from hw.rtl.controller import Controller
+    m = Module()
+    m.submodules.dut = dut = Controller(config)
+    _reset_at_start(m)
+    for port in (dut.instr.valid, dut.instr.payload.as_value(), dut.words.valid,
+                 dut.words.payload.as_value(), dut.act.valid, dut.act.payload.as_value(),
+                 dut.act_r.data.as_value(), dut.wgt_r.data.as_value(), dut.wgt_beat, dut.dec_error,
+                 dut.out_pop):
+        _free(m, port)
+    WD = config.wgt_depth
+    n = 2 * WD                       # the weight buffer's words: address Cat(k, bank)
+    written = Signal(n, name="f_written")
+    release = dut.execute.bank_release
+    clear = Cat(*(release[b].replicate(WD) for b in (0, 1)))
+    w = dut.wgt_w
+    wmask = Mux(w.en, Const(1, n) << w.addr, 0)
+    m.d.sync += written.eq((written & ~clear) | wmask)
+    # a read: the issue cycle's address and whether its word was written before that cycle
+    read_ok = Signal(name="f_read_ok")
+    m.d.sync += read_ok.eq(written.bit_select(dut.wgt_r.addr, 1))
+    m.d.comb += Assert(~dut.pe_valid | read_ok)
+    bank_of_write = w.addr[-1]
+    reused = Signal(name="f_reused")
+    with m.If(release.any()):
+        m.d.sync += reused.eq(1)
+    if claim_no_reuse:
+        m.d.comb += Assert(~(w.en & reused))
+    else:
+        m.d.comb += Assert(~w.en | ~written.bit_select(w.addr, 1) | release.bit_select(bank_of_write, 1))
+    return m
+
+
 # -- the catalogue -----------------------------------------------------------------------------------
 
 def _pe_props():
@@ -415,7 +464,12 @@ def _controller_props():
                      f"controller (out depth {c.out_depth}, weight depth {c.wgt_depth}), any "
                      f"instruction and data streams: never more results in flight than the output "
                      f"FIFO holds")
-            for c, depth, quick in ((small, 16, True), (small.replace(out_depth=3), 24, False))]
+            for c, depth, quick in ((small, 16, True), (small.replace(out_depth=3), 24, False))] + [
+        Property(f"banks_wgt{c.wgt_depth}", lambda c=c: _bank_harness(c), "bmc", depth, quick,
+                 f"weight banks (weight depth {c.wgt_depth}), any instruction and word streams: the "
+                 f"loader never writes a word the engine has yet to read; the engine reads only "
+                 f"words written for its own MATMUL")
+        for c, depth, quick in ((small, 16, False), (small.replace(wgt_depth=8), 20, False))]
 
 
 def properties(quick: bool | None = None) -> list[Property]:
