@@ -177,3 +177,15 @@ def test_plan_groups_consecutive_matmuls_over_the_same_words():
            (0, 0, 4), (2, 2, 1, 12, 7), (2, 2, 1, 14, 8)]
     assert plan(log) == [(0, 0, 4), (0, 2, 1, 0, 0, 3), (2, 2, 1, 6, 3, 2), (2, 2, 2, 10, 5, 1),
                          (0, 0, 4), (2, 2, 1, 12, 7, 2)]
+
+
+def test_negative_count_is_the_sign_count():
+    """hw.sim.results._negatives against np.count_nonzero(w < 0), for sizes that take the
+    eight-bytes path and sizes that do not."""
+    from hw.sim.results import _negatives
+
+    rng = np.random.default_rng(2)
+    for n in (1, 7, 8, 64, 1000, 4096):
+        w = rng.integers(-128, 128, (n,), dtype=np.int8)
+        assert _negatives(w) == int(np.count_nonzero(w < 0)), n
+        assert _negatives(w.reshape(1, n)) == _negatives(w)

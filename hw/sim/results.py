@@ -254,9 +254,19 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
     else:
         w = np.take(table, raw, axis=0).reshape(G * kw, -1)[:, :R * L]
         w = w.reshape(G, kw, R, L).transpose(0, 2, 1, 3).reshape(G * R, K)
-    nz = int(np.count_nonzero(w))
-    neg = int(np.count_nonzero(w.view(np.uint8) > 127))
-    return w, invalid_bytes(fmt, raw), nz, neg
+    return w, invalid_bytes(fmt, raw), int(np.count_nonzero(w)), _negatives(w)
+
+
+_SIGNS = np.uint64(0x0101010101010101)
+
+
+def _negatives(w: np.ndarray) -> int:
+    """The negative entries of the int8 matrix ``w``: its sign bits, counted eight bytes at a time
+    where the layout allows."""
+    flat = w.reshape(-1)
+    if flat.size % 8 or not flat.flags.c_contiguous:
+        return int(np.count_nonzero(flat < 0))
+    return int(np.bitwise_count((flat.view(np.uint64) >> np.uint64(7)) & _SIGNS).sum(dtype=np.int64))
 
 
 def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
