@@ -86,6 +86,17 @@ def test_space_file(tmp_path):
         load_space(str(f))
 
 
+def test_named_space():
+    s = load_space("2b4t_decode")
+    assert s == load_space(str(ROOT / "sw" / "sweep" / "spaces" / "2b4t_decode.toml"))
+    n = 1
+    for v in s.values():
+        n *= len(v)
+    assert n == 3 * 2 * 2 * 2 * 2 * 2 * 3 * 2 * 2 == 1152
+    with pytest.raises(SweepError, match="nosuchspace: no such file"):
+        load_space("nosuchspace")
+
+
 def test_objectives_and_constraints():
     assert parse_objectives("area,tokens_per_s") == ("area", "tokens_per_s")
     for bad in ("area,foo", "", "area,area"):

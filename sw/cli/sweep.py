@@ -21,8 +21,9 @@ def add_command(sub) -> None:
     s.set_defaults(func=_cmd_sweep)
     s.add_argument("--model", required=True,
                    help="demo, a checkpoint folder, or a shape preset (2b4t, 700m, 1.3b, 3b)")
-    s.add_argument("--space", metavar="FILE.toml|builtin", default=None,
-                   help="the search space: a TOML file with a [space] table of lists (default: built-in)")
+    s.add_argument("--space", metavar="FILE.toml|NAME|builtin", default=None,
+                   help="the search space: a TOML file with a [space] table of lists, a shipped space "
+                        "(2b4t_decode) or builtin (default)")
     s.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES),
                    help=f"comma-separated, from {', '.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)})")
     s.add_argument("--constraint", action="append", default=[], metavar="NAME<=X|NAME>=X|fits=BOARD",

@@ -19,6 +19,7 @@ projection that does not fit the buffers) is a failed trial of the sweep, not an
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from hw.config import DOT_VARIANTS, WEIGHT_FORMATS, TernConfig, is_int
 
@@ -136,10 +137,17 @@ def check_space(space, source: str = "space") -> dict:
     return out
 
 
+#: Named spaces shipped with tern (``--space NAME``): the TOML files of this folder.
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
+
+
 def load_space(spec: str | None) -> dict:
-    """The space of ``--space``: None or ``builtin`` (the built-in space) or a TOML file's ``[space]``."""
+    """The space of ``--space``: None or ``builtin`` (the built-in space), the name of a shipped space
+    (``sw/sweep/spaces/NAME.toml``, e.g. ``2b4t_decode``) or a TOML file's ``[space]``."""
     if spec is None or spec == "builtin":
         return check_space(BUILTIN_SPACE, "built-in space")
+    if "/" not in spec and not spec.endswith(".toml") and (SPACES_DIR / f"{spec}.toml").is_file():
+        spec = str(SPACES_DIR / f"{spec}.toml")
     from hw.fileio import InputError, read_toml
     try:
         data = read_toml(spec, what="space file")
