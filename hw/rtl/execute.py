@@ -52,6 +52,9 @@ class ExecuteEngine(ConfigComponent):
         The weight buffer's read port (address ``x_bank * wgt_depth + x_k``); data -> ``pe_codes``.
     bank_owned : In(2); bank0_fill, bank1_fill : In(range(wgt_depth + 1))
         The loader's bank scoreboard (registers).
+    bank_set : In(2); bank0_fill_next, bank1_fill_next : In(range(wgt_depth + 1))
+        The scoreboard's next state (:class:`hw.rtl.loader.WeightLoader`): ``x_word_ok`` is a
+        register loaded with its definition evaluated on the next state.
     bank_release : Out(2)
         Bit ``b``: the last step of the MATMUL using bank ``b`` issues in this cycle.
     out_pop : In(1)
@@ -70,7 +73,8 @@ class ExecuteEngine(ConfigComponent):
     current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
     ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``, and the
     registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
-    ``x_credit_free`` (``out_reserved < out_depth``).
+    ``x_credit_free`` (``out_reserved < out_depth``) and ``x_word_ok`` (``bank_owned[x_bank] &
+    (x_k < bank<x_bank>_fill)``).
     """
 
     def __init__(self, config: TernConfig):
@@ -85,6 +89,9 @@ class ExecuteEngine(ConfigComponent):
             "bank_owned": In(2),
             "bank0_fill": In(range(config.wgt_depth + 1)),
             "bank1_fill": In(range(config.wgt_depth + 1)),
+            "bank_set": In(2),
+            "bank0_fill_next": In(range(config.wgt_depth + 1)),
+            "bank1_fill_next": In(range(config.wgt_depth + 1)),
             "bank_release": Out(2),
             "out_pop": In(1),
             "pe_valid": Out(1),
@@ -114,7 +121,7 @@ class ExecuteEngine(ConfigComponent):
 
         act_xfer = Signal(name="x_act_xfer")
         load_last = Signal(name="x_load_last")
-        word_ok = Signal(name="x_word_ok")
+        word_ok = Signal(name="x_word_ok")          # a register: see below
         k_last = Signal(name="x_k_last")
         credit_ok = Signal(name="x_credit_ok")
         issue = Signal(name="x_issue")
@@ -126,8 +133,6 @@ class ExecuteEngine(ConfigComponent):
         k_last_r = Signal(name="x_k_last_r")          # x_k == x_left (the step is a token's last)
         tleft_zero = Signal(name="x_tokens_left_zero")  # x_tokens_left == 0
         credit_free = Signal(init=1, name="x_credit_free")  # out_reserved < out_depth
-        x_fill = Signal(range(cfg.wgt_depth + 1), name="x_bank_fill")
-        x_owned = Signal(name="x_bank_owned")
         m.d.comb += [
             self.act.ready.eq(cur_valid & ~cur_mm),
             act_xfer.eq(self.act.valid & self.act.ready),
@@ -136,9 +141,6 @@ class ExecuteEngine(ConfigComponent):
             self.act_w.addr.eq(cur_addr),
             self.act_w.data.eq(self.act.payload),
 
-            x_fill.eq(Mux(x_bank, self.bank1_fill, self.bank0_fill)),
-            x_owned.eq(Mux(x_bank, self.bank_owned[1], self.bank_owned[0])),
-            word_ok.eq(x_owned & (cur_k < x_fill)),
             k_last.eq(k_last_r),
             credit_ok.eq(~k_last | credit_free),
             issue.eq(cur_valid & cur_mm & word_ok & credit_ok),
@@ -175,6 +177,22 @@ class ExecuteEngine(ConfigComponent):
             ]
         with m.Elif(finish):
             m.d.sync += cur_valid.eq(0)
+
+        # x_word_ok = bank_owned[x_bank] & (x_k < fill of x_bank) in every cycle: loaded with that
+        # function of the next state, chosen by the issue decision among its four next values of
+        # (x_bank, x_k) (the release of a bank only comes with the switch to the other one, so the
+        # bank read is owned in the next cycle iff it is owned now or its word 0 is written now)
+        owned_next = self.bank_owned | self.bank_set
+        fill_next = (self.bank0_fill_next, self.bank1_fill_next)
+
+        def word_ok_next(bank, k):
+            return Mux(bank, owned_next[1] & (k < fill_next[1]), owned_next[0] & (k < fill_next[0]))
+
+        m.d.sync += word_ok.eq(
+            Mux(issue,
+                Mux(k_last, Mux(tleft_zero, word_ok_next(~x_bank, 0), word_ok_next(x_bank, 0)),
+                    word_ok_next(x_bank, cur_k + 1)),
+                word_ok_next(x_bank, cur_k)))
 
         # output credits: reserved by the issue of a token's last k, returned by an `out` transfer
         take = Signal(name="credit_take")

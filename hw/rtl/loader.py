@@ -31,7 +31,8 @@ class WeightLoader(ConfigComponent):
     load_q : In(stream.Signature(load_entry_layout(config)))
         The loader queue's head; taken when the loader has no MATMUL or writes its last word.
     words : In(stream.Signature(weight_word_layout(config)))
-        Decoded weight words; ``words.ready = ld_valid & (ld_count != 0 | ~owned[ld_bank])``.
+        Decoded weight words; ``words.ready = ld_valid & (ld_count != 0 | ~owned[ld_bank])``, from
+        a register (``ld_ready``, loaded with that function of the next state: no cycle changes).
     wgt_w : In(WritePort.Signature(addr_width=log2(wgt_depth) + 1, shape=weight_word_layout))
         The weight buffer's write port, driven in the cycle of the ``words`` transfer; address
         ``ld_bank * wgt_depth + ld_count``.
@@ -46,9 +47,13 @@ class WeightLoader(ConfigComponent):
         execute engine has not finished. Set by the write of word 0, cleared by ``bank_release``.
     bank0_fill, bank1_fill : Out(range(wgt_depth + 1))
         Words written into each bank for its current MATMUL (registers).
+    bank_set : Out(2); bank0_fill_next, bank1_fill_next : Out(range(wgt_depth + 1))
+        The scoreboard's next state, for registers of the execute engine that hold functions of it:
+        bit ``b`` of ``bank_set``, word 0 of bank ``b`` is written in this cycle (``bank_owned[b]``
+        is set at its end); ``bank<b>_fill_next``, the value of ``bank<b>_fill`` in the next cycle.
 
     Internal signals: ``ld_valid``, ``ld_bank``, ``ld_count`` (words written for the current
-    MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_write``, ``ld_done``, ``ld_bank_owned``.
+    MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_write``, ``ld_done``, ``ld_ready``, ``ld_owned_next``.
     """
 
     def __init__(self, config: TernConfig):
@@ -62,6 +67,9 @@ class WeightLoader(ConfigComponent):
             "bank_owned": Out(2),
             "bank0_fill": Out(range(config.wgt_depth + 1)),
             "bank1_fill": Out(range(config.wgt_depth + 1)),
+            "bank_set": Out(2),
+            "bank0_fill_next": Out(range(config.wgt_depth + 1)),
+            "bank1_fill_next": Out(range(config.wgt_depth + 1)),
         })
 
     def elaborate(self, platform):
@@ -74,13 +82,15 @@ class WeightLoader(ConfigComponent):
         ld_bank = Signal(name="ld_bank")
         ld_count = Signal(KW, name="ld_count")
         ld_last = Signal(KW, name="ld_klast")
-        ld_bank_owned = Signal(name="ld_bank_owned")
-        m.d.comb += ld_bank_owned.eq(Mux(ld_bank, owned[1], owned[0]))
         ld_write = Signal(name="ld_write")
         ld_done = Signal(name="ld_done")
         pop = Signal(name="ld_pop")
+        # ``ld_ready`` (a register) = ld_valid & (ld_count != 0 | ~owned[ld_bank]) in every cycle: it
+        # is loaded with that function of the registers' next values, so that ``words.ready`` (and
+        # the decoder's ``beats.ready`` behind it) comes from a flip-flop, not from the scoreboard
+        ld_ready = Signal(name="ld_ready")
         m.d.comb += [
-            self.words.ready.eq(ld_valid & ((ld_count != 0) | ~ld_bank_owned)),
+            self.words.ready.eq(ld_ready),
             ld_write.eq(self.words.valid & self.words.ready),
             ld_done.eq(ld_write & (ld_count == ld_last)),
             self.wgt_w.en.eq(ld_write),
@@ -92,10 +102,10 @@ class WeightLoader(ConfigComponent):
         ]
         with m.If(ld_write):
             m.d.sync += ld_count.eq(Mux(ld_done, 0, ld_count + 1))
-            with m.If(ld_bank):
-                m.d.sync += fill1.eq(ld_count + 1)
-            with m.Else():
-                m.d.sync += fill0.eq(ld_count + 1)
+        for bank, fill, fill_next in ((0, fill0, self.bank0_fill_next),
+                                      (1, fill1, self.bank1_fill_next)):
+            m.d.comb += fill_next.eq(Mux(ld_write & (ld_bank == bank), ld_count + 1, fill))
+            m.d.sync += fill.eq(fill_next)
         with m.If(ld_done):
             m.d.sync += ld_bank.eq(~ld_bank)
         with m.If(pop):
@@ -104,9 +114,18 @@ class WeightLoader(ConfigComponent):
             m.d.sync += ld_valid.eq(0)
 
         # bank ownership: set by the loader's write of word 0, cleared by the last issue
+        owned_next = Signal(2, name="ld_owned_next")
         for bank in (0, 1):
-            with m.If(ld_write & (ld_count == 0) & (ld_bank == bank)):
-                m.d.sync += owned[bank].eq(1)
-            with m.Elif(self.bank_release[bank]):
-                m.d.sync += owned[bank].eq(0)
+            m.d.comb += [
+                self.bank_set[bank].eq(ld_write & (ld_count == 0) & (ld_bank == bank)),
+                owned_next[bank].eq(self.bank_set[bank] | (owned[bank] & ~self.bank_release[bank])),
+            ]
+        m.d.sync += owned.eq(owned_next)
+
+        # next values of ld_valid, ld_count != 0 and ld_bank (the updates above, restated)
+        valid_next = pop | (ld_valid & ~ld_done)
+        count_nz_next = Mux(ld_write, ~ld_done, ld_count != 0)  # ld_count + 1 <= k_last: never 0
+        bank_next = ld_bank ^ ld_done
+        m.d.sync += ld_ready.eq(valid_next & (count_nz_next | ~Mux(bank_next, owned_next[1],
+                                                                   owned_next[0])))
         return m

@@ -23,7 +23,7 @@ class PEArray(ConfigComponent):
     config : TernConfig
         Uses ``rows`` (R), ``lanes`` (L), ``acc_width`` (A), ``tree_reg_every`` and ``dot_variant``
         (the dot units' micro-architecture; with ``carry`` each accumulator's adder takes the dot
-        unit's left-over carry as its carry-in: ``acc = (first ? 0 : acc) + d + carry``).
+        unit's left-over carry as its carry-in: ``acc + d + carry``).
 
     Ports (``sync`` domain; no stall, no handshake)
     ------------------------------------------------
@@ -43,8 +43,8 @@ class PEArray(ConfigComponent):
         High for exactly one cycle, :attr:`latency` (``config.pe_latency``) cycles after a step
         with ``valid & last``.
     result : Out(ArrayLayout(signed(A), R))
-        The finished accumulators while ``result_valid`` is high (otherwise the running
-        accumulators; do not use). ``result[r] = sum over the accumulation's steps of d_r``, wrapped
+        The finished accumulations while ``result_valid`` is high (otherwise the previous ones, or
+        with ``dot_latency = 0`` the running accumulators; do not use). ``result[r] = sum over the accumulation's steps of d_r``, wrapped
         to ``A`` bits two's complement, where ``d_r = sum_l t[r][l] * act[l]``.
 
     Timing: the step presented in cycle ``c`` reaches the accumulator stage in cycle
@@ -53,8 +53,16 @@ class PEArray(ConfigComponent):
     registered outputs visible in cycle ``c + config.pe_latency`` (``dot_latency + 1``). Elaboration
     checks that the register stages it builds add up to ``config.pe_latency``.
 
+    Accumulators: with ``dot_latency >= 1`` a step's ``first`` is seen one stage before the
+    accumulator stage, where it clears the accumulator with the flip-flops' synchronous reset (the
+    accumulator then adds ``d`` onto 0: one adder per bit, no multiplexer in front of it); a step
+    with ``last`` loads its sum into the result register ``res_r{r}`` (so the clear of the next
+    accumulation may come in the same cycle). With ``dot_latency = 0`` the accumulator is
+    ``(first ? 0 : acc) + d`` and is the result.
+
     Internal signals: ``dot{r}_*`` (the dot units), ``d_r{r}`` (row r's dot product at the
-    accumulator stage), ``acc_r{r}`` (row r's accumulator register), ``valid_p{i}/first_p{i}/
+    accumulator stage), ``acc_r{r}`` (row r's accumulator register), ``acc_sum_r{r}`` (``acc_r + d_r``),
+    ``res_r{r}`` (row r's result register), ``valid_p{i}/first_p{i}/
     last_p{i}`` (the flag delay line, stage ``i``), ``acc_valid/acc_first/acc_last`` (the flags at the
     accumulator stage).
     """
@@ -70,6 +78,9 @@ class PEArray(ConfigComponent):
             "result_valid": Out(1),
             "result": Out(ArrayLayout(signed(A), R)),
         })
+        #: The accumulator registers ``acc_r{r}``, one per row: internal (not ports), named here so
+        #: that the formal proof can state its invariant over them (``hw.verify.formal``).
+        self.acc_regs = [Signal(signed(A), name=f"acc_r{r}") for r in range(R)]
 
     @property
     def latency(self) -> int:
@@ -83,8 +94,10 @@ class PEArray(ConfigComponent):
 
         # Flag delay line matching the dot units' pipeline (each dot unit checks its own stages).
         valid, first, last = self.valid, self.first, self.last
+        pre_valid = pre_first = None
         stages = 0
         for i in range(cfg.dot_latency):
+            pre_valid, pre_first = valid, first
             stages += 1
             v = Signal(name=f"valid_p{i}")
             f = Signal(name=f"first_p{i}")
@@ -110,19 +123,22 @@ class PEArray(ConfigComponent):
             self.check_built("dot_latency", dot.latency)
             m.d.comb += [dot.act.eq(self.act), dot.codes.eq(self.codes[r])]
             d = Signal(signed(A), name=f"d_r{r}")          # sign-extended dot product
-            acc = Signal(signed(A), name=f"acc_r{r}")
+            acc = self.acc_regs[r]
             m.d.comb += d.eq(dot.sum)
-            if split:
-                # one adder: (first ? 0 : acc) + d + carry, truncated to A bits (wraps)
-                kept = Signal(signed(A), name=f"acc_kept_r{r}")
-                m.d.comb += kept.eq(Mux(acc_first, 0, acc))
+            carry = dot.carry if split else 0
+            if pre_valid is None:
                 with m.If(acc_valid):
-                    m.d.sync += acc.eq(kept + d + dot.carry)
+                    m.d.sync += acc.eq(Mux(acc_first, 0, acc) + d + carry)
+                m.d.comb += self.result[r].eq(acc)
             else:
-                with m.If(acc_valid):
-                    with m.If(acc_first):
-                        m.d.sync += acc.eq(d)
-                    with m.Else():
-                        m.d.sync += acc.eq(acc + d)           # truncated to A bits: wraps
-            m.d.comb += self.result[r].eq(acc)
+                total = Signal(signed(A), name=f"acc_sum_r{r}")
+                res = Signal(signed(A), name=f"res_r{r}")
+                m.d.comb += total.eq(acc + d + carry)
+                with m.If(acc_valid & acc_last):
+                    m.d.sync += res.eq(total)
+                with m.If(pre_valid & pre_first):
+                    m.d.sync += acc.eq(0)
+                with m.Elif(acc_valid):
+                    m.d.sync += acc.eq(total)
+                m.d.comb += self.result[r].eq(res)
         return m

@@ -140,10 +140,12 @@ def _pe_harness(config: TernConfig) -> Module:
     with m.If(v):
         m.d.sync += acc.eq(Mux(f, d, acc + d))      # wraps at acc_width bits
     # every cycle from reset on (every register, the specification's included, starts at its reset
-    # value): result_valid as specified, and the running accumulator (``result`` outside
-    # result_valid) equal to the specification's: the inductive invariant; at result_valid it is
-    # the result
-    m.d.comb += [Assert(dut.result_valid == res_valid), Assert(dut.result[0] == acc)]
+    # value): result_valid as specified, and at result_valid the result equal to the specification's
+    m.d.comb += [Assert(dut.result_valid == res_valid), Assert(~res_valid | (dut.result[0] == acc))]
+    # the inductive invariant over the accumulator register: with ``dot_latency = 0`` it is the
+    # result and the running sum; otherwise it is cleared one cycle before a first step reaches it
+    # (so it reads 0 while that step is at its stage: v & f) and is the running sum at other times
+    m.d.comb += Assert(dut.acc_regs[0] == (acc if config.dot_latency == 0 else Mux(v & f, 0, acc)))
     return m
 
 
