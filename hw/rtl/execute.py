@@ -73,7 +73,9 @@ class ExecuteEngine(ConfigComponent):
     current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
     ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``, and the
     registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
-    ``x_credit_free`` (``out_reserved < out_depth``) and ``x_word_ok`` (``bank_owned[x_bank] &
+    ``x_credit_free`` (``out_reserved < out_depth``), ``x_act_mode`` (``x_valid & ~x_matmul``),
+    ``x_mm_mode`` (``x_valid & x_matmul``), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
+    (``x_k_last_r & x_tokens_left_zero``) and ``x_word_ok`` (``bank_owned[x_bank] &
     (x_k < bank<x_bank>_fill)``).
     """
 
@@ -133,18 +135,24 @@ class ExecuteEngine(ConfigComponent):
         k_last_r = Signal(name="x_k_last_r")          # x_k == x_left (the step is a token's last)
         tleft_zero = Signal(name="x_tokens_left_zero")  # x_tokens_left == 0
         credit_free = Signal(init=1, name="x_credit_free")  # out_reserved < out_depth
+        # registered conditions, kept equal to their definitions by the updates below (so that the
+        # issue, finish and pop decisions are a few gates over flip-flops)
+        act_mode = Signal(name="x_act_mode")          # x_valid & ~x_matmul (a LOAD_ACT is executing)
+        mm_mode = Signal(name="x_mm_mode")            # x_valid & x_matmul
+        left_zero = Signal(name="x_left_zero")        # x_left == 0
+        step_last = Signal(name="x_step_last")        # x_k_last_r & x_tokens_left_zero
         m.d.comb += [
-            self.act.ready.eq(cur_valid & ~cur_mm),
+            self.act.ready.eq(act_mode),
             act_xfer.eq(self.act.valid & self.act.ready),
-            load_last.eq(cur_left == 0),
+            load_last.eq(left_zero),
             self.act_w.en.eq(act_xfer),
             self.act_w.addr.eq(cur_addr),
             self.act_w.data.eq(self.act.payload),
 
             k_last.eq(k_last_r),
             credit_ok.eq(~k_last | credit_free),
-            issue.eq(cur_valid & cur_mm & word_ok & credit_ok),
-            mm_last.eq(issue & k_last & tleft_zero),
+            issue.eq(mm_mode & word_ok & credit_ok),
+            mm_last.eq(mm_mode & word_ok & credit_free & step_last),    # issue & k_last & tleft_zero
             finish.eq((act_xfer & load_last) | mm_last),
             self.bank_release.eq(Mux(mm_last, Mux(x_bank, 0b10, 0b01), 0)),
 
@@ -156,27 +164,35 @@ class ExecuteEngine(ConfigComponent):
             pop.eq(self.exec_q.valid & self.exec_q.ready),
         ]
         with m.If(act_xfer):
-            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_left.eq(cur_left - 1)]
+            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_left.eq(cur_left - 1),
+                         left_zero.eq(cur_left == 1)]
         with m.If(issue):
+            k_last_next = Mux(k_last, cur_left[:KW] == 0, cur_k + 1 == cur_left[:KW])
+            tleft_zero_next = Mux(k_last, cur_tleft == 1, tleft_zero)
             m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last, 0, cur_k + 1)),
-                         k_last_r.eq(Mux(k_last, cur_left[:KW] == 0, cur_k + 1 == cur_left[:KW]))]
+                         k_last_r.eq(k_last_next), tleft_zero.eq(tleft_zero_next),
+                         step_last.eq(k_last_next & tleft_zero_next)]
             with m.If(k_last):
-                m.d.sync += [cur_tleft.eq(cur_tleft - 1), tleft_zero.eq(cur_tleft == 1)]
+                m.d.sync += cur_tleft.eq(cur_tleft - 1)
         with m.If(mm_last):
             m.d.sync += x_bank.eq(~x_bank)
         with m.If(pop):
             m.d.sync += [
                 cur_valid.eq(1),
                 cur_mm.eq(entry.mm),
+                act_mode.eq(~entry.mm),
+                mm_mode.eq(entry.mm),
                 cur_addr.eq(entry.addr),
                 cur_left.eq(entry.n_m1),
+                left_zero.eq(entry.n_m1 == 0),
                 cur_k.eq(0),
                 cur_tleft.eq(entry.t_m1),
                 k_last_r.eq(entry.n_m1[:KW] == 0),
                 tleft_zero.eq(entry.t_m1 == 0),
+                step_last.eq((entry.n_m1[:KW] == 0) & (entry.t_m1 == 0)),
             ]
         with m.Elif(finish):
-            m.d.sync += cur_valid.eq(0)
+            m.d.sync += [cur_valid.eq(0), act_mode.eq(0), mm_mode.eq(0)]
 
         # x_word_ok = bank_owned[x_bank] & (x_k < fill of x_bank) in every cycle: loaded with that
         # function of the next state, chosen by the issue decision among its four next values of
@@ -214,9 +230,9 @@ class ExecuteEngine(ConfigComponent):
             self.engine_idle.eq(~cur_valid & (reserved == 0)),
             ev.busy.eq(issue),
             ev.act_beats.eq(act_xfer),
-            ev.stall_weight.eq(cur_valid & cur_mm & ~word_ok),
-            ev.stall_act.eq(cur_valid & ~cur_mm & ~self.act.valid),
-            ev.stall_out.eq(cur_valid & cur_mm & word_ok & ~credit_ok),
+            ev.stall_weight.eq(mm_mode & ~word_ok),
+            ev.stall_act.eq(act_mode & ~self.act.valid),
+            ev.stall_out.eq(mm_mode & word_ok & ~credit_ok),
             ev.idle.eq(~cur_valid),
         ]
         return m
