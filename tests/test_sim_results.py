@@ -143,12 +143,13 @@ def test_invalid_byte_test_is_the_validity_table(fmt):
 
 
 def test_int8_product_path_bit_exact(monkeypatch):
-    """Every product through torch._int_mm (the threshold set to 0): bit-exact against the int64
-    reference, accumulator wrap and K not a multiple of lanes included, with the cache of decoded
+    """Every product through torch._int_mm (the thresholds set to 0 MACs and any tokens): bit-exact
+    against the int64 reference, accumulator wrap and K not a multiple of lanes included, with the cache of decoded
     weights off and on."""
     from hw.sim import results
 
     monkeypatch.setattr(results, "INT_MM_MIN_MACS", 0)
+    monkeypatch.setattr(results, "INT_MM_MAX_TOKENS", 1 << 30)
     for seed in range(4):
         monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0 if seed % 2 else 1 << 20))
         rng = np.random.default_rng(seed)
@@ -189,3 +190,67 @@ def test_negative_count_is_the_sign_count():
         w = rng.integers(-128, 128, (n,), dtype=np.int8)
         assert _negatives(w) == int(np.count_nonzero(w < 0)), n
         assert _negatives(w.reshape(1, n)) == _negatives(w)
+
+
+def test_many_token_products_take_float_blas(monkeypatch):
+    """torch._int_mm only for products of at most INT_MM_MAX_TOKENS tokens (beyond them float32
+    BLAS); both paths bit-exact against the int64 reference."""
+    import torch
+
+    from hw.sim import results
+
+    calls = []
+    int_mm = torch._int_mm
+    monkeypatch.setattr(torch, "_int_mm", lambda a, b: calls.append(a.shape[0]) or int_mm(a, b))
+    monkeypatch.setattr(results, "INT_MM_MIN_MACS", 0)
+    monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0))
+    cfg = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=256, wgt_depth=64, out_depth=8)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-1, 2, (8, 64))
+    for T, via_int_mm in ((1, True), (results.INT_MM_MAX_TOKENS, True), (results.INT_MM_MAX_TOKENS + 1, False),
+                          (16, False)):
+        calls.clear()
+        q = rng.integers(-128, 128, (T, 64))
+        r = simulate(cfg, linear_program(cfg, q, w))
+        assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, 8), reference_matmul(q, w)), T
+        assert bool(calls) == via_int_mm and all(t <= results.INT_MM_MAX_TOKENS for t in calls), (T, calls)
+
+
+
+
+@pytest.mark.parametrize("K", [64, 2048])
+@pytest.mark.parametrize("budget, defer", [(1 << 20, 512 << 20), (1 << 20, 0), (0, 512 << 20)])
+def test_token_groups_on_the_same_weights_share_one_product(monkeypatch, budget, defer, K):
+    """A prefill call of 40 tokens whose activations take several LOAD_ACTs (K=64: 16 tokens fill the
+    buffer, three token groups; K=2048: two K chunks of one token a group) streams the same weights
+    for each token group: with the decoded weights kept, one product of all 40 rows per weight
+    matrix (per chunk); without them, one per group. Results equal the int64 reference, on a fresh
+    run and on the known program's replay, also with no room to hold products back
+    (``DEFER_MAX_BYTES`` 0: a new matrix first computes the ones held)."""
+    from hw.sim import machine, results
+    from sw.driver.compiler import compile_linear
+
+    monkeypatch.setattr(results, "DECODED", results.DecodedWeights(budget))
+    monkeypatch.setattr(results, "DEFER_MAX_BYTES", defer)
+    monkeypatch.setattr(machine, "TIMINGS", machine.TimingCache())
+    rows = []
+    product = results._product
+    monkeypatch.setattr(results, "_product", lambda x, w: rows.append(x.shape[0]) or product(x, w))
+    cfg = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=64, wgt_depth=64, out_depth=8)
+    rng = np.random.default_rng(11)
+    T, N = 40, 8
+    w = rng.integers(-1, 2, (N, K))
+    comp = compile_linear(cfg, w)
+    for _ in range(2):                       # a fresh run, then the known program's replay
+        rows.clear()
+        q = rng.integers(-128, 128, (T, K))
+        prog = comp.program(q)
+        assert len(prog.segments) == {64: 3, 2048: 80}[K] and len(comp.chunks) == {64: 1, 2048: 2}[K]
+        r = simulate(cfg, words=prog.words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
+        assert r.error == 0
+        assert np.array_equal(comp.assemble(prog, r.outputs), reference_matmul(q, w))
+        assert sum(rows) == T * len(comp.chunks)
+        if not budget:
+            assert len(rows) == len(prog.segments)
+        elif defer:
+            assert rows == [T] * len(comp.chunks)

@@ -159,6 +159,9 @@ class _NoValues:
     def matmul(self, addr, k_words, tokens, first_word, first_result) -> None:
         self.tokens += tokens
 
+    def finish(self) -> None:
+        pass
+
 
 def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, words=None,
              act_beats=None, wgt_beats=None, values: bool = True) -> RunResult:
@@ -216,6 +219,7 @@ def simulate(config: TernConfig, program=None, timing: Timing | None = None, *, 
                 execute.matmul(popped, a, b, c, writes, first_word)
     if datapath.pending:
         datapath.flush()
+    datapath.finish()
 
     if len(st.words):
         cycles = max(dispatch.d_retire + 1, (x_finish[-1] + 1) if x_finish else 0, output.last + 1)

@@ -7,9 +7,13 @@ Per MATMUL, one matrix product of the activation words and the decoded weight wo
 format, :data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder), into an int8 matrix:
 when every byte's codes lie in one row the table is read as one machine word per byte (four int8
 weights in a uint32 for ``2bit``), a single gather. The product is exact by construction: an int8 x
-int8 product with int32 sums (``torch._int_mm``) where ``128 * K < 2**31`` and the product is large,
-float32 BLAS where ``128 * K < 2**24``, float64 otherwise. Consecutive MATMULs over the same activation
-words share one product.
+int8 product with int32 sums (``torch._int_mm``) where ``128 * K < 2**31``, the product is large and
+it has at most :data:`INT_MM_MAX_TOKENS` tokens (without int8 dot-product instructions torch runs it
+token by token: its time grows with the tokens, float32 BLAS's hardly does), float32 BLAS where
+``128 * K < 2**24``, float64 otherwise. Consecutive MATMULs over the same activation words share one
+product, and so do the groups of a run over the same decoded weights (kept in :data:`DECODED`): their
+activation rows are stacked into one product at the end of the run (:meth:`Datapath.finish`), as the
+token groups of a prefill call stream the same weights again.
 
 Decoded weights are kept (:data:`DECODED`, least recently used first out beyond its byte budget) for
 the next run that streams the same weight words, as generation does on the same compiled weights: a
@@ -33,6 +37,13 @@ __all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_by
 #: Products of at least this many multiply-adds go through ``torch._int_mm`` (below it numpy's float
 #: BLAS is quicker than a torch call).
 INT_MM_MIN_MACS = 1 << 18
+#: ... and at most this many tokens: beyond it float32 BLAS, the weights converted, is quicker (on an
+#: AVX2 machine without VNNI, a 6912 x 2560 product: ``_int_mm`` 13 ms at T=1, 54 ms at T=4, 1.9 s at
+#: T=128; float32 with the conversion 29 ms, 94 ms, 149 ms).
+INT_MM_MAX_TOKENS = 2
+#: Bytes of decoded weight matrices a run holds for :meth:`Datapath.finish` before it computes their
+#: products at once.
+DEFER_MAX_BYTES = 512 << 20
 
 _WORD_TABLES: dict = {}
 
@@ -163,12 +174,15 @@ class DecodedWeights(ByteBudgetLRU):
         self.misses += 1
         return None
 
-    def put(self, key: tuple, raw: np.ndarray, w: np.ndarray, invalid, nz: int, neg: int):
+    def put(self, key: tuple, raw: np.ndarray, w: np.ndarray, invalid, nz: int, neg: int) -> bool:
+        """Keep the decoded matrix ``w`` of ``raw``; whether it is kept (not larger than the whole
+        budget)."""
         size = w.nbytes + 2 * raw.nbytes + sum(len(k) for k in key[-2:])
         if size > self.max_bytes:
-            return
+            return False
         w.flags.writeable = False
         self._store(key, (np.ascontiguousarray(raw).copy(), w, invalid, nz, neg, size), size)
+        return True
 
 
 #: The decoded weights kept by :func:`hw.sim.simulate` (one per process).
@@ -192,6 +206,9 @@ class Datapath:
         self.log: list = []
         self.tokens = self.nonzero_terms = self.negated_terms = 0
         self.invalid = False
+        #: products held for :meth:`finish`: id(w) -> (w, [(x, first result, tokens, G), ...])
+        self.deferred: dict = {}
+        self.deferred_bytes = 0
 
     @property
     def weight_error(self) -> bool:
@@ -214,7 +231,7 @@ class Datapath:
         self.pending.append(job)
 
     def flush(self) -> None:
-        """Compute the results of the pending MATMULs."""
+        """Compute the results of the pending MATMULs (some products held for :meth:`finish`)."""
         _compute_results(self, self.pending)
         self.pending.clear()
 
@@ -229,6 +246,22 @@ class Datapath:
                 buf[addr:addr + count] = beats[first:first + count]
             else:
                 _compute_group(self, *op)
+        self.finish()
+
+    def finish(self) -> None:
+        """Compute the products held back (:func:`_compute_group`): one product per weight matrix,
+        its activation rows stacked (the token groups of a prefill call stream the same weights)."""
+        R, acc_width = self.config.rows, self.config.acc_width
+        for w, parts in self.deferred.values():
+            x = parts[0][0] if len(parts) == 1 else np.concatenate([p[0] for p in parts])
+            d = wrap_signed(_product(x, w), acc_width)
+            r = 0
+            for _, n0, T, G in parts:
+                # MATMUL gi of the group wrote results n0 + gi * T ..
+                self.outputs[n0:n0 + G * T] = d[r:r + T].reshape(T, G, R).transpose(1, 0, 2).reshape(G * T, R)
+                r += T
+        self.deferred.clear()
+        self.deferred_bytes = 0
 
 
 def plan(log: list) -> list:
@@ -259,16 +292,16 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
         payload = R * row_bytes        # bytes of a word that carry weights (the rest: padding)
         b = raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3)
         if words is not None:
-            w = np.take(words, b).view(np.int8).reshape(G * R, K)
+            w = words[b].view(np.int8).reshape(G * R, K)     # indexing: twice np.take's speed here
         else:
-            w = np.take(table, b, axis=0).reshape(G * R, K)
+            w = table[b].reshape(G * R, K)
     else:
-        w = np.take(table, raw, axis=0).reshape(G * kw, -1)[:, :R * L]
+        w = table[raw].reshape(G * kw, -1)[:, :R * L]
         w = w.reshape(G, kw, R, L).transpose(0, 2, 1, 3).reshape(G * R, K)
     return w, invalid_bytes(fmt, raw), int(np.count_nonzero(w)), _negatives(w)
 
 
-_SIGNS = np.uint64(0x0101010101010101)
+_SIGNS = np.uint64(0x8080808080808080)
 
 
 def _negatives(w: np.ndarray) -> int:
@@ -277,13 +310,13 @@ def _negatives(w: np.ndarray) -> int:
     flat = w.reshape(-1)
     if flat.size % 8 or not flat.flags.c_contiguous:
         return int(np.count_nonzero(flat < 0))
-    return int(np.bitwise_count((flat.view(np.uint64) >> np.uint64(7)) & _SIGNS).sum(dtype=np.int64))
+    return int(np.bitwise_count(flat.view(np.uint64) & _SIGNS).sum(dtype=np.int64))
 
 
 def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64."""
     T, K = x.shape
-    if 128 * K < (1 << 31) and T * w.size >= INT_MM_MIN_MACS:
+    if 128 * K < (1 << 31) and T <= INT_MM_MAX_TOKENS and T * w.size >= INT_MM_MIN_MACS:
         import torch
         with warnings.catch_warnings():          # the cached matrices are read-only; torch only reads
             warnings.simplefilter("ignore", UserWarning)
@@ -320,13 +353,26 @@ def _compute_group(dp: Datapath, addr: int, kw: int, T: int, g0: int, n0: int, G
     hit = DECODED.get(key, raw)
     if hit is not None:
         w, invalid, nz, neg = hit
+        kept = True
     else:
         w, invalid, nz, neg = _decode(cfg, raw, G, kw, K, L // tpb if L % tpb == 0 else None)
-        DECODED.put(key, raw, w, invalid, nz, neg)
+        kept = DECODED.put(key, raw, w, invalid, nz, neg)
     dp.invalid = dp.invalid or bool(invalid)
-    d = wrap_signed(_product(x, w), cfg.acc_width).reshape(T, G, R)
-    # MATMUL gi of the group wrote results n0 + gi * T ..
-    dp.outputs[n0:n0 + G * T] = d.transpose(1, 0, 2).reshape(G * T, R)
+    if kept:
+        # the matrix stays in DECODED: its product waits for :meth:`Datapath.finish`, which stacks
+        # the activations of every group of the run that uses it (the entry holds ``w``, so its id
+        # is not reused while it waits)
+        entry = dp.deferred.get(id(w))
+        if entry is None:
+            if dp.deferred_bytes + w.nbytes > DEFER_MAX_BYTES:
+                dp.finish()
+            entry = dp.deferred[id(w)] = (w, [])
+            dp.deferred_bytes += w.nbytes
+        entry[1].append((x.copy(), n0, T, G))
+    else:
+        d = wrap_signed(_product(x, w), cfg.acc_width).reshape(T, G, R)
+        # MATMUL gi of the group wrote results n0 + gi * T ..
+        dp.outputs[n0:n0 + G * T] = d.transpose(1, 0, 2).reshape(G * T, R)
     dp.tokens += T * G
     dp.nonzero_terms += T * nz
     dp.negated_terms += T * neg
