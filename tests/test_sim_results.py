@@ -254,3 +254,42 @@ def test_token_groups_on_the_same_weights_share_one_product(monkeypatch, budget,
             assert len(rows) == len(prog.segments)
         elif defer:
             assert rows == [T] * len(comp.chunks)
+
+
+@pytest.mark.parametrize("fmt", ["2bit", "base3"])
+def test_pair_table_is_two_byte_table_entries(fmt):
+    """hw.sim.results._pair_table: for every pair of byte values, the weights of the first byte then
+    the second's (BYTE_WEIGHTS), or None where a byte's weights are not a 1-, 2- or 4-byte word."""
+    from hw.formats import BYTE_WEIGHTS
+    from hw.sim.results import _pair_table
+
+    table = _pair_table(fmt)
+    n = BYTE_WEIGHTS[fmt].shape[1]
+    if n not in (1, 2, 4):
+        assert table is None
+        return
+    v = np.arange(1 << 16)
+    got = np.ascontiguousarray(table).view(np.int8).reshape(1 << 16, 2 * n)
+    want = np.concatenate([BYTE_WEIGHTS[fmt][v & 0xFF], BYTE_WEIGHTS[fmt][v >> 8]], axis=1)
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("rows, lanes", [(4, 16), (2, 8), (3, 4), (2, 12)])
+def test_decode_is_the_byte_table(rows, lanes):
+    """hw.sim.results._decode of random bytes (invalid ones too) against BYTE_WEIGHTS read byte by
+    byte and laid out as (rows of every word, K): two bytes per lookup (row bytes even) and one."""
+    from hw.formats import BYTE_WEIGHTS
+    from hw.sim.results import _decode, _negatives
+
+    cfg = TernConfig(rows=rows, lanes=lanes, bus_bytes=2, act_depth=64, wgt_depth=8)
+    rb = lanes // cfg.trits_per_byte
+    bpw, B = cfg.beats_per_word, cfg.bus_bytes
+    G, kw = 3, 5
+    raw = np.random.default_rng(rows * lanes).integers(0, 256, (G * kw, bpw * B), dtype=np.uint8)
+    w, invalid, nz, neg = _decode(cfg, raw, G, kw, kw * lanes, rb)
+    dec = BYTE_WEIGHTS["2bit"][raw[:, :rows * rb]].reshape(G, kw, rows, lanes)
+    want = dec.transpose(0, 2, 1, 3).reshape(G * rows, kw * lanes)
+    assert np.array_equal(w, want)
+    assert invalid == (not BYTE_VALID["2bit"][raw].all())
+    assert nz == np.count_nonzero(want) and neg == int(np.count_nonzero(want < 0))
+    assert _negatives(want) == neg

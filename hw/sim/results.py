@@ -46,6 +46,7 @@ INT_MM_MAX_TOKENS = 2
 DEFER_MAX_BYTES = 512 << 20
 
 _WORD_TABLES: dict = {}
+_PAIR_TABLES: dict = {}
 
 
 def _byte_table(fmt: str):
@@ -56,6 +57,24 @@ def _byte_table(fmt: str):
         n = w.shape[1]
         _WORD_TABLES[fmt] = w.view(f"<u{n}").reshape(256) if n in (1, 2, 4, 8) else None
     return _WORD_TABLES[fmt]
+
+
+def _pair_table(fmt: str):
+    """``BYTE_WEIGHTS[fmt]`` as one unsigned integer per pair of consecutive bytes (read as one
+    little-endian 16-bit value: the first byte's ``codes_per_byte`` int8 weights, then the second's)
+    when that is a machine word (1, 2 or 4 codes per byte), else None: half the gathers of
+    :func:`_byte_table`."""
+    if fmt not in _PAIR_TABLES:
+        words = _byte_table(fmt)
+        if words is None or words.dtype.itemsize > 4:
+            _PAIR_TABLES[fmt] = None
+        else:
+            n = words.dtype.itemsize
+            wide = words.astype(np.uint64)
+            v = np.arange(1 << 16)
+            pair = wide[v & 0xFF] | (wide[v >> 8] << np.uint64(8 * n))
+            _PAIR_TABLES[fmt] = pair.astype(f"<u{2 * n}")
+    return _PAIR_TABLES[fmt]
 
 
 def _invalid_test(fmt: str):
@@ -290,8 +309,13 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
     words = _byte_table(fmt)
     if row_bytes is not None:
         payload = R * row_bytes        # bytes of a word that carry weights (the rest: padding)
-        b = raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3)
-        if words is not None:
+        # the bytes in matrix order first: the gather then writes its result in that order
+        b = np.ascontiguousarray(raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3))
+        pairs = _pair_table(fmt) if row_bytes % 2 == 0 else None
+        if pairs is not None:
+            # two bytes per lookup (a 64 Ki-entry table): a third of one byte per lookup's time
+            w = pairs[b.view("<u2")].view(np.int8).reshape(G * R, K)
+        elif words is not None:
             w = words[b].view(np.int8).reshape(G * R, K)     # indexing: twice np.take's speed here
         else:
             w = table[b].reshape(G * R, K)
