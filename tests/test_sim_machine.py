@@ -187,3 +187,28 @@ def test_timing_cache_keeps_bad_instructions_and_error_bits():
     b = simulate(cfg, words=words, act_beats=prog.act_beats, wgt_beats=prog.wgt_beats)
     assert (a.error, b.error) == (3, 1) and a.cycles == b.cycles
     assert np.array_equal(b.outputs, prog.expected)
+
+
+def test_program_words_are_the_encoder_s():
+    """hw.sim.machine._program_words (the words a Program's run is keyed and dispatched by) equal
+    hw.isa.encode of every instruction, illegal opcodes and the widest fields included."""
+    from hw.isa import FIELD_MAX, Instr, Op, encode
+    from hw.sim.machine import _program_words
+
+    instrs = [Instr(Op.NOP), Instr(Op.SYNC), Instr(Op.LOAD_ACT, 3, 7), Instr(Op.MATMUL, 1, 2, 3),
+              Instr(Op.MATMUL, FIELD_MAX, FIELD_MAX, FIELD_MAX), Instr(15, FIELD_MAX, 0, 1), Instr(4)]
+    words = _program_words(instrs)
+    assert words == [encode(i) for i in instrs]
+    assert all(type(w) is int and 0 <= w < 1 << 64 for w in words)
+
+
+def test_timing_key_follows_the_timing_not_its_object():
+    """The timing part of a TimingCache key is the timing's JSON: equal timings (distinct objects)
+    share it, different ones do not."""
+    from hw.sim.machine import _timing_json
+    from hw.timing import StreamTiming, Timing
+
+    a, b = Timing(wgt=StreamTiming(latency=4)), Timing(wgt=StreamTiming(latency=4))
+    c = Timing(wgt=StreamTiming(latency=5))
+    assert _timing_json(a) == _timing_json(b) == a.to_json() and _timing_json(a) == _timing_json(a)
+    assert _timing_json(c) == c.to_json() != _timing_json(a)

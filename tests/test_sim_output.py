@@ -31,3 +31,26 @@ def test_out_stream_gaps():
     out = OutputFIFO(CFG, Timing(out=StreamTiming(gaps=[0, 5])), 2)
     out.write(np.array([10, 12]))
     assert out.out.t.tolist() == [17, 23]              # the second waits 1 + 5 cycles after the first
+
+
+def test_one_result_at_a_time_is_the_same_recurrence():
+    """write_one (a decode MATMUL's result) against the closed form by hand, with gaps, a bus
+    latency and a withdrawn ``out`` stream: o_n = next_on(max(o_{n-1} + 1 + gap_n, not_before_n,
+    last_issue_n + 7))."""
+    import numpy as np
+    timing = Timing(out=StreamTiming(gaps=[0, 5, 0, 2], latency=3, p_withdraw=0.4), seed=3)
+    issues = [1, 12, 13, 40, 41, 41]
+    one = OutputFIFO(CFG, timing, len(issues))
+    prev, want = -1, []
+    for n, c in enumerate(issues):
+        one.write_one(c)
+        gap = [0, 5, 0, 2][n] if n < 4 else 0
+        t = max(prev + 1 + gap, 3, c + 7)
+        while timing.withdrawn("out", t):
+            t += 1
+        want.append(prev := t)
+        assert one.n == n + 1 and one.last == t
+    assert one.out.t.tolist() == want
+    many = OutputFIFO(CFG, timing, len(issues))
+    many.write(np.array(issues))
+    assert many.out.t.tolist() == want

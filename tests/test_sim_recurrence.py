@@ -1,6 +1,8 @@
 """hw.sim.recurrence: the closed form of ``t_i = max(t_{i-1} + d_i, E_i)`` against the recurrence
 evaluated step by step, and the stream parameters it runs on."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,23 @@ def test_stream_chain_skips_withdrawn_cycles():
     assert got.tolist() == want and st.withdraws
     plain = StreamTimes(Timing(out=StreamTiming(p_stall=0.3), seed=2), "out", 300)
     assert np.array_equal(plain.chain(5, 0, e), chain(5, plain.s, 0, e)) and not plain.withdraws
+
+
+def test_stream_params_are_the_timing_s_and_kept_read_only():
+    """stream_params: d = 1 + gaps, s their prefix sums, not_before the bus bound, as the Timing
+    gives them; kept (the same arrays again) for short streams only, never writable."""
+    from hw.sim import recurrence
+
+    timing = Timing(wgt=StreamTiming(p_stall=0.3, latency=2, rate=Fraction(1, 3)), seed=4)
+    d, s, nb = recurrence.stream_params(timing, "wgt", 50)
+    assert np.array_equal(d, 1 + timing.gaps("wgt", 50)) and np.array_equal(s, prefix_sums(d))
+    assert np.array_equal(nb, timing.not_before("wgt", 50))
+    again = recurrence.stream_params(timing, "wgt", 50)
+    assert all(a is b for a, b in zip(again, (d, s, nb)))
+    assert not any(a.flags.writeable for a in (d, s, nb))
+    other = recurrence.stream_params(Timing(wgt=StreamTiming(p_stall=0.3, latency=2, rate=Fraction(1, 3)),
+                                            seed=5), "wgt", 50)
+    assert not np.array_equal(other[0], d)
+    big = recurrence.PARAMS_MAX_N + 1
+    first = recurrence.stream_params(timing, "act", big)
+    assert recurrence.stream_params(timing, "act", big)[0] is not first[0]

@@ -36,6 +36,7 @@ class ExecuteEngine:
         self.credit_take = np.zeros(n_results, dtype=np.int64)
         self.output, self.counters, self.datapath = output, counters, datapath
         self._beat = 0                  # next activation beat
+        self._steps = np.arange(config.wgt_depth, dtype=np.int64)     # 0 .. k_words-1 of a MATMUL
 
     def pop(self, push: int) -> int:
         """The cycle the instruction pushed in ``push`` is popped (current from the next cycle)."""
@@ -72,17 +73,17 @@ class ExecuteEngine:
         bound = readable.copy()
         bound[0] = max(bound[0], x_pop + 1)
         bound[-1] = max(bound[-1], out.credit_free(n0))
-        kk = np.arange(kw, dtype=np.int64)
+        kk = self._steps[:kw]
         issue = kk + np.maximum.accumulate(bound - kk)
         ready = np.empty(kw, dtype=np.int64)
         ready[0] = x_pop + 1
         ready[1:] = issue[:-1] + 1
-        stall_weight = int(np.maximum(readable - ready, 0).sum())
+        stall_weight = int(np.add.reduce(np.maximum(readable - ready, 0)))
         end = int(issue[-1])
         c.stall_weight += stall_weight
         c.stall_out += end - x_pop - kw - stall_weight
         self.credit_take[n0] = end
-        out.write(self.credit_take[n0:n0 + 1])
+        out.write_one(end)
         # ---- tokens 1..T-1: k_words issues each, the last one waits for an output credit
         #      (in blocks of out_depth tokens, whose credits are all freed by earlier results)
         t = 1

@@ -59,13 +59,15 @@ class WeightLoader:
         ready0 = max(lo, bank_release[m - 2] + 1) if m >= 2 else lo
         b0, b1 = self._beat, self._beat + k_words * bpw
         e = wgt.not_before[b0:b1].copy()
-        # the last beat of word k waits for word k-1's transfer (the decoder holds one word)
-        held = np.full(k_words, lo, dtype=np.int64)
-        held[0] = self._word_ready_prev
-        if k_words > 1:
-            held[1] = ready0
+        # the last beat of word k waits for word k-1's transfer (the decoder holds one word): word
+        # 0's for the previous MATMUL's last word, word 1's for word 0 (ready0), the others' from lo
         last_beat_bound = e[bpw - 1::bpw]
-        np.maximum(last_beat_bound, held, out=last_beat_bound)
+        first = int(last_beat_bound[0])
+        second = int(last_beat_bound[1]) if k_words > 1 else 0
+        np.maximum(last_beat_bound, lo, out=last_beat_bound)
+        last_beat_bound[0] = max(first, self._word_ready_prev)
+        if k_words > 1:
+            last_beat_bound[1] = max(second, ready0)
         # weight stream gate: a beat offered before `lo` is taken only while an earlier MATMUL holds
         # the loader (in the next cycle of an ld_valid interval), else at `lo`
         t_prev = int(wgt.t[b0 - 1]) if b0 else -1
@@ -98,7 +100,8 @@ class WeightLoader:
             # the rest at once: the beats inside the previous MATMUL's interval as offered, the first
             # one offered after it (gate closed) and before `lo` at `lo`, the rest behind it
             t = chain(t_prev, wgt.s, b, e[b - b0:])
-            if t[0] < lo:
+            # (a beat after the previous interval and before lo needs lo > that interval's end + 1)
+            if t[0] < lo and (not m or lo > self.ld_valid_until[-1] + 1):
                 closed = int(np.searchsorted(t, self.ld_valid_until[-1] if m else NEG, side="right"))
                 if closed < len(t) and t[closed] < lo:
                     e_rest = e[b - b0 + closed:].copy()
@@ -110,12 +113,12 @@ class WeightLoader:
         ld = self.decoder_latency
         if ld > bpw and k_words > 1 and np.any(last_beats[1:] < last_beats[:-1] + ld):
             raise SimError("decoder latency > beats per word is not modelled")
-        word_ready = np.full(k_words, lo, dtype=np.int64)
-        word_ready[0] = ready0
-        writes = np.maximum(last_beats + ld, word_ready)
+        # word 0 is written once its bank is free (ready0 >= lo), the others from lo on
+        writes = np.maximum(last_beats + ld, lo)
+        writes[0] = max(int(last_beats[0]) + ld, ready0)
         g = self.n_words
         self.ld_write[g:g + k_words] = writes
-        self._word_ready_prev = int(word_ready[-1])
+        self._word_ready_prev = lo if k_words > 1 else ready0
         self.ld_valid_from.append(lo)
         self.ld_valid_until.append(int(writes[-1]))
         self._beat = b1

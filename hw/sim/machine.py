@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hw.config import TernConfig
+from hw.isa import FIELDS, Op
+from hw.program import Program
 from hw.result import RunResult, Streams, as_streams
 from hw.sim.counters import PerfCounters
 from hw.sim.dispatch import LOAD_ACT, MATMUL, RETIRE, SYNC, Dispatch
@@ -90,8 +92,10 @@ class TimingCache(ByteBudgetLRU):
 
     @staticmethod
     def key(config: TernConfig, timing: Timing, st: Streams) -> tuple:
-        return (config, timing.to_json(), np.asarray(st.words, dtype=np.uint64).tobytes(),
-                len(st.act_beats), len(st.wgt_beats))
+        words = st.words
+        words = (np.asarray(words, dtype=np.uint64).tobytes() if isinstance(words, np.ndarray)
+                 else tuple(words))
+        return (config, _timing_json(timing), words, len(st.act_beats), len(st.wgt_beats))
 
     def get(self, key: tuple) -> Timed | None:
         item = self._lookup(key)
@@ -109,6 +113,31 @@ class TimingCache(ByteBudgetLRU):
 
 #: The run timings kept by :func:`simulate` (one per process).
 TIMINGS = TimingCache()
+
+#: ``Timing.to_json()`` of the timings seen lately, by ``id`` (each entry holds its timing, so the id
+#: is not reused while it is there): a :class:`Timing` and its streams are immutable.
+_TIMING_JSON: dict = {}
+
+
+def _timing_json(timing: Timing) -> str:
+    item = _TIMING_JSON.get(id(timing))
+    if item is None or item[0] is not timing:
+        if len(_TIMING_JSON) >= 64:
+            _TIMING_JSON.clear()
+        item = _TIMING_JSON[id(timing)] = (timing, timing.to_json())
+    return item[1]
+
+
+_FIELD_LSB = {name: lsb for name, lsb, _ in FIELDS}
+
+
+def _program_words(instrs) -> list:
+    """``Program.words`` (:func:`hw.isa.encode` of every instruction), the fields shifted here: Python
+    integers in 0 .. 2**64-1 (an :class:`Instr` checks its fields' ranges)."""
+    so, sa, sb, sc = (_FIELD_LSB[n] for n in ("op", "a", "b", "c"))
+    return [((i.op._value_ if isinstance(i.op, Op) else i.op) << so) | (i.a << sa) | (i.b << sb) | (i.c << sc)
+            for i in instrs]
+
 
 _IDEAL = Timing()
 
@@ -128,8 +157,13 @@ def _streams(config: TernConfig, program, words, act_beats, wgt_beats) -> Stream
         if isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == 2 and a.shape[1] == width:
             typed[name] = a
     if program is not None and words is None:
-        words = program.words
-    if isinstance(words, list) and words and set(map(type, words)) == {int}:
+        if type(program) is Program:
+            typed["words"] = words = _program_words(program.instrs)
+        else:
+            words = program.words
+    if "words" in typed:
+        pass
+    elif isinstance(words, list) and words and set(map(type, words)) == {int}:
         # Python integers (not bools) in 0 .. 2**64-1: what as_streams checks word by word
         w = np.asarray(words)
         if w.dtype.kind == "u" or (w.dtype.kind == "i" and w.min() >= 0):

@@ -38,6 +38,17 @@ class OutputFIFO:
         nn = np.arange(n0, n1, dtype=np.int64)
         return np.where(nn >= self.depth, self.out.t[np.maximum(nn - self.depth, 0)] + 1, NEG)
 
+    def write_one(self, last_issue: int) -> None:
+        """:meth:`write` of one result, whose token's last step issued in ``last_issue``, in
+        scalars (a decode MATMUL's result): ``o_n = next_on(max(o_{n-1} + d_n, not_before_n,
+        last_issue + result_latency))``."""
+        n, out = self.n, self.out
+        t = max(self.last + int(out.d[n]), int(out.not_before[n]), last_issue + self.result_latency)
+        t = out.next_on(t)
+        out.t[n] = t
+        self.n = n + 1
+        self.last = t
+
     def write(self, last_issue: np.ndarray) -> None:
         """Results ``n .. n+len(last_issue)-1``, whose tokens' last steps issued in ``last_issue``:
         ``o_n = max(o_{n-1} + d_n, not_before_n, last_issue_n + result_latency)``."""

@@ -42,6 +42,32 @@ def chain(prev: int, s: np.ndarray, lo: int, e: np.ndarray) -> np.ndarray:
     return ss + z
 
 
+#: Streams of at most this many transfers keep their parameters (:func:`stream_params`).
+PARAMS_MAX_N = 1 << 14
+_PARAMS: dict = {}
+
+
+def stream_params(timing: Timing, name: str, n: int) -> tuple:
+    """``(d, s, not_before)`` of the first ``n`` transfers of stream ``name`` under ``timing``
+    (read-only arrays). A :class:`Timing` is immutable, so those of short streams are kept (by the
+    timing's ``id``; each entry holds its timing, so the id is not reused while it is there): a
+    small program's run then builds none of them again."""
+    key = (id(timing), name, n)
+    item = _PARAMS.get(key)
+    if item is not None and item[0] is timing:
+        return item[1:]
+    d = 1 + timing.gaps(name, n)
+    s = prefix_sums(d)
+    not_before = timing.not_before(name, n)
+    for a in (d, s, not_before):
+        a.flags.writeable = False
+    if n <= PARAMS_MAX_N:
+        if len(_PARAMS) >= 256:
+            _PARAMS.clear()
+        _PARAMS[key] = (timing, d, s, not_before)
+    return d, s, not_before
+
+
 class StreamTimes:
     """The transfers of one of the core's streams (``instr``, ``act``, ``wgt``, ``out``) under a
     :class:`~hw.timing.Timing`: the environment offers transfer ``i`` from
@@ -62,9 +88,7 @@ class StreamTimes:
 
     def __init__(self, timing: Timing, name: str, n: int):
         self.n = n
-        self.d = 1 + timing.gaps(name, n)
-        self.s = prefix_sums(self.d)
-        self.not_before = timing.not_before(name, n)
+        self.d, self.s, self.not_before = stream_params(timing, name, n)
         self.t = np.zeros(n, dtype=np.int64)
         self.withdraws = timing.withdraws(name)
         self._timing, self._name = timing, name
