@@ -71,6 +71,18 @@ def test_controller_bound_reaches_a_full_output_fifo():
     assert r.status == "failed"
 
 
+def test_controller_bound_reaches_an_issue_beside_a_write_of_its_bank():
+    # the collision property ("no issue reads the address written in the same cycle") is not empty:
+    # within its bound a step issues from the bank the loader is writing (the false claim "never in
+    # the same bank" has a counterexample), so only the address comparison keeps it apart
+    prop = next(p for p in properties() if p.name == "controller_out2_wgt4")
+    cfg = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
+                     bus_bytes=1, tree_reg_every=0)
+    r = run_property(Property("no_shared_bank", lambda: formal._controller_harness(
+        cfg, claim_no_shared_bank=True), "bmc", prop.depth, True, "false"))
+    assert r.status == "failed"
+
+
 @pytest.mark.slow
 def test_weight_bank_ownership_is_proved_and_its_bound_reaches_a_reused_bank():
     """The bank property holds to its bound; the bound is long enough for a bank to be released

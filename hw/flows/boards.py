@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hw.config import TernConfig
-from hw.flows.yosys import HIDE_ARRAY_NAMES
+from hw.flows.yosys import BUFFER_COLLISIONS_UNDEFINED, HIDE_ARRAY_NAMES
 
 __all__ = ["BOARDS", "Board", "BoardError", "BuildError", "build_board", "default_output",
            "default_config", "board_pll", "PE_ARRAY_MODULE", "pe_lut_count"]
@@ -70,7 +70,8 @@ BOARDS = {
     "icebreaker": Board(
         "icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "iCE40 UP5K-SG48",
         dict(rows=4, lanes=16, acc_width=24, weight_format="2bit", bus_bytes=4, act_depth=256,
-             wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd"),
+             wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd",
+             perf_width=32),
         "1BitSquared iCEBreaker (iCE40 UP5K, 12 MHz oscillator)",
         core_clock_mhz=16.5,
         bitstream_loader="openFPGALoader -b ice40_generic top.bin  (or: iceprog top.bin)"),
@@ -85,7 +86,8 @@ BOARDS = {
         "tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
         "Gowin GW2A-LV18PG256C8/I7",
         dict(rows=4, lanes=16, acc_width=24, weight_format="2bit", bus_bytes=4, act_depth=256,
-             wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd"),
+             wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd",
+             perf_width=32),
         "Sipeed Tang Primer 20K on its Dock (Gowin GW2A-18C, 27 MHz oscillator)",
         core_clock_mhz=49.5,
         bitstream_loader="openFPGALoader -b tangprimer20k top.fs  (-f: write the flash)"),
@@ -97,9 +99,11 @@ PE_ARRAY_MODULE = "top.board.core.pe"
 
 
 # Yosys commands after reading the design: the PE array keeps its hierarchy (its LUTs are counted in
-# the netlist), and Amaranth's array-element wire names become private (hw.flows.yosys: they abort
-# ABC9 in Yosys 0.70 on some designs).
-_AFTER_READ = f"{HIDE_ARRAY_NAMES}; setattr -mod -set keep_hierarchy 1 {PE_ARRAY_MODULE}"
+# the netlist), Amaranth's array-element wire names become private (hw.flows.yosys: they abort
+# ABC9 in Yosys 0.70 on some designs), and the buffers' same-cycle read-write collisions are left
+# undefined (hw.flows.yosys.BUFFER_COLLISIONS_UNDEFINED: the core never uses such a read).
+_AFTER_READ = (f"{HIDE_ARRAY_NAMES}; {BUFFER_COLLISIONS_UNDEFINED}; "
+               f"setattr -mod -set keep_hierarchy 1 {PE_ARRAY_MODULE}")
 
 
 def _himbaechel(platform_cls):

@@ -41,7 +41,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthError", "FLOWS", "HIDE_ARRAY_NAMES", "MULTIPLIER_CELLS", "find_yosys", "run_yosys",
+__all__ = ["SynthError", "FLOWS", "HIDE_ARRAY_NAMES", "BUFFER_COLLISIONS_UNDEFINED", "MULTIPLIER_CELLS", "find_yosys", "run_yosys",
            "design_rtlil", "cell_histograms", "cell_histogram", "multiplier_cells"]
 
 #: Yosys commands of each flow, applied to the design read from RTLIL (top module ``top``).
@@ -55,6 +55,14 @@ FLOWS = {
 
 #: Run after reading a design, before any flow (module docstring).
 HIDE_ARRAY_NAMES = "rename -hide w:*[*"
+
+#: Run after reading a design, before any flow: the read ports of the activation and weight buffers
+#: may return any word when they read the address written in the same cycle. The core never uses
+#: such a word (``docs/ARCHITECTURE.md``, "Buffers"; asserted by the controller's formal property
+#: ``controller_out2_wgt4``), and keeping the old word costs, on every family's block RAM, a
+#: register of the write data and a bypass multiplexer per bit (a 128-bit word: 266 flip-flops and
+#: 142 LUT4s on iCE40).
+BUFFER_COLLISIONS_UNDEFINED = r"setparam -set COLLISION_X_MASK 1 *act_buf/t:$memrd_v2 *wgt_buf/t:$memrd_v2"
 
 #: Cell types (``fnmatch`` patterns) that are a multiplier, divider, MAC or DSP block.
 MULTIPLIER_CELLS = (
@@ -120,7 +128,8 @@ def cell_histograms(design, flows=("prep", "generic", "ice40", "ecp5", "gowin"),
     for f in flows:
         if f not in FLOWS:
             raise ValueError(f"unknown synthesis flow {f!r} (known: {', '.join(FLOWS)})")
-    lines = ["read_rtlil design.il", "hierarchy -top top", HIDE_ARRAY_NAMES, "design -save elaborated"]
+    lines = ["read_rtlil design.il", "hierarchy -top top", HIDE_ARRAY_NAMES,
+             BUFFER_COLLISIONS_UNDEFINED, "design -save elaborated"]
     for f in flows:
         lines += ["design -load elaborated", FLOWS[f], f"tee -q -o stat_{f}.json stat -json"]
     work = run_yosys("\n".join(lines) + "\n", {"design.il": design_rtlil(design)}, timeout=timeout)

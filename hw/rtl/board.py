@@ -356,7 +356,9 @@ class HostBridge(ConfigComponent):
             v = Signal(8 * cb, name=f"counter_{name}")
             m.d.comb += v.eq(self.perf[name])
             cvals.append(v)
-        qbuf = Signal(64, name="tx_config_id")
+        # the configuration id is a constant: its byte to send is selected by the count, not
+        # shifted out of a register (byte 7 - qleft, low byte first: ~qleft)
+        qid = Const(config_id(cfg), 64)
         qleft = Signal(range(8), name="tx_config_id_bytes_left")
         def header_state(state, byte, then):
             """Send the header ``byte``, then go to ``then``."""
@@ -387,7 +389,7 @@ class HostBridge(ConfigComponent):
                     m.d.sync += [cbuf.eq(Cat(*cvals)), cleft.eq(n_cnt - 1)]
                     m.next = "COUNTERS_HEADER"
                 with m.Elif(query_req):
-                    m.d.sync += [qbuf.eq(config_id(cfg)), qleft.eq(7)]
+                    m.d.sync += qleft.eq(7)
                     m.next = "QUERY_HEADER"
             header_state("RESULT_HEADER", HEADER_RESULT, "RESULT")
             with m.State("RESULT"):
@@ -405,7 +407,13 @@ class HostBridge(ConfigComponent):
             header_state("COUNTERS_HEADER", HEADER_COUNTERS, "COUNTERS")
             shift_state("COUNTERS", cbuf, cleft, counters_req)
             header_state("QUERY_HEADER", HEADER_QUERY, "QUERY")
-            shift_state("QUERY", qbuf, qleft, query_req)
+            with m.State("QUERY"):
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(qid.word_select(~qleft, 8))]
+                with m.If(self.tx.ready):
+                    m.d.sync += qleft.eq(qleft - 1)
+                    with m.If(qleft == 0):
+                        m.d.sync += query_req.eq(0)
+                        m.next = "IDLE"
         return m
 
 

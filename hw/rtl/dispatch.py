@@ -43,6 +43,8 @@ def exec_entry_layout(config: TernConfig) -> data.StructLayout:
         "addr": AW,              # activation address
         "n_m1": max(AW, KW),     # LOAD_ACT: count - 1; MATMUL: k_words - 1
         "t_m1": AW,              # MATMUL: tokens - 1
+        "n_zero": 1,             # n_m1 == 0 (decided in the check pipeline, so that the execute
+        "t_zero": 1,             # t_m1 == 0  engine's pop loads its flags without a comparator)
     })
 
 
@@ -116,7 +118,9 @@ class Dispatch(ConfigComponent):
             return pairs + ([nodes[-1]] if len(nodes) % 2 else [])
 
         carried = {
-            "xq": (xq_l, Cat(op == Op.MATMUL.value, a[:AW], (b - 1)[:max(AW, KW)], (c - 1)[:AW])),
+            # (b - 1)[:W] == 0 is b[:W] == 1: the flags need no subtraction
+            "xq": (xq_l, Cat(op == Op.MATMUL.value, a[:AW], (b - 1)[:max(AW, KW)], (c - 1)[:AW],
+                             b[:max(AW, KW)] == 1, c[:AW] == 1)),
             "lq": (lq_l, (b - 1)[:KW]),
             "nop": (1, op == Op.NOP.value), "sync": (1, op == Op.SYNC.value),
             "load": (1, pre.load), "mm": (1, pre.matmul),

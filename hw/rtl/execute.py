@@ -68,13 +68,14 @@ class ExecuteEngine(ConfigComponent):
     events : Out(execute_events_layout())
         The counter events of this cycle (docs/ARCHITECTURE.md, "Performance counters").
 
-    Internal signals: ``x_valid``, ``x_matmul``, ``x_act_addr``, ``x_left`` (LOAD_ACT: beats left
+    Internal signals: ``x_valid``, ``x_act_addr``, ``x_left`` (LOAD_ACT: beats left
     - 1; MATMUL: ``k_words - 1``), ``x_k``, ``x_tokens_left`` (tokens still to start after the
     current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
-    ``x_word_ok``, ``x_credit_ok``, ``x_k_last``, ``x_matmul_last``, ``credit_take``, and the
+    ``x_word_ok``, ``x_credit_ok``, ``x_matmul_last``, ``credit_take``, and the
     registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
-    ``x_credit_free`` (``out_reserved < out_depth``), ``x_act_mode`` (``x_valid & ~x_matmul``),
-    ``x_mm_mode`` (``x_valid & x_matmul``), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
+    ``x_credit_free`` (``out_reserved < out_depth``), ``x_act_mode`` (a LOAD_ACT is current: set by
+    the pop of an entry whose ``mm`` bit is 0), ``x_mm_mode`` (a MATMUL is current: set by the pop of
+    an entry whose ``mm`` bit is 1), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
     (``x_k_last_r & x_tokens_left_zero``) and ``x_word_ok`` (``bank_owned[x_bank] &
     (x_k < bank<x_bank>_fill)``).
     """
@@ -113,7 +114,6 @@ class ExecuteEngine(ConfigComponent):
         entry = self.exec_q.payload
 
         cur_valid = Signal(name="x_valid")
-        cur_mm = Signal(name="x_matmul")
         cur_addr = Signal(AW, name="x_act_addr")
         cur_left = Signal(len(entry.n_m1), name="x_left")
         cur_k = Signal(KW, name="x_k")
@@ -124,7 +124,6 @@ class ExecuteEngine(ConfigComponent):
         act_xfer = Signal(name="x_act_xfer")
         load_last = Signal(name="x_load_last")
         word_ok = Signal(name="x_word_ok")          # a register: see below
-        k_last = Signal(name="x_k_last")
         credit_ok = Signal(name="x_credit_ok")
         issue = Signal(name="x_issue")
         mm_last = Signal(name="x_matmul_last")
@@ -137,8 +136,8 @@ class ExecuteEngine(ConfigComponent):
         credit_free = Signal(init=1, name="x_credit_free")  # out_reserved < out_depth
         # registered conditions, kept equal to their definitions by the updates below (so that the
         # issue, finish and pop decisions are a few gates over flip-flops)
-        act_mode = Signal(name="x_act_mode")          # x_valid & ~x_matmul (a LOAD_ACT is executing)
-        mm_mode = Signal(name="x_mm_mode")            # x_valid & x_matmul
+        act_mode = Signal(name="x_act_mode")          # a LOAD_ACT is current
+        mm_mode = Signal(name="x_mm_mode")            # a MATMUL is current
         left_zero = Signal(name="x_left_zero")        # x_left == 0
         step_last = Signal(name="x_step_last")        # x_k_last_r & x_tokens_left_zero
         m.d.comb += [
@@ -149,10 +148,9 @@ class ExecuteEngine(ConfigComponent):
             self.act_w.addr.eq(cur_addr),
             self.act_w.data.eq(self.act.payload),
 
-            k_last.eq(k_last_r),
-            credit_ok.eq(~k_last | credit_free),
+            credit_ok.eq(~k_last_r | credit_free),
             issue.eq(mm_mode & word_ok & credit_ok),
-            mm_last.eq(mm_mode & word_ok & credit_free & step_last),    # issue & k_last & tleft_zero
+            mm_last.eq(mm_mode & word_ok & credit_free & step_last),    # issue & k_last_r & tleft_zero
             finish.eq((act_xfer & load_last) | mm_last),
             self.bank_release.eq(Mux(mm_last, Mux(x_bank, 0b10, 0b01), 0)),
 
@@ -167,29 +165,29 @@ class ExecuteEngine(ConfigComponent):
             m.d.sync += [cur_addr.eq(cur_addr + 1), cur_left.eq(cur_left - 1),
                          left_zero.eq(cur_left == 1)]
         with m.If(issue):
-            k_last_next = Mux(k_last, cur_left[:KW] == 0, cur_k + 1 == cur_left[:KW])
-            tleft_zero_next = Mux(k_last, cur_tleft == 1, tleft_zero)
-            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last, 0, cur_k + 1)),
+            k_last_next = Mux(k_last_r, cur_left[:KW] == 0, cur_k + 1 == cur_left[:KW])
+            tleft_zero_next = Mux(k_last_r, cur_tleft == 1, tleft_zero)
+            m.d.sync += [cur_addr.eq(cur_addr + 1), cur_k.eq(Mux(k_last_r, 0, cur_k + 1)),
                          k_last_r.eq(k_last_next), tleft_zero.eq(tleft_zero_next),
                          step_last.eq(k_last_next & tleft_zero_next)]
-            with m.If(k_last):
+            with m.If(k_last_r):
                 m.d.sync += cur_tleft.eq(cur_tleft - 1)
         with m.If(mm_last):
             m.d.sync += x_bank.eq(~x_bank)
         with m.If(pop):
             m.d.sync += [
                 cur_valid.eq(1),
-                cur_mm.eq(entry.mm),
                 act_mode.eq(~entry.mm),
                 mm_mode.eq(entry.mm),
                 cur_addr.eq(entry.addr),
                 cur_left.eq(entry.n_m1),
-                left_zero.eq(entry.n_m1 == 0),
+                left_zero.eq(entry.n_zero),
                 cur_k.eq(0),
                 cur_tleft.eq(entry.t_m1),
-                k_last_r.eq(entry.n_m1[:KW] == 0),
-                tleft_zero.eq(entry.t_m1 == 0),
-                step_last.eq((entry.n_m1[:KW] == 0) & (entry.t_m1 == 0)),
+                # a MATMUL's n_m1 = k_words - 1 < wgt_depth: n_m1[:KW] == 0 iff n_m1 == 0
+                k_last_r.eq(entry.n_zero),
+                tleft_zero.eq(entry.t_zero),
+                step_last.eq(entry.n_zero & entry.t_zero),
             ]
         with m.Elif(finish):
             m.d.sync += [cur_valid.eq(0), act_mode.eq(0), mm_mode.eq(0)]
@@ -206,13 +204,13 @@ class ExecuteEngine(ConfigComponent):
 
         m.d.sync += word_ok.eq(
             Mux(issue,
-                Mux(k_last, Mux(tleft_zero, word_ok_next(~x_bank, 0), word_ok_next(x_bank, 0)),
+                Mux(k_last_r, Mux(tleft_zero, word_ok_next(~x_bank, 0), word_ok_next(x_bank, 0)),
                     word_ok_next(x_bank, cur_k + 1)),
                 word_ok_next(x_bank, cur_k)))
 
         # output credits: reserved by the issue of a token's last k, returned by an `out` transfer
         take = Signal(name="credit_take")
-        m.d.comb += take.eq(issue & k_last)
+        m.d.comb += take.eq(issue & k_last_r)
         with m.If(take & ~self.out_pop):
             m.d.sync += [reserved.eq(reserved + 1), credit_free.eq(reserved != cfg.out_depth - 1)]
         with m.Elif(self.out_pop & ~take):
