@@ -60,27 +60,26 @@ def test_unknown_property_is_one_line():
         run_formal(["nope"])
 
 
-def test_controller_bound_reaches_a_full_output_fifo():
-    # the credit property's bound is long enough for the machine to fill the output FIFO: the false
-    # claim "never full" has a counterexample within it
+def _controller_false_claim(**claim):
+    """The controller harness of ``controller_out2_wgt4`` with a false ``claim``, to its bound."""
     prop = next(p for p in properties() if p.name == "controller_out2_wgt4")
     cfg = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
                      bus_bytes=1, tree_reg_every=0)
-    r = run_property(Property("never_full", lambda: formal._controller_harness(
-        cfg, claim_never_full=True), "bmc", prop.depth, True, "false"))
-    assert r.status == "failed"
+    return run_property(Property("false_claim", lambda: formal._controller_harness(cfg, **claim),
+                                 "bmc", prop.depth, True, "false"))
+
+
+def test_controller_bound_reaches_a_full_output_fifo():
+    # the credit property's bound is long enough for the machine to fill the output FIFO: the false
+    # claim "never full" has a counterexample within it
+    assert _controller_false_claim(claim_never_full=True).status == "failed"
 
 
 def test_controller_bound_reaches_an_issue_beside_a_write_of_its_bank():
     # the collision property ("no issue reads the address written in the same cycle") is not empty:
     # within its bound a step issues from the bank the loader is writing (the false claim "never in
     # the same bank" has a counterexample), so only the address comparison keeps it apart
-    prop = next(p for p in properties() if p.name == "controller_out2_wgt4")
-    cfg = TernConfig(rows=1, lanes=1, acc_width=9, act_depth=16, wgt_depth=4, out_depth=2,
-                     bus_bytes=1, tree_reg_every=0)
-    r = run_property(Property("no_shared_bank", lambda: formal._controller_harness(
-        cfg, claim_no_shared_bank=True), "bmc", prop.depth, True, "false"))
-    assert r.status == "failed"
+    assert _controller_false_claim(claim_no_shared_bank=True).status == "failed"
 
 
 @pytest.mark.slow

@@ -41,8 +41,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthError", "FLOWS", "HIDE_ARRAY_NAMES", "BUFFER_COLLISIONS_UNDEFINED", "MULTIPLIER_CELLS", "find_yosys", "run_yosys",
-           "design_rtlil", "cell_histograms", "cell_histogram", "multiplier_cells"]
+__all__ = ["SynthError", "FLOWS", "HIDE_ARRAY_NAMES", "BUFFER_COLLISIONS_UNDEFINED", "MULTIPLIER_CELLS",
+           "find_yosys", "run_yosys", "design_rtlil", "cell_histograms", "cell_histogram", "multiplier_cells"]
 
 #: Yosys commands of each flow, applied to the design read from RTLIL (top module ``top``).
 FLOWS = {
@@ -58,7 +58,7 @@ HIDE_ARRAY_NAMES = "rename -hide w:*[*"
 
 #: Run after reading a design, before any flow: the read ports of the activation and weight buffers
 #: may return any word when they read the address written in the same cycle. The core never uses
-#: such a word (``docs/ARCHITECTURE.md``, "Buffers"; asserted by the controller's formal property
+#: such a word (``hw/rtl/buffers.py``; asserted by the controller's formal property
 #: ``controller_out2_wgt4``), and keeping the old word costs, on every family's block RAM, a
 #: register of the write data and a bypass multiplexer per bit (a 128-bit word: 266 flip-flops and
 #: 142 LUT4s on iCE40).

@@ -16,7 +16,10 @@ Timing conventions (see ``docs/ARCHITECTURE.md``): a write presented in cycle ``
 is stored at the clock edge that ends cycle ``c``; a read address presented in cycle ``c`` returns its
 word on ``read.data`` during cycle ``c + ram_latency`` (``TernConfig.ram_latency`` = 1: the read port
 is synchronous). The RAM read ports are not transparent: reading an address in the same cycle it is
-written returns the old word (the controller never does this).
+written returns the old word. The core never uses such a word (the read address follows the execute
+engine even while it does not issue; no issue reads an address written in its cycle, a property of
+the controller's formal harness), so FPGA builds leave those collisions undefined
+(``hw.flows.yosys.BUFFER_COLLISIONS_UNDEFINED``).
 """
 
 from __future__ import annotations
