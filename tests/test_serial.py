@@ -64,7 +64,12 @@ class FakeBoard(threading.Thread):
         self.resets += 1
 
     def _byte(self):
+        import select
         while True:
+            if self.stop:   # closing: leave before the descriptor is closed (and its number reused)
+                raise OSError("the fake board is closed")
+            if not select.select([self.master], [], [], 0.05)[0]:
+                continue
             b = os.read(self.master, 1)
             if b:
                 self.received += b
@@ -129,6 +134,12 @@ class FakeBoard(threading.Thread):
             return
 
     def close(self):
+        """Stop the thread, then close the pty: a thread still running after its test could otherwise
+        read from a later test's pty that was given the same descriptor number."""
+        self.stop = True
+        if self.is_alive():
+            self.join(timeout=30)
+        assert not self.is_alive(), "the fake board did not stop"
         os.close(self._slave)
         os.close(self.master)
 
