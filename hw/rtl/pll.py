@@ -29,13 +29,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from amaranth.hdl import (ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal,
-                          Signal)
+from amaranth.hdl import (ClockDomain, ClockSignal, Const, DomainRenamer, Elaboratable, Instance, Module,
+                          ResetSignal, Signal)
 from amaranth.lib import io
 from amaranth.lib.cdc import FFSynchronizer
 
 __all__ = ["PLLSetting", "ice40_pll", "ecp5_pll", "gowin_rpll", "PLL_SOLVERS", "solve_pll",
-           "ClockGen", "RESET_CYCLES"]
+           "ClockGen", "ResetSequencer", "RESET_CYCLES"]
 
 #: Cycles of the PLL clock that the core stays in reset after the PLL reports lock (iCE40 block RAMs
 #: read as zero for about 3 us after configuration; 1024 cycles cover that up to 340 MHz).
@@ -247,13 +247,39 @@ class ClockGen(Elaboratable):
         # reset: until lock (synchronized), then RESET_CYCLES more cycles
         m.domains.pll_por = ClockDomain("pll_por", reset_less=True, local=True)
         m.d.comb += ClockSignal("pll_por").eq(clk_out)
+        m.submodules.por = por = DomainRenamer("pll_por")(ResetSequencer())
+        m.d.comb += [por.locked.eq(self.locked), ResetSignal("sync").eq(por.rst)]
+        return m
+
+
+class ResetSequencer(Elaboratable):
+    """The reset of the design clocked by a PLL: ``rst`` is high until ``locked`` (asynchronous,
+    synchronized here by two flops) has been high for :data:`RESET_CYCLES` cycles, and again from
+    the cycle after lock is lost. Runs in a reset-less ``sync`` domain (:class:`ClockGen` renames it
+    to its power-on domain).
+
+    ``rst`` is a flip-flop's output (not the timer's comparison): the reset that fans out to every
+    flop of the design starts at a flop, with no logic in front of it.
+
+    Ports: ``locked`` : in, 1 bit (the PLL's lock output); ``rst`` : out, 1 bit. ``rst`` falls
+    ``RESET_CYCLES + 3`` cycles after the edge at which ``locked`` rises (two synchronizer flops,
+    the count, the ``ready`` flop)."""
+
+    def __init__(self):
+        self.locked = Signal(name="pll_locked")
+        self.rst = Signal(name="pll_reset")
+
+    def elaborate(self, platform):
+        m = Module()
         locked = Signal(name="pll_locked_sync")
-        m.submodules.lock_sync = FFSynchronizer(self.locked, locked, o_domain="pll_por")
+        m.submodules.lock_sync = FFSynchronizer(self.locked, locked)
         timer = Signal(range(RESET_CYCLES + 1), name="pll_reset_timer")
         ready = Signal(name="pll_ready")
         with m.If(~locked):
-            m.d.pll_por += timer.eq(0)
+            m.d.sync += [timer.eq(0), ready.eq(0)]
         with m.Elif(timer != RESET_CYCLES):
-            m.d.pll_por += timer.eq(timer + 1)
-        m.d.comb += [ready.eq(timer == RESET_CYCLES), ResetSignal("sync").eq(~ready)]
+            m.d.sync += timer.eq(timer + 1)
+        with m.Else():
+            m.d.sync += ready.eq(1)
+        m.d.comb += self.rst.eq(~ready)
         return m
