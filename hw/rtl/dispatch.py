@@ -17,7 +17,7 @@ adder level: nothing here multiplies two signals, and no cycle holds more than o
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Assert, Cat, Module, Mux, Signal
 from amaranth.lib import data, stream
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -53,6 +53,24 @@ def load_entry_layout(config: TernConfig) -> data.StructLayout:
     return data.StructLayout({"k_last": _word_bits(config)})   # k_words - 1
 
 
+def _queue_flags(m: Module, fifo: SyncFIFO, name: str, platform) -> tuple[Signal, Signal]:
+    """Registered copies of ``fifo``'s ``~w_rdy`` (full) and ``~r_rdy`` (empty), kept from its push
+    and pop: the same values as the FIFO's comparisons of its level, one flop each, so that the
+    decisions that read them (D's retire, the execute engine's pop) start at a flop. A formal
+    harness asserts the equality in every cycle."""
+    full = Signal(name=f"{name}_full")
+    empty = Signal(name=f"{name}_empty", init=1)
+    do_write = fifo.w_en & fifo.w_rdy
+    do_read = fifo.r_en & fifo.r_rdy
+    with m.If(do_write & ~do_read):
+        m.d.sync += [full.eq(fifo.level == fifo.depth - 1), empty.eq(0)]
+    with m.If(do_read & ~do_write):
+        m.d.sync += [full.eq(0), empty.eq(fifo.level == 1)]
+    if platform == "formal":
+        m.d.comb += [Assert(full == ~fifo.w_rdy), Assert(empty == ~fifo.r_rdy)]
+    return full, empty
+
+
 class Dispatch(ConfigComponent):
     """Check pipeline + stage D: instruction checks, queue pushes, SYNC (module docstring,
     docs/ARCHITECTURE.md).
@@ -78,7 +96,8 @@ class Dispatch(ConfigComponent):
     Internal signals: ``v<k>_valid`` and ``v<k>_*`` (check stage ``k``), ``v<k>_ready`` (stage
     ``k`` takes the instruction of the stage behind it), ``d_valid``, ``d_retire``, the registered
     verdict ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
-    ``quiescent``, ``xq_in``/``lq_in`` (the entries D pushes), ``err_bad_instr``.
+    ``quiescent``, ``xq_in``/``lq_in`` (the entries D pushes), ``err_bad_instr``, ``xq_full``,
+    ``xq_empty``, ``lq_full``, ``lq_empty`` (the queues' flags, registered: :func:`_queue_flags`).
     """
 
     def __init__(self, config: TernConfig):
@@ -156,11 +175,13 @@ class Dispatch(ConfigComponent):
         # -- the queues: entries pushed in c can be popped from c + 1
         m.submodules.exec_queue = xq = SyncFIFO(width=xq_l.size, depth=cfg.queue_depth)
         m.submodules.load_queue = lq = SyncFIFO(width=lq_l.size, depth=cfg.queue_depth)
+        xq_full, xq_empty = _queue_flags(m, xq, "xq", platform)
+        lq_full, lq_empty = _queue_flags(m, lq, "lq", platform)
         can_push = Signal(name="d_can_push")
         quiescent = Signal(name="quiescent")
         push = Signal(name="d_push_now")
         m.d.comb += [
-            can_push.eq(xq.w_rdy & (lq.w_rdy | ~d_mm)),
+            can_push.eq(~xq_full & (~lq_full | ~d_mm)),
             push.eq(d_valid & d_push & can_push),
             d_retire.eq(d_valid & (d_skip | (d_sync & quiescent) | (d_push & can_push))),
             xq.w_data.eq(xq_in),
@@ -192,13 +213,13 @@ class Dispatch(ConfigComponent):
 
         # The queue heads, as streams of their entry layouts.
         m.d.comb += [
-            self.exec_q.valid.eq(xq.r_rdy),
+            self.exec_q.valid.eq(~xq_empty),
             self.exec_q.payload.eq(xq.r_data),
             xq.r_en.eq(self.exec_q.ready),
-            self.load_q.valid.eq(lq.r_rdy),
+            self.load_q.valid.eq(~lq_empty),
             self.load_q.payload.eq(lq.r_data),
             lq.r_en.eq(self.load_q.ready),
-            quiescent.eq(self.engine_idle & ~xq.r_rdy),
+            quiescent.eq(self.engine_idle & xq_empty),
             self.idle.eq(~d_valid & ~Cat(s[0] for s in stages).any() & quiescent),
             self.bad_instr.eq(err_bad),
         ]
