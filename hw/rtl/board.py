@@ -429,8 +429,9 @@ class TernBoard(ConfigComponent):
     idle : Out(1), error : Out(2)
         The core's ``idle`` and error flags (for LEDs).
 
-    Bytes are received into a ``rx_fifo_depth``-byte FIFO; the host must keep at most that many
-    bytes in flight (send a status request ``S`` and wait for its answer as the acknowledgement:
+    Bytes are received into a ``rx_fifo_depth``-byte FIFO and reach the bridge through one register
+    stage (``rx_stage_valid``, ``rx_stage_byte``); the host must keep at most ``rx_fifo_depth`` bytes
+    in flight (send a status request ``S`` and wait for its answer as the acknowledgement:
     every byte before it has left the FIFO). An overflow sets status bit 3 (until a reset request).
     """
 
@@ -471,9 +472,6 @@ class TernBoard(ConfigComponent):
             rxf.w_data.eq(urx.data.payload),
             rxf.w_en.eq(urx.data.valid),
             urx.data.ready.eq(rxf.w_rdy),
-            br.rx.valid.eq(rxf.r_rdy),
-            br.rx.payload.eq(rxf.r_data),
-            rxf.r_en.eq(br.rx.ready),
             br.error.eq(core.error),
             br.idle.eq(core.idle),
             br.overflow.eq(overflow),
@@ -481,6 +479,20 @@ class TernBoard(ConfigComponent):
             self.idle.eq(core.idle),
             self.error.eq(core.error),
         ]
+        # a register stage between the receive FIFO and the bridge: the bridge decodes its header
+        # from a flop, not from the block RAM's read data (slow on every family: the critical path
+        # of both the iCE40 and the ECP5 builds before it); one cycle of latency, full rate
+        rx_valid = Signal(name="rx_stage_valid")
+        rx_byte = Signal(8, name="rx_stage_byte")
+        m.d.comb += [
+            rxf.r_en.eq(~rx_valid | br.rx.ready),
+            br.rx.valid.eq(rx_valid),
+            br.rx.payload.eq(rx_byte),
+        ]
+        with m.If(rxf.r_en & rxf.r_rdy):
+            m.d.sync += [rx_valid.eq(1), rx_byte.eq(rxf.r_data)]
+        with m.Elif(br.rx.ready):
+            m.d.sync += rx_valid.eq(0)
         wiring.connect(m, br.tx, utx.data)
         wiring.connect(m, br.instr, core.instr)
         wiring.connect(m, br.act, core.act)
