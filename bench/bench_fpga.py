@@ -23,8 +23,15 @@ from hw.config import TernConfig
 from hw.flows.boards import BOARDS, BoardError, BuildError, build_board, default_config
 from sw.cli.common import bench_parser
 
-#: The small configuration every board builds quickly (the one CI's slow build test uses too).
-SMALL = dict(rows=2, lanes=8, acc_width=16, bus_bytes=2, act_depth=64, wgt_depth=8, out_depth=4)
+#: The small configuration every board builds quickly: the boards' defaults (``slot_odd`` dot units,
+#: a tree register every 2 levels, 32-bit performance counters) at 2 x 8 with small buffers.
+SMALL = dict(rows=2, lanes=8, acc_width=16, bus_bytes=2, act_depth=64, wgt_depth=8, out_depth=4,
+             dot_variant="slot_odd", tree_reg_every=2, perf_width=32)
+
+#: The iCEBreaker's and Tang's default configuration, built on the ULX3S too (one configuration on
+#: all three families).
+MID = dict(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=256, wgt_depth=16, out_depth=8,
+           dot_variant="slot_odd", tree_reg_every=2, perf_width=32)
 
 #: (board, configuration name, TernConfig fields or None for the board's default)
 POINTS = [
@@ -33,6 +40,7 @@ POINTS = [
     ("tang-primer-20k", "2x8", SMALL),
     ("tang-primer-20k", "default", None),
     ("ulx3s-85f", "2x8", SMALL),
+    ("ulx3s-85f", "4x16", MID),
     ("ulx3s-85f", "default", None),
 ]
 QUICK = [("icebreaker", "2x8", SMALL), ("tang-primer-20k", "2x8", SMALL)]

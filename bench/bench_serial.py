@@ -1,7 +1,7 @@
 """The UART host link's throughput: the demo model through ``--backend serial`` against ``tern board-sim``.
 
-For each UART divisor (simulated clock cycles per bit; at the iCEBreaker's 16.5 MHz core clock, 143 is
-115200 baud, 18 is 921600 baud and 4, the fewest the receiver takes, 4.125 Mbaud) the board top is
+For each UART divisor (simulated clock cycles per bit; by default 4, the fewest the receiver takes,
+and the divisors of 921600 and 115200 baud at the iCEBreaker's core clock) the board top is
 built and served by ``tern board-sim`` and ``tern demo`` runs through it. Measured per run: the bytes
 the simulated board's pins received and sent, the board's cycles (from its counters) and the tokens
 it generated; ``tokens_per_s`` is measured in board time (tokens / (board cycles / clock)). Beside it,
@@ -23,11 +23,15 @@ import sys
 import time
 
 from hw.config import TernConfig
+from hw.flows.boards import BOARDS
+from hw.rtl.board import uart_divisor
 from sw.cli.common import bench_parser
 
-#: The iCEBreaker's default configuration and core clock (docs/FPGA.md)
+#: The iCEBreaker's array and buffers (docs/FPGA.md) and its core clock
 BOARD = TernConfig(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=256, wgt_depth=16, out_depth=8)
-CLOCK_MHZ = 16.5
+CLOCK_MHZ = BOARDS["icebreaker"].core_clock_mhz
+#: The default divisors: the receiver's minimum, then 921600 and 115200 baud at CLOCK_MHZ
+DIVISORS = (4, uart_divisor(CLOCK_MHZ * 1e6, 921600), uart_divisor(CLOCK_MHZ * 1e6, 115200))
 #: Faster links, computed from the measured bytes (bits per byte of their framing)
 LINKS = (("UART 3 Mbaud", 3e6, 10), ("UART 12 Mbaud (FT2232H maximum)", 12e6, 10),
          ("USB 2.0 FIFO, 40 MB/s (FT2232H 245 synchronous mode)", 320e6, 8))
@@ -74,10 +78,10 @@ def measure(divisor: int, problems: int, reference: list) -> dict:
 
 def main(argv=None):
     p = bench_parser(__doc__.splitlines()[0], quick_help="divisor 4 only")
-    p.add_argument("--divisor", type=int, action="append", help="UART divisor (repeatable; default 4 18 143)")
+    p.add_argument("--divisor", type=int, action="append", help="UART divisor (repeatable; default %s)" % " ".join(map(str, DIVISORS)))
     p.add_argument("--problems", type=int, default=2, help="demo problems (default 2)")
     args = p.parse_args(argv)
-    divisors = args.divisor or ([4] if args.quick else [4, 18, 143])
+    divisors = args.divisor or ([4] if args.quick else list(DIVISORS))
     from sw.driver.demo import run_demo
     ref = run_demo(n_problems=args.problems, quiet=True)["tokens"]
     core = run_demo(n_problems=args.problems, quiet=True, backend="sim", config=BOARD, clock_mhz=CLOCK_MHZ)

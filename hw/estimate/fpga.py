@@ -7,12 +7,15 @@ LUTs = the PE array + the rest of the board top:
 * **PE array** (dot units and accumulators): ``rows x lanes x`` LUT4 per ternary lane of the dot
   variant on the family, measured by ``bench/bench_dot_area.py`` at 16 and 64 lanes (iCE40, ECP5;
   ``acc_width`` 24, ``tree_reg_every`` 2): linear in ``log2(lanes)`` between the two, the nearer one
-  outside. Gowin: the PE array's LUTs of the two Tang Primer 20K builds (``mux``, 8 and 16 lanes);
-  the other variants scaled by their iCE40 ratio to ``mux`` (an assumption: not built on Gowin).
+  outside. Gowin: the PE array's LUTs of the two Tang Primer 20K builds (``slot_odd``, 8 and 16
+  lanes); the other variants scaled by their iCE40 ratio to ``slot_odd`` (an assumption: not built
+  on Gowin).
 * **the rest** (controller, weight decoder, buffers' address logic, the UART link and its FIFOs): the
-  device LUTs of one measured build of the family minus its PE array LUTs, taken as a fixed cost.
-  It grows somewhat with the configuration, so the model over-counts smaller configurations than the
-  calibration build (the Gowin 2 x 8 build: +31 %) and is within a few per cent on larger ones.
+  device LUTs minus the PE array LUTs of the family's 4 x 16 build, scaled with the array by one
+  shape for every family (the same logic mapped to each family's LUT4s): the ULX3S builds' rest at
+  2 x 8, 4 x 16 and 16 x 64, piecewise linear in the ternary lanes (``rows x lanes``) between them
+  and along the end segments outside. The decoder, the frame registers and the result path grow
+  with the array, the controller does not; the 2 x 8 builds of the other families check the shape.
 
 Block RAM: the buffers' bits (activation buffer, both weight banks, output FIFO:
 :func:`hw.estimate.energy.buffer_bits`) against the device's block RAM bits, a necessary condition
@@ -27,7 +30,8 @@ from dataclasses import dataclass
 from hw.config import DOT_VARIANTS, TernConfig
 from hw.estimate.energy import buffer_bits
 
-__all__ = ["FpgaDevice", "FPGA_DEVICES", "PE_LUT4_PER_LANE", "REST_LUTS", "fpga_estimate", "FpgaError"]
+__all__ = ["FpgaDevice", "FPGA_DEVICES", "PE_LUT4_PER_LANE", "REST_LUTS", "REST_SHAPE", "rest_luts",
+           "fpga_estimate", "FpgaError"]
 
 
 class FpgaError(ValueError):
@@ -59,13 +63,26 @@ PE_LUT4_PER_LANE = {
     "ice40": {"mux": (29.28, 33.17), "carry": (21.09, 19.50), "slot": (19.09, 18.31), "slot_odd": (19.41, 18.64)},
     "ecp5": {"mux": (32.14, 35.45), "carry": (21.77, 20.16), "slot": (22.67, 20.24), "slot_odd": (22.36, 19.91)},
 }
-#: Gowin, ``mux``: the PE array LUTs of the Tang Primer 20K builds (docs/FPGA.md) per lane, at
-#: (8 lanes: 1117 / 16, 16 lanes: 4261 / 64).
-GOWIN_MUX_PER_LANE = ((8, 1117 / 16), (16, 4261 / 64))
+#: Gowin, ``slot_odd``: the PE array LUTs of the Tang Primer 20K builds (docs/FPGA.md) per lane, at
+#: (8 lanes: 2 x 8 build, 16 lanes: 4 x 16 build).
+GOWIN_SLOT_ODD_PER_LANE = ((8, 352 / 16), (16, 1336 / 64))
 
-#: The rest of the board top, LUTs: a build's device LUTs minus its PE array LUTs (docs/FPGA.md):
-#: iCEBreaker 4 x 16 (4421 - 1874), ULX3S 2 x 8 (1922 - 821), Tang Primer 20K 4 x 16 (6429 - 4261).
-REST_LUTS = {"ice40": 4421 - 1874, "ecp5": 1922 - 821, "gowin": 6429 - 4261}
+#: The rest of the board top, LUTs: a build's device LUTs minus its PE array LUTs (docs/FPGA.md).
+#: Per family, its 4 x 16 build (iCEBreaker, ULX3S, Tang Primer 20K).
+REST_LUTS = {"ice40": 4317 - 1245, "ecp5": 3968 - 1337, "gowin": 4707 - 1336}
+#: The shape of the rest against the ternary lanes: the ULX3S builds as (rows x lanes, LUTs):
+#: 2 x 8, 4 x 16, 16 x 64.
+REST_SHAPE = ((16, 2064 - 353), (64, 3968 - 1337), (1024, 28185 - 19933))
+
+
+def rest_luts(family: str, ternary_lanes: int) -> float:
+    """The rest of the board top for ``ternary_lanes`` (rows x lanes): the family's 4 x 16 figure
+    times :data:`REST_SHAPE` at ``ternary_lanes`` over :data:`REST_SHAPE` at 64."""
+    def shape(n):
+        (n0, r0), (n1, r1), (n2, r2) = REST_SHAPE
+        (a, ra), (b, rb) = ((n0, r0), (n1, r1)) if n <= n1 else ((n1, r1), (n2, r2))
+        return ra + (n - a) * (rb - ra) / (b - a)
+    return REST_LUTS[family] * shape(ternary_lanes) / shape(64)
 
 
 def _interp(x: float, points) -> float:
@@ -83,10 +100,11 @@ def pe_lut4_per_lane(family: str, variant: str, lanes: int) -> float:
     if variant not in DOT_VARIANTS:
         raise ValueError(f"unknown dot variant {variant!r}")
     if family == "gowin":
-        mux = _interp(lanes, GOWIN_MUX_PER_LANE)
-        ratio = _interp(lanes, ((16, PE_LUT4_PER_LANE["ice40"][variant][0] / PE_LUT4_PER_LANE["ice40"]["mux"][0]),
-                                (64, PE_LUT4_PER_LANE["ice40"][variant][1] / PE_LUT4_PER_LANE["ice40"]["mux"][1])))
-        return mux * ratio
+        base = _interp(lanes, GOWIN_SLOT_ODD_PER_LANE)
+        ice = PE_LUT4_PER_LANE["ice40"]
+        ratio = _interp(lanes, ((16, ice[variant][0] / ice["slot_odd"][0]),
+                                (64, ice[variant][1] / ice["slot_odd"][1])))
+        return base * ratio
     lo, hi = PE_LUT4_PER_LANE[family][variant]
     return _interp(lanes, ((16, lo), (64, hi)))
 
@@ -105,10 +123,11 @@ def fpga_estimate(config: TernConfig, board: str) -> dict:
         raise TypeError(f"config must be a hw.config.TernConfig, not {config!r}")
     dev = get_device(board)
     pe = config.rows * config.lanes * pe_lut4_per_lane(dev.family, config.dot_variant, config.lanes)
-    luts = pe + REST_LUTS[dev.family]
+    rest = rest_luts(dev.family, config.rows * config.lanes)
+    luts = pe + rest
     bits = sum(buffer_bits(config).values())
     avail_bits = dev.brams * dev.bram_bits
     margin = max(luts / dev.luts - 1, bits / avail_bits - 1)
     return {"board": board, "device": dev.device, "family": dev.family, "luts": luts, "pe_luts": pe,
-            "rest_luts": REST_LUTS[dev.family], "luts_available": dev.luts, "bram_bits": bits,
+            "rest_luts": rest, "luts_available": dev.luts, "bram_bits": bits,
             "bram_bits_available": avail_bits, "fit_margin": margin, "fits": margin <= 0}
