@@ -78,7 +78,8 @@ def measure(divisor: int, problems: int, reference: list) -> dict:
 
 def main(argv=None):
     p = bench_parser(__doc__.splitlines()[0], quick_help="divisor 4 only")
-    p.add_argument("--divisor", type=int, action="append", help="UART divisor (repeatable; default %s)" % " ".join(map(str, DIVISORS)))
+    p.add_argument("--divisor", type=int, action="append",
+                   help="UART divisor (repeatable; default %s)" % " ".join(map(str, DIVISORS)))
     p.add_argument("--problems", type=int, default=2, help="demo problems (default 2)")
     args = p.parse_args(argv)
     divisors = args.divisor or ([4] if args.quick else list(DIVISORS))

@@ -26,8 +26,8 @@ def add_command(sub) -> None:
     v.add_argument("--mutant", action="append", metavar="NAME", help="with --mutants: only this mutant "
                    "(repeatable)")
     v.add_argument("--formal", action="store_true",
-                   help="formal proofs (SymbiYosys + Yices, hw.verify.formal): the quick subset, or "
-                        "every property with --all, or those of --property")
+                   help="formal proofs (SymbiYosys + Yices, ABC for the cec ones; hw.verify.formal): "
+                        "the quick subset, or every property with --all, or those of --property")
     v.add_argument("--all", action="store_true", help="with --formal: every property (slow)")
     v.add_argument("--property", action="append", metavar="NAME",
                    help="with --formal: only this property (repeatable)")
