@@ -28,10 +28,9 @@ from sw.cli.common import bench_parser
 SMALL = dict(rows=2, lanes=8, acc_width=16, bus_bytes=2, act_depth=64, wgt_depth=8, out_depth=4,
              dot_variant="slot_odd", tree_reg_every=2, perf_width=32)
 
-#: The iCEBreaker's and Tang's default configuration, built on the ULX3S too (one configuration on
-#: all three families).
-MID = dict(rows=4, lanes=16, acc_width=24, bus_bytes=4, act_depth=256, wgt_depth=16, out_depth=8,
-           dot_variant="slot_odd", tree_reg_every=2, perf_width=32)
+#: The iCEBreaker's default configuration, built on the ULX3S too (one configuration on all three
+#: families: the Tang's default is the same).
+MID = dict(BOARDS["icebreaker"].default_config)
 
 #: (board, configuration name, TernConfig fields or None for the board's default)
 POINTS = [
