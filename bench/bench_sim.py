@@ -13,9 +13,11 @@ is worthless, so every result and cycle count is checked equal in the same run):
 * ``amaranth``: :func:`hw.backends.amaranth.run_rtl` (Amaranth's Python simulator of the RTL; small
   programs only: it runs a few thousand cycles per second);
 * ``floor``: the same products by plain numpy or torch from int8 activations and ternary weights
-  already unpacked in memory, the faster of two: numpy float32 BLAS ``x @ W.T`` (exact at these sizes)
-  on float32 matrices, and torch's int8 x int8 -> int32 ``torch._int_mm`` on int8 matrices (both
-  printed).
+  already unpacked in memory, the fastest of three (all printed): numpy float32 BLAS ``x @ W.T``
+  (exact at these sizes) on float32 matrices; torch's int8 x int8 -> int32 ``torch._int_mm`` on int8
+  matrices; and numpy float32 BLAS on int8 matrices converted a cache-sized block of rows at a time
+  (:func:`hw.sim.results._product`, what hw.sim multiplies with: a quarter of float32's memory
+  traffic).
 
 hw.sim keeps the timing of a program it has run (:data:`hw.sim.machine.TIMINGS`) and decoded weights
 (:data:`hw.sim.results.DECODED`): ``hw.sim`` in part 1 is a fresh call (both cleared before it, the
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from hw.backends.amaranth import run_rtl
 from hw.backends.verilator import VerilatorSession, core_verilog, run_verilator
@@ -113,12 +116,20 @@ def _since(t):
     return w - t[0], c - t[1]
 
 
+def floor_blocked(q: np.ndarray, w8: np.ndarray) -> np.ndarray:
+    """The functional floor in numpy from int8 weights: float32 BLAS on blocks of rows converted into
+    a cache-resident buffer (:func:`hw.sim.results._product`, the product hw.sim computes with: one
+    byte per weight read from memory)."""
+    return results._product(q, w8)
+
+
 def _floors(qs, w32, w8, cpu: bool = False):
-    """Best-of seconds (wall, or CPU with ``cpu``) of the numpy and the torch floor over the products
-    of ``qs`` (a list of draws, each one activation matrix per weight matrix), and the last draw's
-    products."""
-    f32, i8 = [], []
+    """Best-of seconds (wall, or CPU with ``cpu``) of the numpy float32, the torch int8 and the
+    numpy int8-blocked floors over the products of ``qs`` (a list of draws, each one activation
+    matrix per weight matrix), and the last draw's products of each."""
+    f32, i8, b8 = [], [], []
     k = 1 if cpu else 0
+    w8n = [w.numpy() for w in w8]
     for qs_ in qs:
         t = _clock()
         d32 = [floor_product(q, w) for q, w in zip(qs_, w32)]
@@ -127,7 +138,10 @@ def _floors(qs, w32, w8, cpu: bool = False):
         t = _clock()
         d8 = [floor_int8(q, w) for q, w in zip(qt, w8)]
         i8.append(_since(t)[k])
-    return min(f32), min(i8), d32, d8
+        t = _clock()
+        db = [floor_blocked(q, w) for q, w in zip(qs_, w8n)]
+        b8.append(_since(t)[k])
+    return min(f32), min(i8), min(b8), d32, d8, db
 
 
 def compare_small(quick: bool, repeat: int, verilator: bool) -> list:
@@ -162,11 +176,12 @@ def compare_small(quick: bool, repeat: int, verilator: bool) -> list:
                 backend, t["verilator"] = _best(lambda: run_verilator(cfg, prog, timing), max(1, repeat // 2))
                 others += [runs[-1], backend]
             rtl, t_rtl = _best(lambda: run_rtl(cfg, prog, timing), 1)
-            f32, i8, (d32,), (d8,) = _floors([[q.astype(np.int8)]] * repeat, [w.astype(np.float32)],
-                                             [torch.from_numpy(w.astype(np.int8))])
-            t.update(amaranth=t_rtl, floor=min(f32, i8))
+            f32, i8, b8, (d32,), (d8,), (db,) = _floors([[q.astype(np.int8)]] * repeat, [w.astype(np.float32)],
+                                                        [torch.from_numpy(w.astype(np.int8))])
+            t.update(amaranth=t_rtl, floor=min(f32, i8, b8))
             equal = (all(not sim.compare(r) for r in [*others, rtl]) and np.array_equal(sim.outputs, prog.expected)
-                     and np.array_equal(d32.astype(np.int64), q @ w.T) and np.array_equal(d8.numpy(), q @ w.T))
+                     and np.array_equal(d32.astype(np.int64), q @ w.T) and np.array_equal(d8.numpy(), q @ w.T)
+                     and np.array_equal(db, q @ w.T))
             rows.append({"workload": name, "cycles": sim.cycles, "equal": bool(equal),
                          "seconds": t, "cycles_per_s": {k: sim.cycles / v for k, v in t.items() if k != "floor"},
                          "over_sim": {k: v / t_sim for k, v in t.items()}, "speedup": t_rtl / t_sim})
@@ -205,8 +220,8 @@ def layer_2b4t(quick: bool, repeat: int, harness_layer: bool) -> list:
     for T in ((1,) if quick else (1, 128)):
         draws = [[rng.integers(-128, 128, (T, K), dtype=np.int8) for _, _, K in LAYER_2B4T]
                  for _ in range(repeat + 1)]
-        f32, i8, d32, d8 = _floors(draws, w32, w8)
-        f32_cpu, i8_cpu, _, _ = _floors(draws, w32, w8, cpu=True)
+        f32, i8, b8, d32, d8, db = _floors(draws, w32, w8)
+        f32_cpu, i8_cpu, b8_cpu, *_ = _floors(draws, w32, w8, cpu=True)
         acc = Accelerator(cfg, "sim")
         machine.TIMINGS.clear()      # the first call: nothing cached in this process
         results.DECODED.clear()
@@ -214,18 +229,19 @@ def layer_2b4t(quick: bool, repeat: int, harness_layer: bool) -> list:
         equal = all(np.array_equal(o, (q.astype(np.int64) @ w.T.astype(np.int64)))
                     for (outs, *_), qs in zip(runs, draws) for o, q, w in zip(outs, qs, ws))
         equal = equal and all(np.array_equal(a.astype(np.int64), o) and np.array_equal(b.numpy(), o)
-                              for a, b, o in zip(d32, d8, runs[-1][0]))
+                              and np.array_equal(c, o) for a, b, c, o in zip(d32, d8, db, runs[-1][0]))
         first, rep = runs[0], min(runs[1:], key=lambda r: r[1])
-        t_floor = min(f32, i8)
+        t_floor = min(f32, i8, b8)
         tot = {k: sum(r.counters[k] for r in first[3]) for k in ("cycles", "wgt_beats", "busy")}
         row = {"T": T, "cycles": sum(r.cycles for r in first[3]), "equal": bool(equal),
                "bus_utilization": tot["wgt_beats"] / tot["cycles"], "pe_utilization": tot["busy"] / tot["cycles"],
-               "floor_s": t_floor, "floor_f32_s": f32, "floor_int8_s": i8,
+               "floor_s": t_floor, "floor_f32_s": f32, "floor_int8_s": i8, "floor_blocked_s": b8,
                "sim_first_device_s": first[1], "sim_first_host_s": first[2],
                "sim_repeat_device_s": rep[1], "sim_repeat_host_s": rep[2],
                "first_over_floor": first[1] / t_floor, "repeat_over_floor": rep[1] / t_floor,
                "first_over_floor_f32": first[1] / f32, "repeat_over_floor_f32": rep[1] / f32,
-               "floor_cpu_s": min(f32_cpu, i8_cpu), "floor_f32_cpu_s": f32_cpu, "floor_int8_cpu_s": i8_cpu,
+               "floor_cpu_s": min(f32_cpu, i8_cpu, b8_cpu), "floor_f32_cpu_s": f32_cpu, "floor_int8_cpu_s": i8_cpu,
+               "floor_blocked_cpu_s": b8_cpu,
                "sim_first_device_cpu_s": first[4], "sim_repeat_device_cpu_s": min(r[4] for r in runs[1:])}
         row.update(first_over_floor_cpu=first[4] / row["floor_cpu_s"],
                    repeat_over_floor_cpu=row["sim_repeat_device_cpu_s"] / row["floor_cpu_s"])
@@ -291,9 +307,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-harness-layer", action="store_true", help="skip the harness on the 2B4T layer")
     ap.add_argument("--no-model", action="store_true", help="skip the 30-layer 2B4T model")
     ap.add_argument("--model-tokens", type=int, default=3, help="tokens the model generates (default 3)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads, hw.sim's and the floor's (default 1)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch's and numpy's BLAS threads, hw.sim's and the floor's (default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, args.threads))
+    with threadpool_limits(limits=max(1, args.threads), user_api="blas"):
+        return _main(args)
+
+
+def _main(args) -> int:
     rows = compare_small(args.quick, max(2, args.repeat), not args.quick)
     layers = layer_2b4t(args.quick, max(2, args.repeat), not (args.quick or args.no_harness_layer))
     shapes = per_projection(args.quick)
@@ -314,13 +336,14 @@ def main(argv=None) -> int:
     print("\n2B4T decoder layer (7 projections, R16 L64) through the driver; device time of hw.sim vs the floor:")
     for r in layers:
         print(f"  T={r['T']:<4d} {r['cycles']:>9d} cycles, equal {r['equal']}: floor {r['floor_s'] * 1e3:.1f} ms "
-              f"(numpy float32 {r['floor_f32_s'] * 1e3:.1f} ms, torch int8 {r['floor_int8_s'] * 1e3:.1f} ms); "
+              f"(numpy float32 {r['floor_f32_s'] * 1e3:.1f} ms, torch int8 {r['floor_int8_s'] * 1e3:.1f} ms, "
+              f"numpy int8 blocked {r['floor_blocked_s'] * 1e3:.1f} ms); "
               f"hw.sim first call {r['sim_first_device_s'] * 1e3:.0f} ms ({r['first_over_floor']:.1f}x floor, "
               f"{r['first_over_floor_f32']:.1f}x float32; host {r['sim_first_host_s']:.2f} s), "
               f"repeated {r['sim_repeat_device_s'] * 1e3:.0f} ms ({r['repeat_over_floor']:.1f}x floor, "
               f"{r['repeat_over_floor_f32']:.1f}x float32; host {r['sim_repeat_host_s']:.2f} s)")
         print(f"         CPU seconds: floor {r['floor_cpu_s'] * 1e3:.1f} ms (float32 {r['floor_f32_cpu_s'] * 1e3:.1f}, "
-              f"int8 {r['floor_int8_cpu_s'] * 1e3:.1f}); hw.sim first {r['sim_first_device_cpu_s'] * 1e3:.0f} ms "
+              f"int8 {r['floor_int8_cpu_s'] * 1e3:.1f}, blocked {r['floor_blocked_cpu_s'] * 1e3:.1f}); hw.sim first {r['sim_first_device_cpu_s'] * 1e3:.0f} ms "
               f"({r['first_over_floor_cpu']:.1f}x), repeated {r['sim_repeat_device_cpu_s'] * 1e3:.0f} ms "
               f"({r['repeat_over_floor_cpu']:.1f}x)")
         print(f"         weight bus {100 * r['bus_utilization']:.3f}%, PE {100 * r['pe_utilization']:.3f}%")

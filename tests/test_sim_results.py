@@ -142,27 +142,55 @@ def test_invalid_byte_test_is_the_validity_table(fmt):
             assert invalid_bytes(fmt, spoiled), (n, pos)
 
 
-def test_int8_product_path_bit_exact(monkeypatch):
-    """Every product through torch._int_mm (the thresholds set to 0 MACs and any tokens): bit-exact
-    against the int64 reference, accumulator wrap and K not a multiple of lanes included, with the cache of decoded
-    weights off and on."""
+def test_blocked_product_bit_exact(monkeypatch):
+    """Every product converted in blocks of a few rows (PRODUCT_BLOCK_BYTES set so that a matrix
+    takes several blocks, the last one partial): bit-exact against the int64 reference, accumulator
+    wrap and K not a multiple of lanes included, with the cache of decoded weights off and on."""
     from hw.sim import results
 
-    monkeypatch.setattr(results, "INT_MM_MIN_MACS", 0)
-    monkeypatch.setattr(results, "INT_MM_MAX_TOKENS", 1 << 30)
-    for seed in range(4):
+    blocks = []
+    product = results._product
+    monkeypatch.setattr(results, "_product", lambda x, w: blocks.append(
+        -(-w.shape[0] // max(1, results.PRODUCT_BLOCK_BYTES // (4 * x.shape[1])))) or product(x, w))
+    for seed in range(6):
         monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0 if seed % 2 else 1 << 20))
         rng = np.random.default_rng(seed)
         cfg = TernConfig(rows=int(rng.integers(1, 9)), lanes=int(rng.choice([4, 5, 16, 13])),
                          weight_format=str(rng.choice(["2bit", "base3"])), bus_bytes=4,
                          act_depth=128, wgt_depth=16, out_depth=4)
         cfg = cfg.replace(acc_width=cfg.dot_width)
-        T, N, K = int(rng.integers(1, 9)), int(rng.integers(1, 20)), int(rng.integers(1, cfg.lanes * 6))
+        T, N, K = int(rng.integers(1, 9)), int(rng.integers(5, 20)), int(rng.integers(1, cfg.lanes * 6))
+        monkeypatch.setattr(results, "PRODUCT_BLOCK_BYTES", 4 * cfg.lanes * int(rng.integers(1, 4)))
         q, w = rng.integers(-128, 128, (T, K)), rng.integers(-1, 2, (N, K))
         for _ in range(2):
             r = simulate(cfg, linear_program(cfg, q, w))
             assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, N),
                                   wrap_signed(reference_matmul(q, w), cfg.acc_width)), seed
+    assert max(blocks) >= 3 and min(blocks) >= 1, blocks      # several blocks per product
+
+
+@pytest.mark.parametrize("K, dtype", [(1000, np.float32), ((1 << 24) // 128 + 2, np.float64)])
+def test_product_is_exact_at_the_extremes(monkeypatch, K, dtype):
+    """hw.sim.results._product at the largest sums: activations -128 but the first (127) against
+    weights of one sign, |x @ w.T| = 128 * K - 255, odd (float32 up to 128 * K < 2**24, float64 from
+    there on, where float32 would round it), in blocks of two rows and whole."""
+    from hw.sim import results
+
+    x = np.full((2, K), -128, dtype=np.int8)
+    x[:, 0] = 127
+    x[1, ::3] = 127
+    w = np.ones((5, K), dtype=np.int8)
+    w[1] = -1
+    w[2, ::2] = 0
+    w[3, 1::2] = -1
+    expect = x.astype(np.int64) @ w.T.astype(np.int64)
+    assert abs(int(expect[0, 0])) == 128 * K - 255
+    if dtype is np.float64:          # the case float32 cannot hold
+        assert not np.array_equal((x.astype(np.float32) @ w.T.astype(np.float32)).astype(np.int64), expect)
+    for block in (2 * np.dtype(dtype).itemsize * K, 1 << 30):
+        monkeypatch.setattr(results, "PRODUCT_BLOCK_BYTES", block)
+        d = results._product(x, w)
+        assert d.dtype == np.int64 and np.array_equal(d, expect), block
 
 
 def test_plan_groups_consecutive_matmuls_over_the_same_words():
@@ -190,32 +218,6 @@ def test_negative_count_is_the_sign_count():
         w = rng.integers(-128, 128, (n,), dtype=np.int8)
         assert _negatives(w) == int(np.count_nonzero(w < 0)), n
         assert _negatives(w.reshape(1, n)) == _negatives(w)
-
-
-def test_many_token_products_take_float_blas(monkeypatch):
-    """torch._int_mm only for products of at most INT_MM_MAX_TOKENS tokens (beyond them float32
-    BLAS); both paths bit-exact against the int64 reference."""
-    import torch
-
-    from hw.sim import results
-
-    calls = []
-    int_mm = torch._int_mm
-    monkeypatch.setattr(torch, "_int_mm", lambda a, b: calls.append(a.shape[0]) or int_mm(a, b))
-    monkeypatch.setattr(results, "INT_MM_MIN_MACS", 0)
-    monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0))
-    cfg = TernConfig(rows=4, lanes=16, bus_bytes=4, act_depth=256, wgt_depth=64, out_depth=8)
-    rng = np.random.default_rng(3)
-    w = rng.integers(-1, 2, (8, 64))
-    for T, via_int_mm in ((1, True), (results.INT_MM_MAX_TOKENS, True), (results.INT_MM_MAX_TOKENS + 1, False),
-                          (16, False)):
-        calls.clear()
-        q = rng.integers(-128, 128, (T, 64))
-        r = simulate(cfg, linear_program(cfg, q, w))
-        assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, 8), reference_matmul(q, w)), T
-        assert bool(calls) == via_int_mm and all(t <= results.INT_MM_MAX_TOKENS for t in calls), (T, calls)
-
-
 
 
 @pytest.mark.parametrize("K", [64, 2048])

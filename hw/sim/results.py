@@ -6,11 +6,11 @@ Per MATMUL, one matrix product of the activation words and the decoded weight wo
 ``acc_width`` bits as the accumulators wrap. The weight beats are decoded with the one table of their
 format, :data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder), into an int8 matrix:
 when every byte's codes lie in one row the table is read as one machine word per byte (four int8
-weights in a uint32 for ``2bit``), a single gather. The product is exact by construction: an int8 x
-int8 product with int32 sums (``torch._int_mm``) where ``128 * K < 2**31``, the product is large and
-it has at most :data:`INT_MM_MAX_TOKENS` tokens (without int8 dot-product instructions torch runs it
-token by token: its time grows with the tokens, float32 BLAS's hardly does), float32 BLAS where
-``128 * K < 2**24``, float64 otherwise. Consecutive MATMULs over the same activation words share one
+weights in a uint32 for ``2bit``), a single gather. The product is exact by construction: float32 BLAS
+where ``128 * K < 2**24`` (every partial sum an integer below ``2**24``), float64 otherwise. The
+int8 weights are converted a block of rows at a time into a buffer that stays in the cache
+(:data:`PRODUCT_BLOCK_BYTES`), each block multiplied as it is converted: the product reads one byte
+per weight from memory, a quarter of what a float32 matrix costs, and no whole float copy is made. Consecutive MATMULs over the same activation words share one
 product, and so do the groups of a run over the same decoded weights (kept in :data:`DECODED`): their
 activation rows are stacked into one product at the end of the run (:meth:`Datapath.finish`), as the
 token groups of a prefill call stream the same weights again.
@@ -24,7 +24,6 @@ byte for byte, so a hit costs one comparison instead of the table lookup and reo
 from __future__ import annotations
 
 import os
-import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -34,13 +33,11 @@ from hw.program import wrap_signed
 
 __all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes", "plan"]
 
-#: Products of at least this many multiply-adds go through ``torch._int_mm`` (below it numpy's float
-#: BLAS is quicker than a torch call).
-INT_MM_MIN_MACS = 1 << 18
-#: ... and at most this many tokens: beyond it float32 BLAS, the weights converted, is quicker (on an
-#: AVX2 machine without VNNI, a 6912 x 2560 product: ``_int_mm`` 13 ms at T=1, 54 ms at T=4, 1.9 s at
-#: T=128; float32 with the conversion 29 ms, 94 ms, 149 ms).
-INT_MM_MAX_TOKENS = 2
+#: Bytes of the float buffer into which :func:`_product` converts the weights a block of rows at a
+#: time (it stays in the core's L2 cache; on a 2-core AVX2 machine, the seven products of a 2B4T
+#: decode layer took 17 ms with 1 MiB blocks, 23 ms with 128 KiB ones, 50-70 ms through
+#: ``torch._int_mm`` and 70 ms converting each matrix whole).
+PRODUCT_BLOCK_BYTES = 1 << 20
 #: Bytes of decoded weight matrices a run holds for :meth:`Datapath.finish` before it computes their
 #: products at once.
 DEFER_MAX_BYTES = 512 << 20
@@ -338,17 +335,23 @@ def _negatives(w: np.ndarray) -> int:
 
 
 def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64."""
+    """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64: float32 BLAS where
+    ``|partial sums| <= 128 * K < 2**24``, float64 below ``2**53``; ``w`` converted a block of
+    :data:`PRODUCT_BLOCK_BYTES` at a time."""
     T, K = x.shape
-    if 128 * K < (1 << 31) and T <= INT_MM_MAX_TOKENS and T * w.size >= INT_MM_MIN_MACS:
-        import torch
-        with warnings.catch_warnings():          # the cached matrices are read-only; torch only reads
-            warnings.simplefilter("ignore", UserWarning)
-            wt = torch.from_numpy(w)
-        return torch._int_mm(torch.from_numpy(np.ascontiguousarray(x)), wt.T).numpy().astype(np.int64)
-    # |partial sums| <= 128 * K: exact in float32 below 2**24, in float64 below 2**53
+    M = w.shape[0]
     dt = np.float32 if 128 * K < (1 << 24) else np.float64
-    return (x.astype(dt) @ w.astype(dt).T).astype(np.int64)
+    rows = max(1, PRODUCT_BLOCK_BYTES // (np.dtype(dt).itemsize * max(K, 1)))
+    xt = np.ascontiguousarray(x.T, dtype=dt)                 # (K, T)
+    if M <= rows:
+        return (w.astype(dt) @ xt).T.astype(np.int64)
+    out = np.empty((M, T), dtype=dt)
+    block = np.empty((rows, K), dtype=dt)
+    for r0 in range(0, M, rows):
+        n = min(rows, M - r0)
+        np.copyto(block[:n], w[r0:r0 + n], casting="unsafe")
+        np.matmul(block[:n], xt, out=out[r0:r0 + n])
+    return out.T.astype(np.int64)
 
 
 def _compute_results(dp: Datapath, jobs: list) -> None:
