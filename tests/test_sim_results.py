@@ -295,3 +295,37 @@ def test_decode_is_the_byte_table(rows, lanes):
     assert invalid == (not BYTE_VALID["2bit"][raw].all())
     assert nz == np.count_nonzero(want) and neg == int(np.count_nonzero(want < 0))
     assert _negatives(want) == neg
+
+
+@pytest.mark.parametrize("fmt", ["2bit", "base3"])
+@pytest.mark.parametrize("rows, lanes, bus", [(16, 64, 16), (4, 16, 4), (3, 8, 4), (2, 5, 2)])
+def test_decode_against_the_byte_table(monkeypatch, fmt, rows, lanes, bus):
+    """hw.sim.results._decode on random bytes (every byte value, invalid codes included): the matrix,
+    the invalid flag and the nonzero / negative counts equal those read from BYTE_WEIGHTS byte by
+    byte; the 2-bit field popcounts count them whenever the words have no padding."""
+    from hw.formats import BYTE_VALID, BYTE_WEIGHTS
+    from hw.sim import results
+
+    cfg = TernConfig(rows=rows, lanes=lanes, bus_bytes=bus, weight_format=fmt, act_depth=64,
+                     wgt_depth=8, out_depth=4)
+    counted = []
+    for f, count in list(results._FIELD_COUNTS.items()):
+        if count is not None:
+            monkeypatch.setitem(results._FIELD_COUNTS, f, lambda raw, c=count: counted.append(1) or c(raw))
+    rng = np.random.default_rng(rows * lanes)
+    G, kw = 3, 5
+    word_bytes = cfg.beats_per_word * bus
+    tpb = cfg.trits_per_byte
+    row_bytes = lanes // tpb if lanes % tpb == 0 else None
+    for trial in range(3):
+        raw = rng.integers(0, 256, (G * kw, word_bytes), dtype=np.uint8)
+        if trial == 2:                               # valid bytes only
+            raw = rng.choice(np.flatnonzero(BYTE_VALID[fmt]).astype(np.uint8), raw.shape)
+        w, invalid, nz, neg = results._decode(cfg, raw, G, kw, kw * lanes, row_bytes)
+        per_word = BYTE_WEIGHTS[fmt][raw].reshape(G, kw, -1)[:, :, :rows * lanes]
+        ref = per_word.reshape(G, kw, rows, lanes).transpose(0, 2, 1, 3).reshape(G * rows, kw * lanes)
+        assert np.array_equal(w, ref)
+        assert bool(invalid) == (not BYTE_VALID[fmt][raw].all())
+        assert (nz, neg) == (int(np.count_nonzero(ref)), int(np.count_nonzero(ref < 0)))
+    padded = row_bytes is None or rows * row_bytes < word_bytes
+    assert bool(counted) == (fmt == "2bit" and not padded), (counted, padded)

@@ -304,22 +304,58 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
     fmt = cfg.weight_format
     table = BYTE_WEIGHTS[fmt]
     words = _byte_table(fmt)
+    counts = None
     if row_bytes is not None:
         payload = R * row_bytes        # bytes of a word that carry weights (the rest: padding)
-        # the bytes in matrix order first: the gather then writes its result in that order
-        b = np.ascontiguousarray(raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3))
+        b = raw[:, :payload]
         pairs = _pair_table(fmt) if row_bytes % 2 == 0 else None
         if pairs is not None:
-            # two bytes per lookup (a 64 Ki-entry table): a third of one byte per lookup's time
-            w = pairs[b.view("<u2")].view(np.int8).reshape(G * R, K)
-        elif words is not None:
-            w = words[b].view(np.int8).reshape(G * R, K)     # indexing: twice np.take's speed here
+            # two bytes per lookup (a 64 Ki-entry table), in the words' order; then the rows of
+            # every word's lanes (contiguous runs of L weights) put in matrix order
+            w = pairs[np.ascontiguousarray(b).view("<u2")].view(np.int8)
+            w = np.ascontiguousarray(w.reshape(G, kw, R, L).transpose(0, 2, 1, 3)).reshape(G * R, K)
         else:
-            w = table[b].reshape(G * R, K)
+            # the bytes in matrix order first: the gather then writes its result in that order
+            b = np.ascontiguousarray(b.reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3))
+            w = (words[b].view(np.int8) if words is not None else table[b]).reshape(G * R, K)
+        if payload == raw.shape[1]:
+            counts = _FIELD_COUNTS[fmt](raw) if _FIELD_COUNTS[fmt] is not None else None
     else:
         w = table[raw].reshape(G * kw, -1)[:, :R * L]
         w = w.reshape(G, kw, R, L).transpose(0, 2, 1, 3).reshape(G * R, K)
-    return w, invalid_bytes(fmt, raw), int(np.count_nonzero(w)), _negatives(w)
+    if counts is None:
+        counts = int(np.count_nonzero(w)), _negatives(w)
+    return w, invalid_bytes(fmt, raw), *counts
+
+
+def _field_counter(fmt: str):
+    """A count ``raw -> (nonzero weights, negative weights)`` over whole bytes ``raw`` read as 2-bit
+    fields (radix-4 formats with four codes per byte, ``2bit``): the fields of each code value counted
+    by popcounts eight bytes at a time, each code's weight read from the format's table (an invalid
+    code reads 0). None for other formats (their weights are counted after decoding)."""
+    codec = CODECS[fmt]
+    if codec.radix != 4 or codec.codes_per_byte != 4:
+        return None
+    weight = [int(BYTE_WEIGHTS[fmt][c * 0x55, 0]) for c in range(4)]   # byte 0x55 * c: four codes c
+    nonzero = [c for c in range(4) if weight[c] != 0]
+    negative = [c for c in range(4) if weight[c] < 0]
+
+    def count(raw):
+        flat = raw.reshape(-1)
+        if flat.size % 8 == 0 and flat.flags.c_contiguous:
+            v, m = flat.view(np.uint64), np.uint64(0x5555555555555555)
+        else:
+            v, m = flat, np.uint8(0x55)
+        lo, hi = v & m, (v >> v.dtype.type(1)) & m
+        n = [0, 0, 0, int(np.bitwise_count(lo & hi).sum(dtype=np.int64))]
+        n[1] = int(np.bitwise_count(lo).sum(dtype=np.int64)) - n[3]
+        n[2] = int(np.bitwise_count(hi).sum(dtype=np.int64)) - n[3]
+        n[0] = 4 * flat.size - n[1] - n[2] - n[3]
+        return sum(n[c] for c in nonzero), sum(n[c] for c in negative)
+    return count
+
+
+_FIELD_COUNTS = {fmt: _field_counter(fmt) for fmt in BYTE_WEIGHTS}
 
 
 _SIGNS = np.uint64(0x8080808080808080)
