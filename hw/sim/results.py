@@ -307,17 +307,18 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
     counts = None
     if row_bytes is not None:
         payload = R * row_bytes        # bytes of a word that carry weights (the rest: padding)
-        b = raw[:, :payload]
+        # the bytes read in matrix order (word k's row r after row r of word k - 1), looked up in
+        # one pass that writes the matrix (np.take: no bounds checks with mode="clip", every byte
+        # value and byte pair indexes its table)
         pairs = _pair_table(fmt) if row_bytes % 2 == 0 else None
         if pairs is not None:
-            # two bytes per lookup (a 64 Ki-entry table), in the words' order; then the rows of
-            # every word's lanes (contiguous runs of L weights) put in matrix order
-            w = pairs[np.ascontiguousarray(b).view("<u2")].view(np.int8)
-            w = np.ascontiguousarray(w.reshape(G, kw, R, L).transpose(0, 2, 1, 3)).reshape(G * R, K)
+            # two bytes per lookup (a 64 Ki-entry table)
+            b = raw[:, :payload].view("<u2").reshape(G, kw, R, row_bytes // 2).transpose(0, 2, 1, 3)
+            w = np.take(pairs, b, mode="clip").view(np.int8).reshape(G * R, K)
         else:
-            # the bytes in matrix order first: the gather then writes its result in that order
-            b = np.ascontiguousarray(b.reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3))
-            w = (words[b].view(np.int8) if words is not None else table[b]).reshape(G * R, K)
+            b = raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3)
+            w = (np.take(words, b, mode="clip").view(np.int8) if words is not None
+                 else np.take(table, b, axis=0, mode="clip")).reshape(G * R, K)
         if payload == raw.shape[1]:
             counts = _FIELD_COUNTS[fmt](raw) if _FIELD_COUNTS[fmt] is not None else None
     else:
