@@ -6,11 +6,14 @@ Per MATMUL, one matrix product of the activation words and the decoded weight wo
 ``acc_width`` bits as the accumulators wrap. The weight beats are decoded with the one table of their
 format, :data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder), into an int8 matrix:
 when every byte's codes lie in one row the table is read as one machine word per byte (four int8
-weights in a uint32 for ``2bit``), a single gather. The product is exact by construction: float32 BLAS
-where ``128 * K < 2**24`` (every partial sum an integer below ``2**24``), float64 otherwise. The
-int8 weights are converted a block of rows at a time into a buffer that stays in the cache
+weights in a uint32 for ``2bit``) or per pair of bytes, a single gather that reads the bytes in matrix
+order and writes the matrix; ``2bit`` words without padding have their nonzero and negative weights
+counted from the bytes by popcounts. The product is exact by construction: float32 BLAS where
+``128 * K < 2**24`` (every partial sum an integer below ``2**24``), float64 otherwise. The int8
+weights are converted a block of rows at a time into a buffer that stays in the cache
 (:data:`PRODUCT_BLOCK_BYTES`), each block multiplied as it is converted: the product reads one byte
-per weight from memory, a quarter of what a float32 matrix costs, and no whole float copy is made. Consecutive MATMULs over the same activation words share one
+per weight from memory, a quarter of what a float32 matrix costs, and no whole float copy is made.
+Consecutive MATMULs over the same activation words share one
 product, and so do the groups of a run over the same decoded weights (kept in :data:`DECODED`): their
 activation rows are stacked into one product at the end of the run (:meth:`Datapath.finish`), as the
 token groups of a prefill call stream the same weights again.
