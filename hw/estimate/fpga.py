@@ -72,7 +72,7 @@ GOWIN_SLOT_ODD_PER_LANE = ((8, 352 / 16), (16, 1336 / 64))
 REST_LUTS = {"ice40": 4317 - 1245, "ecp5": 3968 - 1337, "gowin": 4707 - 1336}
 #: The shape of the rest against the ternary lanes: the ULX3S builds as (rows x lanes, LUTs):
 #: 2 x 8, 4 x 16, 16 x 64.
-REST_SHAPE = ((16, 2064 - 353), (64, 3968 - 1337), (1024, 28185 - 19933))
+REST_SHAPE = ((16, 2064 - 353), (64, 3968 - 1337), (1024, 28183 - 19933))
 
 
 def rest_luts(family: str, ternary_lanes: int) -> float:
