@@ -276,33 +276,15 @@ def test_pair_table_is_two_byte_table_entries(fmt):
     assert np.array_equal(got, want)
 
 
-@pytest.mark.parametrize("rows, lanes", [(4, 16), (2, 8), (3, 4), (2, 12)])
-def test_decode_is_the_byte_table(rows, lanes):
-    """hw.sim.results._decode of random bytes (invalid ones too) against BYTE_WEIGHTS read byte by
-    byte and laid out as (rows of every word, K): two bytes per lookup (row bytes even) and one."""
-    from hw.formats import BYTE_WEIGHTS
-    from hw.sim.results import _decode, _negatives
-
-    cfg = TernConfig(rows=rows, lanes=lanes, bus_bytes=2, act_depth=64, wgt_depth=8)
-    rb = lanes // cfg.trits_per_byte
-    bpw, B = cfg.beats_per_word, cfg.bus_bytes
-    G, kw = 3, 5
-    raw = np.random.default_rng(rows * lanes).integers(0, 256, (G * kw, bpw * B), dtype=np.uint8)
-    w, invalid, nz, neg = _decode(cfg, raw, G, kw, kw * lanes, rb)
-    dec = BYTE_WEIGHTS["2bit"][raw[:, :rows * rb]].reshape(G, kw, rows, lanes)
-    want = dec.transpose(0, 2, 1, 3).reshape(G * rows, kw * lanes)
-    assert np.array_equal(w, want)
-    assert invalid == (not BYTE_VALID["2bit"][raw].all())
-    assert nz == np.count_nonzero(want) and neg == int(np.count_nonzero(want < 0))
-    assert _negatives(want) == neg
-
-
 @pytest.mark.parametrize("fmt", ["2bit", "base3"])
-@pytest.mark.parametrize("rows, lanes, bus", [(16, 64, 16), (4, 16, 4), (3, 8, 4), (2, 5, 2)])
-def test_decode_against_the_byte_table(monkeypatch, fmt, rows, lanes, bus):
-    """hw.sim.results._decode on random bytes (every byte value, invalid codes included): the matrix,
-    the invalid flag and the nonzero / negative counts equal those read from BYTE_WEIGHTS byte by
-    byte; the 2-bit field popcounts count them whenever the words have no padding."""
+@pytest.mark.parametrize("rows, lanes, bus", [(16, 64, 16), (4, 16, 4), (3, 8, 4), (2, 5, 2), (4, 16, 2),
+                                             (2, 8, 2), (3, 4, 2), (2, 12, 2)])
+def test_decode_is_the_byte_table(monkeypatch, fmt, rows, lanes, bus):
+    """hw.sim.results._decode on random bytes (every byte value, invalid codes included) against
+    BYTE_WEIGHTS read byte by byte and laid out as (rows of every word, K): the matrix, the invalid
+    flag and the nonzero / negative counts, through two bytes per lookup (row bytes even), one, and
+    the whole table (codes of a byte across rows); the 2-bit field popcounts count them whenever the
+    words have no padding."""
     from hw.formats import BYTE_VALID, BYTE_WEIGHTS
     from hw.sim import results
 
@@ -327,5 +309,6 @@ def test_decode_against_the_byte_table(monkeypatch, fmt, rows, lanes, bus):
         assert np.array_equal(w, ref)
         assert bool(invalid) == (not BYTE_VALID[fmt][raw].all())
         assert (nz, neg) == (int(np.count_nonzero(ref)), int(np.count_nonzero(ref < 0)))
+        assert results._negatives(ref) == neg
     padded = row_bytes is None or rows * row_bytes < word_bytes
     assert bool(counted) == (fmt == "2bit" and not padded), (counted, padded)

@@ -77,6 +77,16 @@ def _pair_table(fmt: str):
     return _PAIR_TABLES[fmt]
 
 
+def _field_words(raw: np.ndarray) -> tuple:
+    """``raw``'s bytes as words for 2-bit field arithmetic: ``(v, m)``, ``v`` eight bytes per uint64
+    where the layout allows (else the bytes themselves) and ``m`` the low bit of every 2-bit field
+    (0x55 in each byte) in ``v``'s type."""
+    flat = raw.reshape(-1)
+    if flat.size % 8 == 0 and flat.flags.c_contiguous:
+        return flat.view(np.uint64), np.uint64(0x5555555555555555)
+    return flat, np.uint8(0x55)
+
+
 def _invalid_test(fmt: str):
     """A test ``raw -> bool``: does any byte of ``raw`` fail :data:`hw.formats.BYTE_VALID` (the
     decoder's error flag)? Derived from the format's table: a prefix of valid byte values (``base3``:
@@ -89,11 +99,7 @@ def _invalid_test(fmt: str):
         return lambda raw: int(raw.max()) >= n
     if codec.radix == 4 and INVALID_CODE == 3:
         def fields_of_ones(raw):
-            flat = raw.reshape(-1)
-            if flat.size % 8 == 0 and flat.flags.c_contiguous:
-                v, m = flat.view(np.uint64), np.uint64(0x5555555555555555)
-            else:
-                v, m = flat, np.uint8(0x55)
+            v, m = _field_words(raw)
             return bool(np.any(v & (v >> v.dtype.type(1)) & m))
         return fields_of_ones
     return lambda raw: not bool(valid[raw].all())
@@ -322,8 +328,9 @@ def _decode(cfg, raw: np.ndarray, G: int, kw: int, K: int, row_bytes):
             b = raw[:, :payload].reshape(G, kw, R, row_bytes).transpose(0, 2, 1, 3)
             w = (np.take(words, b, mode="clip").view(np.int8) if words is not None
                  else np.take(table, b, axis=0, mode="clip")).reshape(G * R, K)
-        if payload == raw.shape[1]:
-            counts = _FIELD_COUNTS[fmt](raw) if _FIELD_COUNTS[fmt] is not None else None
+        count = _FIELD_COUNTS[fmt]
+        if count is not None and payload == raw.shape[1]:
+            counts = count(raw)
     else:
         w = table[raw].reshape(G * kw, -1)[:, :R * L]
         w = w.reshape(G, kw, R, L).transpose(0, 2, 1, 3).reshape(G * R, K)
@@ -345,16 +352,12 @@ def _field_counter(fmt: str):
     negative = [c for c in range(4) if weight[c] < 0]
 
     def count(raw):
-        flat = raw.reshape(-1)
-        if flat.size % 8 == 0 and flat.flags.c_contiguous:
-            v, m = flat.view(np.uint64), np.uint64(0x5555555555555555)
-        else:
-            v, m = flat, np.uint8(0x55)
+        v, m = _field_words(raw)
         lo, hi = v & m, (v >> v.dtype.type(1)) & m
         n = [0, 0, 0, int(np.bitwise_count(lo & hi).sum(dtype=np.int64))]
         n[1] = int(np.bitwise_count(lo).sum(dtype=np.int64)) - n[3]
         n[2] = int(np.bitwise_count(hi).sum(dtype=np.int64)) - n[3]
-        n[0] = 4 * flat.size - n[1] - n[2] - n[3]
+        n[0] = 4 * raw.size - n[1] - n[2] - n[3]
         return sum(n[c] for c in nonzero), sum(n[c] for c in negative)
     return count
 
