@@ -160,19 +160,26 @@ class WeightDecoder(ConfigComponent):
         else:
             full = beat_codes
 
-        with m.If(self.words.ready):
-            m.d.sync += word_valid.eq(0)
-        with m.If(accept):
-            with m.If(beat_bad):
-                m.d.sync += error_r.eq(1)
-            with m.If(last_beat):
-                m.d.sync += [
-                    word_r.eq(full[:word_bits]),
-                    word_valid.eq(1),
-                    beat_count.eq(0),
-                ]
-            with m.Else():
-                m.d.sync += beat_count.eq(beat_count + 1)
-                if bpw > 1:
-                    m.d.sync += beat_buf.eq(Cat(beat_buf[beat_bits:], beat_codes))
+        # Each register's enable depends on as little as possible: word_r loads whenever the word
+        # register is free (its valid says whether a word arrived), and beat_buf shifts on a valid
+        # beat that is not the last (such a beat is always accepted).
+        word_free = Signal(name="word_free")
+        beat_shift = Signal(name="beat_shift")
+        m.d.comb += [
+            word_free.eq(~word_valid | self.words.ready),
+            beat_shift.eq(self.beats.valid & ~last_beat),
+        ]
+        with m.If(accept & beat_bad):
+            m.d.sync += error_r.eq(1)
+        with m.If(word_free):
+            m.d.sync += [
+                word_r.eq(full[:word_bits]),
+                word_valid.eq(self.beats.valid & last_beat),
+            ]
+        with m.If(accept & last_beat):
+            m.d.sync += beat_count.eq(0)
+        with m.If(beat_shift):
+            m.d.sync += beat_count.eq(beat_count + 1)
+            if bpw > 1:
+                m.d.sync += beat_buf.eq(Cat(beat_buf[beat_bits:], beat_codes))
         return m
