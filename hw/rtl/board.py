@@ -39,7 +39,8 @@ configuration the gateware was built for, little-endian, for every configuration
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, ClockDomain, Const, Module, ResetInserter, Signal, signed
+from amaranth.hdl import (Cat, ClockDomain, ClockSignal, Const, DomainRenamer, Module, Signal,
+                          signed)
 from amaranth.lib import fifo, io, stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
@@ -295,14 +296,23 @@ class HostBridge(ConfigComponent):
         m.d.sync += self.core_reset.eq(0)
 
         targets = (self.instr, self.act, self.wgt)
+        # the completed frame's stream: one valid flop per stream, set on the frame's last byte and
+        # cleared by the stream's ready (so that each valid starts at a flop and a ready reaches
+        # only its flop, not the receive FSM)
+        send_valid = Signal(len(targets), name="rx_send_valid")
         for i, t in enumerate(targets):
             nb = (n["instr"], n["act"], n["wgt"])[i]
-            m.d.comb += t.payload.eq(buf[width - 8 * nb:])
+            m.d.comb += [t.payload.eq(buf[width - 8 * nb:]), t.valid.eq(send_valid[i])]
+        for i, t in enumerate(targets):
+            with m.If(t.ready):
+                m.d.sync += send_valid[i].eq(0)
 
         with m.FSM(name="rx_fsm"):
             with m.State("HEADER"):
-                m.d.comb += self.rx.ready.eq(~busy_req)
-                with m.If(self.rx.valid & ~busy_req):
+                # a frame's word waiting for its stream holds the next header back (so that buf
+                # stays as it is until the word is taken)
+                m.d.comb += self.rx.ready.eq(~busy_req & ~send_valid.any())
+                with m.If(self.rx.valid & self.rx.ready):
                     with m.Switch(self.rx.payload):
                         with m.Case(HEADER_INSTR):
                             m.d.sync += [sel.eq(0), left.eq(n["instr"] - 1)]
@@ -328,13 +338,8 @@ class HostBridge(ConfigComponent):
                 with m.If(self.rx.valid):
                     m.d.sync += [buf.eq(Cat(buf[8:], self.rx.payload)), left.eq(left - 1)]
                     with m.If(left == 0):
-                        m.next = "SEND"
-            with m.State("SEND"):
-                for i, t in enumerate(targets):
-                    with m.If(sel == i):
-                        m.d.comb += t.valid.eq(1)
-                        with m.If(t.ready):
-                            m.next = "HEADER"
+                        m.d.sync += send_valid.eq(Cat(sel == i for i in range(len(targets))))
+                        m.next = "HEADER"
 
         # transmit side
         rb = result_bytes(cfg)
@@ -456,7 +461,14 @@ class TernBoard(ConfigComponent):
         m = Module()
         core = TernCore(self.config)
         m.submodules.bridge = br = HostBridge(self.config)
-        m.submodules.core = ResetInserter(br.core_reset)(core)
+        # the core runs in its own domain on the same clock, reset by one flop: the power-on reset
+        # or a reset request, a cycle later (so that the reset reaching the core's enables is a
+        # register, not an OR of two resets)
+        m.domains.core = cd_core = ClockDomain("core", local=True)
+        core_rst = Signal(init=1, name="core_rst")
+        m.d.sync += core_rst.eq(br.core_reset)
+        m.d.comb += [cd_core.clk.eq(ClockSignal("sync")), cd_core.rst.eq(core_rst)]
+        m.submodules.core = DomainRenamer("core")(core)
         m.submodules.uart_rx = urx = UartRx(self.divisor)
         m.submodules.uart_tx = utx = UartTx(self.divisor)
         m.submodules.rx_fifo = rxf = fifo.SyncFIFOBuffered(width=8, depth=self.rx_fifo_depth)
@@ -481,11 +493,13 @@ class TernBoard(ConfigComponent):
         ]
         # a register stage between the receive FIFO and the bridge: the bridge decodes its header
         # from a flop, not from the block RAM's read data (slow on every family: the critical path
-        # of both the iCE40 and the ECP5 builds before it); one cycle of latency, full rate
+        # of both the iCE40 and the ECP5 builds before it). It refills only when empty (a byte per
+        # two cycles at most, far above any UART's rate), so that the bridge's ready reaches only
+        # the stage's valid, not the FIFO's pointers.
         rx_valid = Signal(name="rx_stage_valid")
         rx_byte = Signal(8, name="rx_stage_byte")
         m.d.comb += [
-            rxf.r_en.eq(~rx_valid | br.rx.ready),
+            rxf.r_en.eq(~rx_valid),
             br.rx.valid.eq(rx_valid),
             br.rx.payload.eq(rx_byte),
         ]
