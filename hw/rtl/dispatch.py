@@ -94,8 +94,9 @@ class Dispatch(ConfigComponent):
         Sticky error bit 0: a bad instruction was skipped.
 
     Internal signals: ``v<k>_valid`` and ``v<k>_*`` (check stage ``k``), ``v<k>_ready`` (stage
-    ``k`` takes the instruction of the stage behind it), ``d_valid``, ``d_retire``, the registered
-    verdict ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
+    ``k`` takes the instruction of the stage behind it), ``v<k>_hole`` (registered: stage ``k`` or
+    one ahead of it is empty), ``d_valid``, ``d_retire``, the registered verdict (each flag implies ``d_valid``)
+    ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
     ``quiescent``, ``xq_in``/``lq_in`` (the entries D pushes), ``err_bad_instr``, ``xq_full``,
     ``xq_empty``, ``lq_full``, ``lq_empty`` (the queues' flags, registered: :func:`_queue_flags`).
     """
@@ -122,12 +123,20 @@ class Dispatch(ConfigComponent):
         #    but the span, and the first adder level of act_addr + k_words * tokens; each later stage
         #    one more adder level; the last level and the span comparison go into D.
         stages = []                          # per stage: (valid, registers, their inputs)
-        v0 = Signal(INSTR_LAYOUT, name="v0_instr")
+        # the data registers of the stages have no reset: their valid bits say when they hold
+        # something (so that a reset does not widen their enables)
+        v0 = Signal(INSTR_LAYOUT, name="v0_instr", reset_less=True)
         stages.append((Signal(name="v0_valid"), [v0], [self.instr.payload]))
         op, a, b, c = v0.op, v0.a, v0.b, v0.c
         # every rule but the span; ``a + 0 <= AD`` of a MATMUL is ``a <= AD``, implied by the full
-        # rule and what narrows ``a`` into the tree
-        pre = check(cfg, op, a, b, c, span=0)
+        # rule and what narrows ``a`` into the tree. The rules see the operands' low ``nb`` bits
+        # (2**nb > act_depth, wgt_depth): an operand with a higher bit set breaks every rule it
+        # takes part in (it exceeds each bound), so those bits only veto, beside short adders.
+        nb = max(cfg.act_depth, cfg.wgt_depth).bit_length()
+        high = {name: x[nb:].any() for name, x in (("a", a), ("b", b), ("c", c))}
+        narrow = check(cfg, op, a[:nb], b[:nb], c[:nb], span=0)
+        pre_load = narrow.load & ~high["a"] & ~high["b"]
+        pre_mm = narrow.matmul & ~high["a"] & ~high["b"] & ~high["c"]
         b_n, c_n = b[:kb], c[:cb]
         nodes = [a[:AW + 1]] + [Mux(b_n[i], c_n << i, 0) for i in range(kb)]
         self.check_built("check_stages", (len(nodes) - 1).bit_length())
@@ -142,12 +151,13 @@ class Dispatch(ConfigComponent):
                              b[:max(AW, KW)] == 1, c[:AW] == 1)),
             "lq": (lq_l, (b - 1)[:KW]),
             "nop": (1, op == Op.NOP.value), "sync": (1, op == Op.SYNC.value),
-            "load": (1, pre.load), "mm": (1, pre.matmul),
+            "load": (1, pre_load), "mm": (1, pre_mm),
         }
         for k in range(1, cfg.check_stages):
             nodes = tree_level(nodes)
-            regs = {n: Signal(shape, name=f"v{k}_{n}") for n, (shape, _) in carried.items()}
-            tree = [Signal(SW, name=f"v{k}_node{j}") for j in range(len(nodes))]
+            regs = {n: Signal(shape, name=f"v{k}_{n}", reset_less=True)
+                    for n, (shape, _) in carried.items()}
+            tree = [Signal(SW, name=f"v{k}_node{j}", reset_less=True) for j in range(len(nodes))]
             stages.append((Signal(name=f"v{k}_valid"), [*regs.values(), *tree],
                            [value for _, value in carried.values()] + nodes))
             carried = {n: (shape, regs[n]) for n, (shape, _) in carried.items()}
@@ -155,21 +165,24 @@ class Dispatch(ConfigComponent):
         nodes = tree_level(nodes)
         span_ok = nodes[0] <= cfg.act_depth          # act_addr + k_words * tokens <= act_depth
 
-        # -- D: the registered verdict
+        # -- D: the registered verdict; each flag includes d_valid (it is loaded with the valid of
+        #    the stage behind), so that d_retire is two gate levels over flops
         d_valid = Signal(name="d_valid")
         d_retire = Signal(name="d_retire")
-        d_skip = Signal(name="d_skip")                # NOP or bad: retires at once
-        d_bad = Signal(name="d_bad")
-        d_sync = Signal(name="d_sync")
-        d_push = Signal(name="d_push")                # a good LOAD_ACT or MATMUL
-        d_mm = Signal(name="d_matmul")                # a good MATMUL
-        xq_in = Signal(xq_l, name="xq_in")
-        lq_in = Signal(lq_l, name="lq_in")
+        d_skip = Signal(name="d_skip")                # valid, NOP or bad: retires at once
+        d_bad = Signal(name="d_bad")                  # valid and bad
+        d_sync = Signal(name="d_sync")                # valid SYNC
+        d_push = Signal(name="d_push")                # valid, a good LOAD_ACT or MATMUL
+        d_mm = Signal(name="d_matmul", reset_less=True)   # a good MATMUL
+        xq_in = Signal(xq_l, name="xq_in", reset_less=True)
+        lq_in = Signal(lq_l, name="lq_in", reset_less=True)
         f = {n: value for n, (_, value) in carried.items()}
         mm_ok = f["mm"] & span_ok
         good = f["nop"] | f["sync"] | f["load"] | mm_ok
-        d_in = [d_skip.eq(f["nop"] | ~good), d_bad.eq(~good), d_sync.eq(f["sync"]),
-                d_push.eq(f["load"] | mm_ok), d_mm.eq(mm_ok),
+        arriving = stages[-1][0]
+        d_in = [d_skip.eq(arriving & (f["nop"] | ~good)), d_bad.eq(arriving & ~good),
+                d_sync.eq(arriving & f["sync"]), d_push.eq(arriving & (f["load"] | mm_ok)),
+                d_mm.eq(mm_ok),
                 xq_in.eq(f["xq"]), lq_in.eq(f["lq"])]
 
         # -- the queues: entries pushed in c can be popped from c + 1
@@ -182,33 +195,53 @@ class Dispatch(ConfigComponent):
         push = Signal(name="d_push_now")
         m.d.comb += [
             can_push.eq(~xq_full & (~lq_full | ~d_mm)),
-            push.eq(d_valid & d_push & can_push),
-            d_retire.eq(d_valid & (d_skip | (d_sync & quiescent) | (d_push & can_push))),
+            push.eq(d_push & can_push),
+            d_retire.eq(d_skip | (d_sync & quiescent) | push),
             xq.w_data.eq(xq_in),
             xq.w_en.eq(push),
             lq.w_data.eq(lq_in),
             lq.w_en.eq(push & d_mm),
         ]
 
-        # -- the ready chain: a stage takes the one behind it when it is empty or moves on
+        # -- the ready chain: a stage takes the one behind it when it is empty or moves on, i.e.
+        #    when it or a stage ahead of it is empty (a hole) or D retires. The holes are registers,
+        #    loaded with their definition over the stages' next valid bits, so that every stage's
+        #    ready is one gate after d_retire and none waits for the ready of the stage ahead; their
+        #    next values are computed for both outcomes of d_retire, which picks one at the end.
         d_ready = Signal(name="d_ready")
         m.d.comb += d_ready.eq(~d_valid | d_retire)
-        ready_ahead = d_ready
-        for k in reversed(range(len(stages))):
-            valid, regs, inputs = stages[k]
+        valids = [s[0] for s in stages] + [d_valid]        # V0 .. V(s-1), D
+        behind = [self.instr.valid] + valids[:-1]
+        readies, holes = [], []
+        for k, (valid, regs, inputs) in enumerate(stages):
+            hole = Signal(init=1, name=f"v{k}_hole")       # ~(v<k>_valid & ... & d_valid)
             ready = Signal(name=f"v{k}_ready")
-            m.d.comb += ready.eq(~valid | ready_ahead)
+            m.d.comb += ready.eq(hole | d_retire)
             with m.If(ready):
-                m.d.sync += valid.eq(self.instr.valid if k == 0 else stages[k - 1][0])
+                m.d.sync += valid.eq(behind[k])
                 m.d.sync += [r.eq(x) for r, x in zip(regs, inputs)]
-            ready_ahead = ready
-        m.d.comb += self.instr.ready.eq(ready_ahead)
-        last_valid = stages[-1][0]
+            readies.append(ready)
+            holes.append(hole)
+        readies.append(d_ready)
+
+        def holes_next(retire: bool):
+            """The holes' next values if D retires now (``retire``) or not: over registers only."""
+            ready = [(h | retire) for h in holes] + [~d_valid | retire]
+            valid_next = [Mux(r, b, v) for r, b, v in zip(ready, behind, valids)]
+            return [~Cat(*valid_next[k:]).all() for k in range(len(holes))]
+
+        # d_retire (the latest input) selects between the two: one gate after it
+        for k, (hole, if_retire, if_not) in enumerate(zip(holes, holes_next(True),
+                                                           holes_next(False))):
+            m.d.sync += hole.eq(Mux(d_retire, if_retire, if_not))
+            if platform == "formal":
+                m.d.comb += Assert(hole == ~Cat(*valids[k:]).all())
+        m.d.comb += self.instr.ready.eq(readies[0])
         with m.If(d_ready):
-            m.d.sync += [d_valid.eq(last_valid), *d_in]
+            m.d.sync += [d_valid.eq(arriving), *d_in]
 
         err_bad = Signal(name="err_bad_instr")
-        with m.If(d_valid & d_bad):
+        with m.If(d_bad):
             m.d.sync += err_bad.eq(1)
 
         # The queue heads, as streams of their entry layouts.
