@@ -52,9 +52,9 @@ class ExecuteEngine(ConfigComponent):
         The weight buffer's read port (address ``x_bank * wgt_depth + x_k``); data -> ``pe_codes``.
     bank_owned : In(2); bank0_fill, bank1_fill : In(range(wgt_depth + 1))
         The loader's bank scoreboard (registers).
-    bank_set : In(2); bank0_fill_next, bank1_fill_next : In(range(wgt_depth + 1))
-        The scoreboard's next state (:class:`hw.rtl.loader.WeightLoader`): ``x_word_ok`` is a
-        register loaded with its definition evaluated on the next state.
+    bank_set : In(2); bank_write : In(2); write_word : In(range(wgt_depth))
+        This cycle's change of the scoreboard (:class:`hw.rtl.loader.WeightLoader`): ``x_word_ok``
+        is a register loaded with its definition evaluated on the next state.
     bank_release : Out(2)
         Bit ``b``: the last step of the MATMUL using bank ``b`` issues in this cycle.
     out_pop : In(1)
@@ -73,9 +73,9 @@ class ExecuteEngine(ConfigComponent):
     current one), ``x_bank``, ``out_reserved`` (output credits in use), ``x_issue``, ``x_finish``,
     ``x_word_ok``, ``x_credit_ok``, ``x_matmul_last``, ``credit_take``, and the
     registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
-    ``x_credit_free`` (``out_reserved < out_depth``), ``x_act_mode`` (a LOAD_ACT is current: set by
-    the pop of an entry whose ``mm`` bit is 0), ``x_mm_mode`` (a MATMUL is current: set by the pop of
-    an entry whose ``mm`` bit is 1), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
+    ``x_credit_free`` (``out_reserved < out_depth``), ``out_reserved_zero``, ``x_act_mode`` (a
+    LOAD_ACT is current: set by the pop of an entry whose ``mm`` bit is 0), ``x_mm_mode`` (a MATMUL
+    is current: set by the pop of an entry whose ``mm`` bit is 1), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
     (``x_k_last_r & x_tokens_left_zero``) and ``x_word_ok`` (``bank_owned[x_bank] &
     (x_k < bank<x_bank>_fill)``).
     """
@@ -93,8 +93,8 @@ class ExecuteEngine(ConfigComponent):
             "bank0_fill": In(range(config.wgt_depth + 1)),
             "bank1_fill": In(range(config.wgt_depth + 1)),
             "bank_set": In(2),
-            "bank0_fill_next": In(range(config.wgt_depth + 1)),
-            "bank1_fill_next": In(range(config.wgt_depth + 1)),
+            "bank_write": In(2),
+            "write_word": In(range(config.wgt_depth)),
             "bank_release": Out(2),
             "out_pop": In(1),
             "pe_valid": Out(1),
@@ -134,6 +134,7 @@ class ExecuteEngine(ConfigComponent):
         k_last_r = Signal(name="x_k_last_r")          # x_k == x_left (the step is a token's last)
         tleft_zero = Signal(name="x_tokens_left_zero")  # x_tokens_left == 0
         credit_free = Signal(init=1, name="x_credit_free")  # out_reserved < out_depth
+        reserved_zero = Signal(init=1, name="out_reserved_zero")  # out_reserved == 0
         # registered conditions, kept equal to their definitions by the updates below (so that the
         # issue, finish and pop decisions are a few gates over flip-flops)
         act_mode = Signal(name="x_act_mode")          # a LOAD_ACT is current
@@ -195,26 +196,39 @@ class ExecuteEngine(ConfigComponent):
         # x_word_ok = bank_owned[x_bank] & (x_k < fill of x_bank) in every cycle: loaded with that
         # function of the next state, chosen by the issue decision among its four next values of
         # (x_bank, x_k) (the release of a bank only comes with the switch to the other one, so the
-        # bank read is owned in the next cycle iff it is owned now or its word 0 is written now)
+        # bank read is owned in the next cycle iff it is owned now or its word 0 is written now).
+        # The next fill of bank b is write_word + 1 if a word is written into it now, else its
+        # fill: each comparison is made against both over registers, and the write picks one, so
+        # that the loader's write (behind the decoder's word_valid) is a late input.
         owned_next = self.bank_owned | self.bank_set
-        fill_next = (self.bank0_fill_next, self.bank1_fill_next)
+        fills = (self.bank0_fill, self.bank1_fill)
 
-        def word_ok_next(bank, k):
-            return Mux(bank, owned_next[1] & (k < fill_next[1]), owned_next[0] & (k < fill_next[0]))
+        def word_ok_next(bank, k_lt_fill, k_le_write):
+            """``owned_next[bank] & (k < next fill of bank)``, from ``k < fill`` per bank and
+            ``k <= write_word``."""
+            return Mux(bank, owned_next[1] & Mux(self.bank_write[1], k_le_write, k_lt_fill[1]),
+                       owned_next[0] & Mux(self.bank_write[0], k_le_write, k_lt_fill[0]))
 
+        k_next = cur_k + 1
+        ok_same = word_ok_next(x_bank, [cur_k < f for f in fills], cur_k <= self.write_word)
+        ok_step = word_ok_next(x_bank, [k_next < f for f in fills], k_next <= self.write_word)
+        fill_nz = [f != 0 for f in fills]
+        ok_first_this = word_ok_next(x_bank, fill_nz, 1)
+        ok_first_other = word_ok_next(~x_bank, fill_nz, 1)
         m.d.sync += word_ok.eq(
             Mux(issue,
-                Mux(k_last_r, Mux(tleft_zero, word_ok_next(~x_bank, 0), word_ok_next(x_bank, 0)),
-                    word_ok_next(x_bank, cur_k + 1)),
-                word_ok_next(x_bank, cur_k)))
+                Mux(k_last_r, Mux(tleft_zero, ok_first_other, ok_first_this), ok_step),
+                ok_same))
 
         # output credits: reserved by the issue of a token's last k, returned by an `out` transfer
         take = Signal(name="credit_take")
         m.d.comb += take.eq(issue & k_last_r)
         with m.If(take & ~self.out_pop):
-            m.d.sync += [reserved.eq(reserved + 1), credit_free.eq(reserved != cfg.out_depth - 1)]
+            m.d.sync += [reserved.eq(reserved + 1), credit_free.eq(reserved != cfg.out_depth - 1),
+                         reserved_zero.eq(0)]
         with m.Elif(self.out_pop & ~take):
-            m.d.sync += [reserved.eq(reserved - 1), credit_free.eq(1)]
+            m.d.sync += [reserved.eq(reserved - 1), credit_free.eq(1), reserved_zero.eq(reserved == 1)]
+
 
         # PE controls, one cycle after the issue (aligned with the buffers' read data)
         m.d.sync += [
@@ -225,7 +239,7 @@ class ExecuteEngine(ConfigComponent):
 
         ev = self.events
         m.d.comb += [
-            self.engine_idle.eq(~cur_valid & (reserved == 0)),
+            self.engine_idle.eq(~cur_valid & reserved_zero),
             ev.busy.eq(issue),
             ev.act_beats.eq(act_xfer),
             ev.stall_weight.eq(mm_mode & ~word_ok),

@@ -10,7 +10,7 @@ of the MATMUL's last issue (``bank_release``, visible from the next cycle).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.hdl import Assert, Cat, Module, Mux, Signal
 from amaranth.lib import stream
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
@@ -47,13 +47,16 @@ class WeightLoader(ConfigComponent):
         execute engine has not finished. Set by the write of word 0, cleared by ``bank_release``.
     bank0_fill, bank1_fill : Out(range(wgt_depth + 1))
         Words written into each bank for its current MATMUL (registers).
-    bank_set : Out(2); bank0_fill_next, bank1_fill_next : Out(range(wgt_depth + 1))
-        The scoreboard's next state, for registers of the execute engine that hold functions of it:
-        bit ``b`` of ``bank_set``, word 0 of bank ``b`` is written in this cycle (``bank_owned[b]``
-        is set at its end); ``bank<b>_fill_next``, the value of ``bank<b>_fill`` in the next cycle.
+    bank_set : Out(2); bank_write : Out(2); write_word : Out(range(wgt_depth))
+        This cycle's change of the scoreboard, for registers of the execute engine that hold
+        functions of its next state: bit ``b`` of ``bank_write``, a word is written into bank ``b``
+        in this cycle, its index ``write_word`` (``ld_count``: ``bank<b>_fill`` is
+        ``write_word + 1`` in the next cycle); bit ``b`` of ``bank_set``, that word is word 0
+        (``bank_owned[b]`` is set at the end of the cycle).
 
     Internal signals: ``ld_valid``, ``ld_bank``, ``ld_count`` (words written for the current
-    MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_write``, ``ld_done``, ``ld_ready``, ``ld_owned_next``.
+    MATMUL), ``ld_klast`` (``k_words - 1``), ``ld_at_last`` (``ld_count == ld_klast``,
+    registered), ``ld_write``, ``ld_done``, ``ld_ready``, ``ld_owned_next``.
     """
 
     def __init__(self, config: TernConfig):
@@ -68,8 +71,8 @@ class WeightLoader(ConfigComponent):
             "bank0_fill": Out(range(config.wgt_depth + 1)),
             "bank1_fill": Out(range(config.wgt_depth + 1)),
             "bank_set": Out(2),
-            "bank0_fill_next": Out(range(config.wgt_depth + 1)),
-            "bank1_fill_next": Out(range(config.wgt_depth + 1)),
+            "bank_write": Out(2),
+            "write_word": Out(range(config.wgt_depth)),
         })
 
     def elaborate(self, platform):
@@ -82,6 +85,9 @@ class WeightLoader(ConfigComponent):
         ld_bank = Signal(name="ld_bank")
         ld_count = Signal(KW, name="ld_count")
         ld_last = Signal(KW, name="ld_klast")
+        # ld_count == ld_klast while ld_valid (a register, kept by the updates below), so that the
+        # loader queue's pop is a gate over flops and the decoder's word_valid
+        at_last = Signal(name="ld_at_last")
         ld_write = Signal(name="ld_write")
         ld_done = Signal(name="ld_done")
         pop = Signal(name="ld_pop")
@@ -92,7 +98,7 @@ class WeightLoader(ConfigComponent):
         m.d.comb += [
             self.words.ready.eq(ld_ready),
             ld_write.eq(self.words.valid & self.words.ready),
-            ld_done.eq(ld_write & (ld_count == ld_last)),
+            ld_done.eq(ld_write & at_last),
             self.wgt_w.en.eq(ld_write),
             self.wgt_w.addr.eq(Cat(ld_count, ld_bank)),
             self.wgt_w.data.eq(self.words.payload),
@@ -102,16 +108,22 @@ class WeightLoader(ConfigComponent):
         ]
         with m.If(ld_write):
             m.d.sync += ld_count.eq(Mux(ld_done, 0, ld_count + 1))
-        for bank, fill, fill_next in ((0, fill0, self.bank0_fill_next),
-                                      (1, fill1, self.bank1_fill_next)):
-            m.d.comb += fill_next.eq(Mux(ld_write & (ld_bank == bank), ld_count + 1, fill))
-            m.d.sync += fill.eq(fill_next)
+        m.d.comb += self.write_word.eq(ld_count)
+        for bank, fill in ((0, fill0), (1, fill1)):
+            m.d.comb += self.bank_write[bank].eq(ld_write & (ld_bank == bank))
+            with m.If(self.bank_write[bank]):
+                m.d.sync += fill.eq(ld_count + 1)
         with m.If(ld_done):
             m.d.sync += ld_bank.eq(~ld_bank)
         with m.If(pop):
-            m.d.sync += [ld_valid.eq(1), ld_last.eq(self.load_q.payload.k_last)]
+            m.d.sync += [ld_valid.eq(1), ld_last.eq(self.load_q.payload.k_last),
+                         at_last.eq(self.load_q.payload.k_last == 0)]   # ld_count is 0 here
         with m.Elif(ld_done):
             m.d.sync += ld_valid.eq(0)
+        with m.Elif(ld_write):
+            m.d.sync += at_last.eq(ld_count + 1 == ld_last)
+        if platform == "formal":
+            m.d.comb += Assert(~ld_valid | (at_last == (ld_count == ld_last)))
 
         # bank ownership: set by the loader's write of word 0, cleared by the last issue
         owned_next = Signal(2, name="ld_owned_next")

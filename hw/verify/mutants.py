@@ -244,12 +244,15 @@ def _late_credit(self, m, o, i):
 
 
 def _early_fill(self, m, o, i):
-    """The scoreboard's next fill of each bank one word higher (at most the bank's depth)."""
+    """Each bank's fill, and the index of the word written now, one word higher (at most the
+    bank's depth): the engine sees every word one word early."""
     WD = self.config.wgt_depth
     for b in (0, 1):
-        f = o[(f"bank{b}_fill_next",)]
-        m.d.comb += i[(f"bank{b}_fill_next",)].eq(Mux(f < WD, f + 1, f))
-    return [("bank0_fill_next",), ("bank1_fill_next",)]
+        f = o[(f"bank{b}_fill",)]
+        m.d.comb += i[(f"bank{b}_fill",)].eq(Mux(f < WD, f + 1, f))
+    w = o[("write_word",)]
+    m.d.comb += i[("write_word",)].eq(Mux(w < WD - 1, w + 1, w))
+    return [("bank0_fill",), ("bank1_fill",), ("write_word",)]
 
 
 def _act_valid_held(self, m, o, i):
