@@ -58,7 +58,9 @@ BOARD_SMALL = TernConfig(rows=2, lanes=4, bus_bytes=1, act_depth=16, wgt_depth=4
                          acc_width=16)
 
 # Cells that show that a flow really produced a netlist of the expected kind.
-EXPECTED_PRIMITIVES = {"prep": ("$add", "$sdff", "$dff", "$mux"), "generic": ("$_DFF_P_", "$_SDFF_PP0_"),
+EXPECTED_PRIMITIVES = {"prep": ("$add", "$sdff", "$dff", "$mux"),
+                       "generic": ("$_DFF_P_", "$_SDFF_PP0_", "$_DFFE_PP_", "$_SDFFE_PP0P_",
+                                   "$_SDFFCE_PP0P_"),
                        "ice40": ("SB_LUT4",), "ecp5": ("LUT4",), "gowin": ("LUT4",)}
 
 
