@@ -95,8 +95,8 @@ class Dispatch(ConfigComponent):
 
     Internal signals: ``v<k>_valid`` and ``v<k>_*`` (check stage ``k``), ``v<k>_ready`` (stage
     ``k`` takes the instruction of the stage behind it), ``v<k>_hole`` (registered: stage ``k`` or
-    one ahead of it is empty), ``d_valid``, ``d_retire``, the registered verdict (each flag implies ``d_valid``)
-    ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
+    one ahead of it is empty), ``d_valid``, ``d_retire``, the registered verdict (each flag implies
+    ``d_valid``) ``d_skip`` (NOP or bad), ``d_bad``, ``d_sync``, ``d_push``, ``d_matmul``, ``d_can_push``,
     ``quiescent``, ``xq_in``/``lq_in`` (the entries D pushes), ``err_bad_instr``, ``xq_full``,
     ``xq_empty``, ``lq_full``, ``lq_empty`` (the queues' flags, registered: :func:`_queue_flags`).
     """
@@ -212,17 +212,17 @@ class Dispatch(ConfigComponent):
         m.d.comb += d_ready.eq(~d_valid | d_retire)
         valids = [s[0] for s in stages] + [d_valid]        # V0 .. V(s-1), D
         behind = [self.instr.valid] + valids[:-1]
-        readies, holes = [], []
+        holes = []
         for k, (valid, regs, inputs) in enumerate(stages):
             hole = Signal(init=1, name=f"v{k}_hole")       # ~(v<k>_valid & ... & d_valid)
             ready = Signal(name=f"v{k}_ready")
             m.d.comb += ready.eq(hole | d_retire)
+            if k == 0:
+                m.d.comb += self.instr.ready.eq(ready)
             with m.If(ready):
                 m.d.sync += valid.eq(behind[k])
                 m.d.sync += [r.eq(x) for r, x in zip(regs, inputs)]
-            readies.append(ready)
             holes.append(hole)
-        readies.append(d_ready)
 
         def holes_next(retire: bool):
             """The holes' next values if D retires now (``retire``) or not: over registers only."""
@@ -236,7 +236,6 @@ class Dispatch(ConfigComponent):
             m.d.sync += hole.eq(Mux(d_retire, if_retire, if_not))
             if platform == "formal":
                 m.d.comb += Assert(hole == ~Cat(*valids[k:]).all())
-        m.d.comb += self.instr.ready.eq(readies[0])
         with m.If(d_ready):
             m.d.sync += [d_valid.eq(arriving), *d_in]
 

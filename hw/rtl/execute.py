@@ -75,8 +75,8 @@ class ExecuteEngine(ConfigComponent):
     registered comparisons ``x_k_last_r`` (``x_k == x_left``), ``x_tokens_left_zero``,
     ``x_credit_free`` (``out_reserved < out_depth``), ``out_reserved_zero``, ``x_act_mode`` (a
     LOAD_ACT is current: set by the pop of an entry whose ``mm`` bit is 0), ``x_mm_mode`` (a MATMUL
-    is current: set by the pop of an entry whose ``mm`` bit is 1), ``x_left_zero`` (``x_left == 0``), ``x_step_last``
-    (``x_k_last_r & x_tokens_left_zero``) and ``x_word_ok`` (``bank_owned[x_bank] &
+    is current: set by the pop of an entry whose ``mm`` bit is 1), ``x_left_zero`` (``x_left ==
+    0``), ``x_step_last`` (``x_k_last_r & x_tokens_left_zero``) and ``x_word_ok`` (``bank_owned[x_bank] &
     (x_k < bank<x_bank>_fill)``).
     """
 
@@ -227,8 +227,8 @@ class ExecuteEngine(ConfigComponent):
             m.d.sync += [reserved.eq(reserved + 1), credit_free.eq(reserved != cfg.out_depth - 1),
                          reserved_zero.eq(0)]
         with m.Elif(self.out_pop & ~take):
-            m.d.sync += [reserved.eq(reserved - 1), credit_free.eq(1), reserved_zero.eq(reserved == 1)]
-
+            m.d.sync += [reserved.eq(reserved - 1), credit_free.eq(1),
+                         reserved_zero.eq(reserved == 1)]
 
         # PE controls, one cycle after the issue (aligned with the buffers' read data)
         m.d.sync += [
