@@ -156,8 +156,8 @@ def _prepared(board, **kw):
 
 
 @pytest.mark.parametrize("board, cell, constraint", [
-    ("icebreaker", "SB_PLL40_PAD", ("top.pcf", "set_frequency clockgen.pll_clk 33.0")),
-    ("ulx3s-85f", "EHXPLLL", ("top.lpf", 'FREQUENCY NET "clockgen.pll_clk" 75000000.0 HZ')),
+    ("icebreaker", "SB_PLL40_PAD", ("top.pcf", "set_frequency clockgen.pll_clk 37.5")),
+    ("ulx3s-85f", "EHXPLLL", ("top.lpf", 'FREQUENCY NET "clockgen.pll_clk" 90000000.0 HZ')),
     ("tang-primer-20k", "rPLL", None),
 ])
 def test_board_top_clocks_the_core_from_the_pll(board, cell, constraint):
@@ -174,7 +174,7 @@ def test_board_top_clocks_the_core_from_the_pll(board, cell, constraint):
         assert f"parameter \\{name} {text}\n" in il, (name, text)
     if constraint:
         assert constraint[1] in files[constraint[0]]
-    # the UART divisor is the PLL clock over the baud rate (e.g. 33 MHz / 115200 = 286)
+    # the UART divisor is the PLL clock over the baud rate (e.g. 37.5 MHz / 115200 = 326)
     assert uart_divisor(pll.f_out_mhz * 1e6, 115200) == round(pll.f_out_mhz * 1e6 / 115200)
 
 

@@ -73,14 +73,14 @@ BOARDS = {
              wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd",
              perf_width=32),
         "1BitSquared iCEBreaker (iCE40 UP5K, 12 MHz oscillator)",
-        core_clock_mhz=33.0,
+        core_clock_mhz=37.5,
         bitstream_loader="openFPGALoader -b ice40_generic top.bin  (or: iceprog top.bin)"),
     "ulx3s-85f": Board(
         "ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "ECP5 LFE5U-85F-CABGA381",
         dict(rows=16, lanes=64, acc_width=24, weight_format="2bit", bus_bytes=16, act_depth=2048,
              wgt_depth=64, out_depth=32, tree_reg_every=1, dot_variant="slot_odd"),
         "Radiona ULX3S (ECP5 85F, 25 MHz oscillator)",
-        core_clock_mhz=75.0,
+        core_clock_mhz=90.0,
         bitstream_loader="openFPGALoader -b ulx3s top.bit"),
     "tang-primer-20k": Board(
         "tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
@@ -89,7 +89,7 @@ BOARDS = {
              wgt_depth=16, out_depth=8, tree_reg_every=2, dot_variant="slot_odd",
              perf_width=32),
         "Sipeed Tang Primer 20K on its Dock (Gowin GW2A-18C, 27 MHz oscillator)",
-        core_clock_mhz=135.0,
+        core_clock_mhz=150.0,
         bitstream_loader="openFPGALoader -b tangprimer20k top.fs  (-f: write the flash)"),
 }
 

@@ -10,7 +10,7 @@ or SIGTERM: exit 0).
 The line rate is the simulated one, ``divisor`` cycles per bit (default 4, the fewest the receiver
 takes, so a byte is 40 cycles); a terminal has no baud rate of its own, so the host's ``--baud`` does
 not matter. ``--baud N --clock-mhz F`` builds the divisor of a board at clock F and rate N instead
-(e.g. 33 MHz and 115200 baud: 286 cycles per bit, as on the iCEBreaker; much slower to simulate).
+(e.g. 37.5 MHz and 115200 baud: 326 cycles per bit, as on the iCEBreaker; much slower to simulate).
 """
 
 from __future__ import annotations
