@@ -67,19 +67,24 @@ class ExecuteEngine:
         out, c, kw = self.output, self.counters, k_words
         depth = out.depth
         n0 = out.n
-        # ---- token 0: step k issues once word k is readable (x_k < bank_fill), the last step once
-        #      a credit is free
-        readable = ld_write + 1
-        bound = readable.copy()
-        bound[0] = max(bound[0], x_pop + 1)
-        bound[-1] = max(bound[-1], out.credit_free(n0))
+        # ---- token 0: step k issues once word k is readable (x_k < bank_fill, from its write + 1),
+        #      the first once popped, the last once a credit is free:
+        #      issue_k = max(issue_{k-1} + 1, bound_k) = k + cummax(bound - k)
         kk = self._steps[:kw]
-        issue = kk + np.maximum.accumulate(bound - kk)
-        ready = np.empty(kw, dtype=np.int64)
-        ready[0] = x_pop + 1
-        ready[1:] = issue[:-1] + 1
-        stall_weight = int(np.add.reduce(np.maximum(readable - ready, 0)))
-        end = int(issue[-1])
+        rel = ld_write - kk                                # readable_k - k - 1
+        first, last = int(rel[0]), int(rel[-1])
+        rel[0] = max(first, x_pop)
+        rel[-1] = max(int(rel[-1]), out.credit_free(n0) - kw)
+        issue = np.maximum.accumulate(rel)
+        end = int(issue[-1]) + kw
+        # weight stalls: cycles step k was ready (step k-1 issued, or the MATMUL current) before word
+        # k was readable, i.e. max(readable_k - ready_k, 0) with ready_0 = x_pop + 1 and
+        # ready_k = issue_{k-1} + 1: in the shifted form, (rel_k - issue_{k-1})+
+        stall_weight = max(first - x_pop, 0)
+        if kw > 1:
+            rel[-1] = last
+            wait = rel[1:] - issue[:-1]
+            stall_weight += int(np.maximum(wait, 0, out=wait).sum())
         c.stall_weight += stall_weight
         c.stall_out += end - x_pop - kw - stall_weight
         self.credit_take[n0] = end
@@ -91,13 +96,14 @@ class ExecuteEngine:
             te = min(tokens, t + depth)
             credit = out.credits_free(n0 + t, n0 + te)
             steps = np.arange(t, te, dtype=np.int64) * kw
-            z = np.maximum.accumulate(credit - steps)
+            credit -= steps
+            z = np.maximum.accumulate(credit, out=credit)
             np.maximum(z, end - (t - 1) * kw, out=z)
-            ends = steps + z
+            ends = self.credit_take[n0 + t:n0 + te]
+            np.add(steps, z, out=ends)
             c.stall_out += int(ends[-1] - end) - kw * (te - t)
-            self.credit_take[n0 + t:n0 + te] = ends
             end = int(ends[-1])
-            out.write(self.credit_take[n0 + t:n0 + te])
+            out.write(ends)
             t = te
         self.bank_release.append(end)
         c.busy += kw * tokens

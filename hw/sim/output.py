@@ -35,8 +35,13 @@ class OutputFIFO:
     def credits_free(self, n0: int, n1: int) -> np.ndarray:
         """:meth:`credit_free` of results ``n0 .. n1-1`` (``n1 <= n0 + out_depth``: their credits
         come back from results before ``n0``)."""
-        nn = np.arange(n0, n1, dtype=np.int64)
-        return np.where(nn >= self.depth, self.out.t[np.maximum(nn - self.depth, 0)] + 1, NEG)
+        k = self.depth
+        if n0 >= k:
+            return self.out.t[n0 - k:n1 - k] + 1
+        free = np.full(n1 - n0, NEG, dtype=np.int64)
+        if n1 > k:
+            free[k - n0:] = self.out.t[:n1 - k] + 1
+        return free
 
     def write_one(self, last_issue: int) -> None:
         """:meth:`write` of one result, whose token's last step issued in ``last_issue``, in
