@@ -157,7 +157,7 @@ def _prepared(board, **kw):
 
 @pytest.mark.parametrize("board, cell, constraint", [
     ("icebreaker", "SB_PLL40_PAD", ("top.pcf", "set_frequency clockgen.pll_clk 37.5")),
-    ("ulx3s-85f", "EHXPLLL", ("top.lpf", 'FREQUENCY NET "clockgen.pll_clk" 90000000.0 HZ')),
+    ("ulx3s-85f", "EHXPLLL", ("top.lpf", 'FREQUENCY NET "clockgen.pll_clk" 80000000.0 HZ')),
     ("tang-primer-20k", "rPLL", None),
 ])
 def test_board_top_clocks_the_core_from_the_pll(board, cell, constraint):

@@ -80,7 +80,7 @@ BOARDS = {
         dict(rows=16, lanes=64, acc_width=24, weight_format="2bit", bus_bytes=16, act_depth=2048,
              wgt_depth=64, out_depth=32, tree_reg_every=1, dot_variant="slot_odd"),
         "Radiona ULX3S (ECP5 85F, 25 MHz oscillator)",
-        core_clock_mhz=90.0,
+        core_clock_mhz=80.0,
         bitstream_loader="openFPGALoader -b ulx3s top.bit"),
     "tang-primer-20k": Board(
         "tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
