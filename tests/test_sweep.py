@@ -211,6 +211,40 @@ def test_resume_after_interrupt_adds_no_duplicate(tmp_path, demo, cluster):
         _sweep(tmp_path / "cut", demo, cluster.scheduler_address, seed=4)
 
 
+def _journal_trials(out):
+    import optuna
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out / "study.log")))
+    return optuna.load_study(study_name="tern-sweep", storage=storage).get_trials()
+
+
+@pytest.mark.parametrize("after", [0, 2])
+def test_killed_mid_ask_resumes_the_same_trial(tmp_path, demo, cluster, monkeypatch, after):
+    """A run stopped while it writes trial 5's parameters (after 0 or 2 of the 4) leaves that trial
+    RUNNING with only those in the journal; the resumed run gives it the parameters an uninterrupted run
+    gives it, and every other trial too."""
+    import optuna
+    whole = _sweep(tmp_path / "whole", demo, cluster.scheduler_address, sampler="nsga2")
+    real = optuna.trial.Trial._suggest
+    written = []
+
+    def suggest(self, name, dist):
+        if isinstance(self.storage, optuna.storages.JournalStorage) and self.number == 5 and not written:
+            if len(self._cached_frozen_trial.params) == after:
+                written.append(dict(self._cached_frozen_trial.params))
+                raise KeyboardInterrupt
+        return real(self, name, dist)
+    monkeypatch.setattr(optuna.trial.Trial, "_suggest", suggest)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(tmp_path / "cut", demo, cluster.scheduler_address, sampler="nsga2")
+    cut = _journal_trials(tmp_path / "cut")
+    assert [t.state.name for t in cut] == ["COMPLETE"] * 4 + ["RUNNING"] * 2
+    assert len(cut[5].params) == after == len(written[0])
+    again = _sweep(tmp_path / "cut", demo, cluster.scheduler_address, sampler="nsga2")
+    assert again["total"] == 12 and again["duplicates"] == 0
+    assert [t.params for t in _journal_trials(tmp_path / "cut")] == [t.params for t in _journal_trials(tmp_path / "whole")]
+    assert _pareto(again) == _pareto(whole)
+
+
 def test_one_sweep_at_a_time_per_folder(tmp_path, demo, cluster):
     import fcntl
     (tmp_path / "s").mkdir()

@@ -289,11 +289,39 @@ def run_sweep(space: dict, model: str, shape, *, objectives=DEFAULT_OBJECTIVES, 
                 idx.append(j)
             return {n: space[n][j] for n, j in zip(names, reversed(idx))}
 
+        study_id = storage.get_study_id_from_name(study.study_name)
+
+        def sample(number):
+            """Trial ``number``'s parameters and its sampler's bookkeeping, drawn on an in-memory copy of
+            the study: nothing reaches the journal until all of them are known, so a run killed while
+            sampling leaves no trial with half its parameters. The copy gets the study's attributes (NSGA-II
+            caches each generation's parents there, by trial id) and gives back any it adds."""
+            mem = optuna.storages.InMemoryStorage()
+            scratch = optuna.create_study(storage=mem, directions=directions,
+                                          sampler=_sampler(sampler, seed, number))
+            scratch_id = mem.get_study_id_from_name(scratch.study_name)
+            before = storage.get_study_system_attrs(study_id)
+            for k, v in before.items():
+                mem.set_study_system_attr(scratch_id, k, v)
+            scratch.add_trials(study.get_trials(deepcopy=False))
+            if any(mem.get_trial_id_from_study_id_trial_number(scratch_id, n)
+                   != storage.get_trial_id_from_study_id_trial_number(study_id, n) for n in range(number)):
+                raise SweepError(f"{out}: the study's trial ids are not its trial numbers")
+            t = scratch.ask(dists)
+            for k, v in mem.get_study_system_attrs(scratch_id).items():
+                if before.get(k) != v:
+                    storage.set_study_system_attr(study_id, k, v)
+            attrs = scratch.get_trials(deepcopy=False)[-1].system_attrs
+            return {k: t.params[k] for k in names}, {k: v for k, v in attrs.items() if k != "fixed_params"}
+
         def ask(number):
             study.sampler = _sampler(sampler, seed, number)
             waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
-            if order is not None and not waiting:   # (a trial enqueued by a run killed before it asked it)
-                study.enqueue_trial(grid_point(number), skip_if_exists=False)
+            if not waiting:   # (one waiting: enqueued by a run killed before it asked it)
+                params, attrs = (grid_point(number), {}) if order is not None else sample(number)
+                # one journal record holds every parameter; the ask below takes them as fixed
+                study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING,
+                                                          system_attrs={**attrs, "fixed_params": params}))
             t = study.ask(dists)
             if t.number != number:   # a trial someone else added to the study: not ours to number
                 raise SweepError(f"{out}: the study's next trial is {t.number}, expected {number}")
@@ -312,7 +340,8 @@ def run_sweep(space: dict, model: str, shape, *, objectives=DEFAULT_OBJECTIVES, 
                 pending = [ask(n) for n in range(first, min(first + batch, trials))]
             futures = []
             for t in pending:
-                params = {k: t.params[k] for k in names}
+                # a trial asked by a run killed mid-ask: its remaining parameters are its fixed ones
+                params = {k: t.suggest_categorical(k, space[k]) for k in names}
                 futures.append(client.submit(evaluate_trial, t.number, params, shape,
                                              str(out / "trials" / f"{t.number:06d}"), tokens, context,
                                              key=f"tern-sweep-{run_id}-{t.number}", pure=False, retries=3))
