@@ -15,9 +15,10 @@ is worthless, so every result and cycle count is checked equal in the same run):
 * ``floor``: the same products by plain numpy or torch from int8 activations and ternary weights
   already unpacked in memory, the fastest of three (all printed): numpy float32 BLAS ``x @ W.T``
   (exact at these sizes) on float32 matrices; torch's int8 x int8 -> int32 ``torch._int_mm`` on int8
-  matrices; and numpy float32 BLAS on int8 matrices converted a cache-sized block of rows at a time
-  (:func:`hw.sim.results._product`, what hw.sim multiplies with: a quarter of float32's memory
-  traffic).
+  matrices (what hw.sim multiplies with on CPUs with int8 dot-product instructions:
+  :func:`hw.sim.results.product_kind`); and numpy float32 BLAS on int8 matrices converted a
+  cache-sized block of rows at a time (:func:`hw.sim.results._product_float`, what hw.sim multiplies
+  with elsewhere: a quarter of float32's memory traffic).
 
 hw.sim keeps the timing of a program it has run (:data:`hw.sim.machine.TIMINGS`) and decoded weights
 (:data:`hw.sim.results.DECODED`): ``hw.sim`` in part 1 is a fresh call (both cleared before it, the
@@ -118,9 +119,9 @@ def _since(t):
 
 def floor_blocked(q: np.ndarray, w8: np.ndarray) -> np.ndarray:
     """The functional floor in numpy from int8 weights: float32 BLAS on blocks of rows converted into
-    a cache-resident buffer (:func:`hw.sim.results._product`, the product hw.sim computes with: one
-    byte per weight read from memory)."""
-    return results._product(q, w8)
+    a cache-resident buffer (:func:`hw.sim.results._product_float`, the product hw.sim computes with
+    on CPUs without int8 dot-product instructions: one byte per weight read from memory)."""
+    return results._product_float(q, w8)
 
 
 def _floors(qs, w32, w8, cpu: bool = False):
@@ -323,7 +324,7 @@ def _main(args) -> int:
     ok = all(r["equal"] for r in rows) and all(r["equal"] for r in layers) and (model is None or model["equal"])
     if args.json:
         print(json.dumps({"compare": rows, "layer_2b4t": layers, "projections_2b4t": shapes, "model_2b4t": model,
-                          "equal": ok}))
+                          "sim_product": results.product_kind(), "equal": ok}))
         return 0 if ok else 1
     print("Small programs: wall time per call (best of), and its ratio to hw.sim's; results, counters and "
           "every transfer cycle equal:")
@@ -333,7 +334,9 @@ def _main(args) -> int:
     for r in rows:
         cells = [f"{r['seconds'][n] * 1e3:8.2f}ms {r['over_sim'][n]:5.2g}x" for n in names]
         print(f"  {r['workload']:34} {r['cycles']:7d} {str(r['equal']):>5} " + " ".join(f"{c:>16}" for c in cells))
-    print("\n2B4T decoder layer (7 projections, R16 L64) through the driver; device time of hw.sim vs the floor:")
+    print("\n2B4T decoder layer (7 projections, R16 L64) through the driver; device time of hw.sim vs the floor "
+          f"(hw.sim's product: {results.product_kind()}; int8 dot-product instructions on this CPU: "
+          f"{'yes' if results.int8_dot_cpu() else 'no'}):")
     for r in layers:
         print(f"  T={r['T']:<4d} {r['cycles']:>9d} cycles, equal {r['equal']}: floor {r['floor_s'] * 1e3:.1f} ms "
               f"(numpy float32 {r['floor_f32_s'] * 1e3:.1f} ms, torch int8 {r['floor_int8_s'] * 1e3:.1f} ms, "

@@ -22,6 +22,8 @@ def test_bench_sim_quick_json(capfd):
     assert len(rows) == 2 and all(x["equal"] and x["cycles"] > 0 and x["speedup"] > 0 for x in rows)
     (layer,) = r["benchmarks"]["sim"]["layer_2b4t"]
     assert layer["T"] == 1 and layer["cycles"] > 1_000_000
+    from hw.sim.results import int8_dot_cpu
+    assert r["benchmarks"]["sim"]["sim_product"] == ("int8" if int8_dot_cpu() else "float")
 
 
 def test_bench_help_lists_every_benchmark(capsys):

@@ -150,6 +150,7 @@ def test_blocked_product_bit_exact(monkeypatch):
 
     blocks = []
     product = results._product
+    monkeypatch.setattr(results, "PRODUCT", "float")
     monkeypatch.setattr(results, "_product", lambda x, w: blocks.append(
         -(-w.shape[0] // max(1, results.PRODUCT_BLOCK_BYTES // (4 * x.shape[1])))) or product(x, w))
     for seed in range(6):
@@ -169,12 +170,16 @@ def test_blocked_product_bit_exact(monkeypatch):
     assert max(blocks) >= 3 and min(blocks) >= 1, blocks      # several blocks per product
 
 
+@pytest.mark.parametrize("kind", ["float", "int8"])
 @pytest.mark.parametrize("K, dtype", [(1000, np.float32), ((1 << 24) // 128 + 2, np.float64)])
-def test_product_is_exact_at_the_extremes(monkeypatch, K, dtype):
+def test_product_is_exact_at_the_extremes(monkeypatch, K, dtype, kind):
     """hw.sim.results._product at the largest sums: activations -128 but the first (127) against
-    weights of one sign, |x @ w.T| = 128 * K - 255, odd (float32 up to 128 * K < 2**24, float64 from
-    there on, where float32 would round it), in blocks of two rows and whole."""
+    weights of one sign, |x @ w.T| = 128 * K - 255, odd (as float: float32 up to 128 * K < 2**24,
+    float64 from there on, where float32 would round it, in blocks of two rows and whole; as int8:
+    torch._int_mm's int32 sums)."""
     from hw.sim import results
+
+    monkeypatch.setattr(results, "PRODUCT", kind)
 
     x = np.full((2, K), -128, dtype=np.int8)
     x[:, 0] = 127
@@ -191,6 +196,74 @@ def test_product_is_exact_at_the_extremes(monkeypatch, K, dtype):
         monkeypatch.setattr(results, "PRODUCT_BLOCK_BYTES", block)
         d = results._product(x, w)
         assert d.dtype == np.int64 and np.array_equal(d, expect), block
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+def test_both_products_bit_exact_through_the_simulator(monkeypatch, kind):
+    """hw.sim with each product (:data:`hw.sim.results.PRODUCT`): random programs (rows, lanes,
+    format, K not a multiple of lanes, accumulators that wrap) bit-exact against the int64 reference,
+    with the cache of decoded weights off and on; the product each one used is counted."""
+    from hw.sim import results
+
+    used = {"int8": 0, "float": 0}
+    int8, flt = results._product_int8, results._product_float
+    monkeypatch.setattr(results, "PRODUCT", kind)
+    monkeypatch.setattr(results, "_product_int8", lambda x, w: used.__setitem__("int8", used["int8"] + 1) or int8(x, w))
+    monkeypatch.setattr(results, "_product_float", lambda x, w: used.__setitem__("float", used["float"] + 1) or flt(x, w))
+    wrapped = 0
+    for seed in range(6):
+        monkeypatch.setattr(results, "DECODED", results.DecodedWeights(0 if seed % 2 else 1 << 20))
+        rng = np.random.default_rng(100 + seed)
+        cfg = TernConfig(rows=int(rng.integers(1, 9)), lanes=int(rng.choice([4, 5, 16, 13])),
+                         weight_format=str(rng.choice(["2bit", "base3"])), bus_bytes=4,
+                         act_depth=128, wgt_depth=16, out_depth=4)
+        cfg = cfg.replace(acc_width=12 if seed % 3 == 0 else int(rng.integers(12, 17)))
+        T, N, K = int(rng.integers(1, 9)), int(rng.integers(5, 20)), int(rng.integers(1, cfg.lanes * 6))
+        q, w = rng.integers(-128, 128, (T, K)), rng.integers(-1, 2, (N, K))
+        if seed % 3 == 0:      # the largest sums (-128 against weights of one sign) in 12 bits: they wrap
+            K = cfg.lanes * 6 - 1
+            q, w = np.full((T, K), -128), np.ones((N, K), dtype=np.int64)
+            w[N // 2:] = -1
+        expect = wrap_signed(reference_matmul(q, w), cfg.acc_width)
+        wrapped += int(not np.array_equal(expect, reference_matmul(q, w)))
+        for _ in range(2):
+            r = simulate(cfg, linear_program(cfg, q, w))
+            assert np.array_equal(outputs_to_matrix(cfg, r.outputs, T, N), expect), seed
+    other = "float" if kind == "int8" else "int8"
+    assert used[kind] >= 6 and used[other] == 0, used
+    assert wrapped >= 2       # accumulators wrapped in two programs or more
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+def test_product_of_narrow_and_strided_matrices(monkeypatch, kind):
+    """hw.sim.results._product on K = 1 (where torch's CPU ``_int_mm`` is wrong for more than one
+    output on an AVX-512 VNNI machine: the int8 product leaves it to float) and on weights that are a
+    strided view, against the int64 product."""
+    from hw.sim import results
+
+    monkeypatch.setattr(results, "PRODUCT", kind)
+    rng = np.random.default_rng(5)
+    x1, w1 = rng.integers(-128, 128, (3, 1), dtype=np.int8), rng.integers(-1, 2, (8, 1), dtype=np.int8)
+    w1[:, 0] = [1, -1, 1, 0, -1, 1, 1, -1]
+    expect = x1.astype(np.int64) @ w1.T.astype(np.int64)
+    assert np.array_equal(results._product(x1, w1), expect)
+    x, w = rng.integers(-128, 128, (4, 40), dtype=np.int8), rng.integers(-1, 2, (30, 80), dtype=np.int8)[::3, ::2]
+    assert not w.flags.c_contiguous
+    assert np.array_equal(results._product(x, w), x.astype(np.int64) @ w.T.astype(np.int64))
+
+
+def test_int8_dot_cpu_reads_the_flags(tmp_path):
+    """hw.sim.results.int8_dot_cpu: True where cpuinfo's flags name avx512_vnni, avx_vnni or
+    amx_int8, False for AVX2 alone and for a file that cannot be read."""
+    from hw.sim.results import int8_dot_cpu
+
+    cases = {"vnni": ("fpu avx2 avx512f avx512_vnni", True), "avxvnni": ("avx2 avx_vnni", True),
+             "amx": ("avx2 amx_bf16 amx_int8", True), "avx2": ("fpu sse4_2 avx2 fma", False)}
+    for name, (flags, want) in cases.items():
+        f = tmp_path / name
+        f.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+        assert int8_dot_cpu(str(f)) is want, name
+    assert int8_dot_cpu(str(tmp_path / "absent")) is False
 
 
 def test_plan_groups_consecutive_matmuls_over_the_same_words():

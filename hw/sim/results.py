@@ -8,11 +8,14 @@ format, :data:`hw.formats.BYTE_WEIGHTS` (invalid codes read 0, as in the decoder
 when every byte's codes lie in one row the table is read as one machine word per byte (four int8
 weights in a uint32 for ``2bit``) or per pair of bytes, a single gather that reads the bytes in matrix
 order and writes the matrix; ``2bit`` words without padding have their nonzero and negative weights
-counted from the bytes by popcounts. The product is exact by construction: float32 BLAS where
-``128 * K < 2**24`` (every partial sum an integer below ``2**24``), float64 otherwise. The int8
-weights are converted a block of rows at a time into a buffer that stays in the cache
-(:data:`PRODUCT_BLOCK_BYTES`), each block multiplied as it is converted: the product reads one byte
-per weight from memory, a quarter of what a float32 matrix costs, and no whole float copy is made.
+counted from the bytes by popcounts. The product is exact by construction, computed one of two ways
+(:data:`PRODUCT`): torch's int8 x int8 -> int32 ``torch._int_mm`` (every sum below ``128 * K <
+2**31``) on CPUs with int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX), where it is the
+fastest; otherwise float32 BLAS where ``128 * K < 2**24`` (every partial sum an integer below
+``2**24``), float64 beyond, on int8 weights converted a block of rows at a time into a buffer that
+stays in the cache (:data:`PRODUCT_BLOCK_BYTES`), each block multiplied as it is converted: the
+product reads one byte per weight from memory, a quarter of what a float32 matrix costs, and no
+whole float copy is made.
 Consecutive MATMULs over the same activation words share one
 product, and so do the groups of a run over the same decoded weights (kept in :data:`DECODED`): their
 activation rows are stacked into one product at the end of the run (:meth:`Datapath.finish`), as the
@@ -26,7 +29,9 @@ byte for byte, so a hit costs one comparison instead of the table lookup and reo
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -34,12 +39,19 @@ import numpy as np
 from hw.formats import BYTE_VALID, BYTE_WEIGHTS, CODECS, INVALID_CODE
 from hw.program import wrap_signed
 
-__all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes", "plan"]
+__all__ = ["Datapath", "DecodedWeights", "DECODED", "ByteBudgetLRU", "invalid_bytes", "int8_dot_cpu", "plan",
+           "product_kind"]
 
+#: How :func:`_product` multiplies: ``"int8"`` (``torch._int_mm``), ``"float"`` (float BLAS on
+#: blocks of converted rows) or None: ``"int8"`` where the CPU has int8 dot-product instructions
+#: (:func:`int8_dot_cpu`), else ``"float"``. Both are exact, so the choice changes only the speed: on
+#: a 2-core AVX2 machine the seven products of a 2B4T decode layer took 17 ms as float, 50-70 ms as
+#: int8; on a 2-core AVX-512 VNNI machine, 12.9 ms as float32 and 3.9 ms as int8.
+PRODUCT: str | None = None
 #: Bytes of the float buffer into which :func:`_product` converts the weights a block of rows at a
 #: time (it stays in the core's L2 cache; on a 2-core AVX2 machine, the seven products of a 2B4T
-#: decode layer took 17 ms with 1 MiB blocks, 23 ms with 128 KiB ones, 50-70 ms through
-#: ``torch._int_mm`` and 70 ms converting each matrix whole).
+#: decode layer took 17 ms with 1 MiB blocks, 23 ms with 128 KiB ones and 70 ms converting each
+#: matrix whole).
 PRODUCT_BLOCK_BYTES = 1 << 20
 #: Bytes of decoded weight matrices a run holds for :meth:`Datapath.finish` before it computes their
 #: products at once.
@@ -377,10 +389,54 @@ def _negatives(w: np.ndarray) -> int:
     return int(np.bitwise_count(flat.view(np.uint64) & _SIGNS).sum(dtype=np.int64))
 
 
+_INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+@functools.cache
+def int8_dot_cpu(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has int8 dot-product instructions that ``torch._int_mm`` runs on (x86 flags
+    ``avx512_vnni``, ``avx_vnni`` or ``amx_int8`` in ``cpuinfo``); False where that cannot be read."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return not _INT8_DOT_FLAGS.isdisjoint(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return False
+
+
+def product_kind() -> str:
+    """How :func:`_product` multiplies on this machine: :data:`PRODUCT`, or where that is None,
+    ``"int8"`` on a CPU with int8 dot-product instructions and ``"float"`` elsewhere."""
+    kind = PRODUCT or ("int8" if int8_dot_cpu() else "float")
+    if kind not in ("int8", "float"):
+        raise ValueError(f"hw.sim.results.PRODUCT must be 'int8', 'float' or None, not {PRODUCT!r}")
+    return kind
+
+
 def _product(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64: float32 BLAS where
-    ``|partial sums| <= 128 * K < 2**24``, float64 below ``2**53``; ``w`` converted a block of
-    :data:`PRODUCT_BLOCK_BYTES` at a time."""
+    """``x @ w.T`` (int8 (T, K) and (M, K)) exactly, as int64, the way :func:`product_kind` says;
+    float where ``128 * K`` reaches ``2**31`` and where ``K`` is 1 (torch 2.13's CPU ``_int_mm``
+    returns wrong sums for a (T, 1) x (1, M) product with M > 1)."""
+    if product_kind() == "int8" and 2 <= x.shape[1] and 128 * x.shape[1] < (1 << 31):
+        return _product_int8(x, w)
+    return _product_float(x, w)
+
+
+def _product_int8(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w.T`` by ``torch._int_mm`` (int8 x int8 -> int32; exact where ``128 * K < 2**31``)."""
+    import torch
+    with warnings.catch_warnings():      # ``w`` may be read-only (kept in DECODED); it is only read
+        warnings.simplefilter("ignore", UserWarning)
+        wt = torch.from_numpy(np.ascontiguousarray(w)).T
+    d = torch._int_mm(torch.from_numpy(np.ascontiguousarray(x)), wt)
+    return d.numpy().astype(np.int64)
+
+
+def _product_float(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w.T`` exactly, as int64: float32 BLAS where ``|partial sums| <= 128 * K < 2**24``,
+    float64 below ``2**53``; ``w`` converted a block of :data:`PRODUCT_BLOCK_BYTES` at a time."""
     T, K = x.shape
     M = w.shape[0]
     dt = np.float32 if 128 * K < (1 << 24) else np.float64
