@@ -243,8 +243,8 @@ def test_product_of_narrow_and_strided_matrices(monkeypatch, kind):
 
     monkeypatch.setattr(results, "PRODUCT", kind)
     rng = np.random.default_rng(5)
-    x1, w1 = rng.integers(-128, 128, (3, 1), dtype=np.int8), rng.integers(-1, 2, (8, 1), dtype=np.int8)
-    w1[:, 0] = [1, -1, 1, 0, -1, 1, 1, -1]
+    x1 = rng.integers(-128, 128, (3, 1), dtype=np.int8)
+    w1 = np.array([[1], [-1], [1], [0], [-1], [1], [1], [-1]], dtype=np.int8)
     expect = x1.astype(np.int64) @ w1.T.astype(np.int64)
     assert np.array_equal(results._product(x1, w1), expect)
     x, w = rng.integers(-128, 128, (4, 40), dtype=np.int8), rng.integers(-1, 2, (30, 80), dtype=np.int8)[::3, ::2]
